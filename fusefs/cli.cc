@@ -1,0 +1,109 @@
+#include "fusefs/cli.h"
+
+#include <clocale>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "fusefs/commands.h"
+#include "graph/base/log.h"
+#include "graph/store.h"
+
+namespace imagefs {
+namespace {
+
+constexpr int kUsageError = 2;
+
+std::string DefaultStore() {
+  if (const char* s = std::getenv("IMAGEFS_STORE"); s && *s) return s;
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/imagefs";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.local/share/imagefs";
+}
+
+}  // namespace
+
+int RunCli(int argc, char** argv) {
+  // Tar member names are bytes; a UTF-8 locale lets libarchive hand back PAX (UTF-8)
+  // names unchanged instead of failing to convert them to ASCII.
+  if (!std::setlocale(LC_CTYPE, "C.UTF-8")) std::setlocale(LC_CTYPE, "");
+
+  CLI::App app{
+      "imagefs: mounts a container-image graph as a read-only directory tree.\n"
+      "Images and layers live in a store directory; load, inspect, tag and remove them\n"
+      "here, and browse them through the mount."};
+  app.set_version_flag("--version", "imagefs " + std::string("0.1.0"));
+  app.require_subcommand(1);
+  std::string store_dir = DefaultStore();
+  std::string log_level = "warn";
+  app.add_option("--store", store_dir,
+                 "store directory (default: $IMAGEFS_STORE, else $XDG_DATA_HOME/imagefs, else "
+                 "~/.local/share/imagefs)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+
+  ImagesOptions images_options;
+  auto* images = app.add_subcommand("images", "list images (REPOSITORY TAG IMAGE ID CREATED SIZE)");
+  images->add_flag("-a,--all", images_options.all, "show intermediate images too");
+  std::string images_format;
+  images->add_option("--format", images_format, "\"json\": one JSON object per line")
+      ->check(CLI::IsMember({"json", "table"}));
+  images->add_flag("--no-trunc", images_options.no_trunc, "show full IDs");
+
+  bool layers_no_trunc = false;
+  auto* layers = app.add_subcommand("layers", "list layers: chain id, parent, diff id, size, images using it");
+  layers->add_flag("--no-trunc", layers_no_trunc, "show full IDs");
+
+  std::vector<std::string> inspect_names;
+  auto* inspect = app.add_subcommand("inspect", "print an image's (or a layer's) details as JSON");
+  inspect->add_option("NAME", inspect_names, "ID|NAME[:TAG]; IDs may be unique prefixes")->required();
+
+  std::string tag_source, tag_target;
+  auto* tag = app.add_subcommand("tag", "name an image: imagefs tag SOURCE TARGET");
+  tag->add_option("SOURCE", tag_source, "ID|NAME[:TAG]")->required();
+  tag->add_option("TARGET", tag_target, "NAME[:TAG]")->required();
+
+  std::vector<std::string> untag_names;
+  auto* untag = app.add_subcommand("untag", "remove tags; the images stay");
+  untag->add_option("NAME", untag_names, "NAME[:TAG]")->required();
+
+  std::vector<std::string> rm_names;
+  bool rm_force = false;
+  auto* rm = app.add_subcommand(
+      "rm", "remove images (or layers); refuses while another image or layer depends on one "
+            "or a transfer holds it");
+  rm->add_option("NAME", rm_names, "ID|NAME[:TAG]")->required();
+  rm->add_flag("-f,--force", rm_force, "remove an image tagged in several repositories");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kUsageError;
+  }
+
+  auto level = ParseLogLevel(log_level);
+  InitLogging(level ? *level : spdlog::level::warn);
+
+  auto store = Store::Open(store_dir);
+  if (!store) return ReportError(store.error());
+  Store& s = **store;
+
+  if (*images) {
+    images_options.json = images_format == "json";
+    return CmdImages(s, images_options);
+  }
+  if (*layers) return CmdLayers(s, layers_no_trunc);
+  if (*inspect) return CmdInspect(s, inspect_names);
+  if (*tag) return CmdTag(s, tag_source, tag_target);
+  if (*untag) return CmdUntag(s, untag_names);
+  if (*rm) return CmdRm(s, rm_names, rm_force);
+  return kUsageError;
+}
+
+}  // namespace imagefs

@@ -1,0 +1,9 @@
+// The imagefs command line: global options, subcommands and exit codes
+// (0 success, 1 failure, 2 usage error). See README.md, "CLI".
+#pragma once
+
+namespace imagefs {
+
+int RunCli(int argc, char** argv);
+
+}  // namespace imagefs

@@ -1,0 +1,208 @@
+#include "fusefs/commands.h"
+
+#include <algorithm>
+#include <ctime>
+#include <iostream>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "fusefs/format.h"
+
+namespace imagefs {
+
+using nlohmann::json;
+
+int ReportError(const Error& error) {
+  std::cerr << "imagefs: " << error.msg << "\n";
+  return 1;
+}
+
+namespace {
+
+std::string ShortId(const std::string& hex, bool no_trunc) {
+  return no_trunc ? "sha256:" + hex : hex.substr(0, 12);
+}
+
+int64_t CreatedUnix(const ImageInfo& image) {
+  return ParseRfc3339(image.created).value_or(image.registered);
+}
+
+}  // namespace
+
+int CmdImages(Store& store, const ImagesOptions& options) {
+  auto images = options.all ? store.Images() : store.Heads();
+  std::sort(images.begin(), images.end(), [](const ImageInfo& a, const ImageInfo& b) {
+    return CreatedUnix(a) > CreatedUnix(b);
+  });
+  Table table({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"});
+  int64_t now = time(nullptr);
+  for (const ImageInfo& image : images) {
+    auto tags = store.TagsOf(image.id);
+    std::vector<std::pair<std::string, std::string>> rows;
+    for (const Reference& ref : tags) rows.emplace_back(ref.FamiliarName(), ref.tag);
+    if (rows.empty()) rows.emplace_back("<none>", "<none>");
+    for (const auto& [repo, tag] : rows) {
+      int64_t created = CreatedUnix(image);
+      if (options.json) {
+        json j = {{"Repository", repo},
+                  {"Tag", tag},
+                  {"ID", "sha256:" + image.id},
+                  {"CreatedAt", image.created},
+                  {"CreatedSince", HumanAge(now - created)},
+                  {"Size", HumanSize(image.size)},
+                  {"SizeBytes", image.size}};
+        std::cout << j.dump() << "\n";
+      } else {
+        table.Add({repo, tag, ShortId(image.id, options.no_trunc), HumanAge(now - created),
+                   HumanSize(image.size)});
+      }
+    }
+  }
+  if (!options.json) table.Print(std::cout);
+  return 0;
+}
+
+int CmdLayers(Store& store, bool no_trunc) {
+  Table table({"CHAIN ID", "PARENT", "DIFF ID", "SIZE", "IMAGES"});
+  for (const LayerInfo& layer : store.Layers()) {
+    table.Add({ShortId(layer.chain_id.hex(), no_trunc),
+               layer.parent ? ShortId(layer.parent->hex(), no_trunc) : "-",
+               ShortId(layer.diff_id.hex(), no_trunc), HumanSize(layer.content_size),
+               std::to_string(store.ImagesUsingLayer(layer.chain_id))});
+  }
+  table.Print(std::cout);
+  return 0;
+}
+
+namespace {
+
+Result<json> InspectImage(Store& store, const std::string& id) {
+  ASSIGN_OR_RETURN(ImageInfo image, store.GetImage(id));
+  ASSIGN_OR_RETURN(std::string config_text, store.ReadConfig(id));
+  json config = json::parse(config_text, nullptr, false);
+  json tags = json::array(), layers = json::array(), chain_ids = json::array();
+  for (const Reference& ref : store.TagsOf(id)) tags.push_back(ref.FamiliarString());
+  if (image.top_layer) {
+    ASSIGN_OR_RETURN(auto chain, store.LayerChain(*image.top_layer));
+    for (const LayerInfo& l : chain) {
+      layers.push_back(l.diff_id.str());
+      chain_ids.push_back(l.chain_id.str());
+    }
+  }
+  auto field = [&](const char* key) { return config.is_object() && config.contains(key) ? config[key] : json(nullptr); };
+  return json{{"Id", "sha256:" + id},
+              {"RepoTags", tags},
+              {"Parent", image.parent ? "sha256:" + *image.parent : ""},
+              {"Created", image.created},
+              {"Architecture", field("architecture")},
+              {"Os", field("os")},
+              {"Config", field("config")},
+              {"Size", image.size},
+              {"RootFS", {{"Type", "layers"}, {"Layers", layers}}},
+              {"ChainIDs", chain_ids}};
+}
+
+Result<json> InspectLayer(Store& store, const Digest& chain_id) {
+  ASSIGN_OR_RETURN(LayerInfo layer, store.GetLayer(chain_id));
+  return json{{"ChainID", layer.chain_id.str()},
+              {"DiffID", layer.diff_id.str()},
+              {"Parent", layer.parent ? layer.parent->str() : ""},
+              {"TarSize", layer.tar_size},
+              {"Size", layer.content_size},
+              {"Entries", layer.entries},
+              {"Images", store.ImagesUsingLayer(chain_id)}};
+}
+
+}  // namespace
+
+int CmdInspect(Store& store, const std::vector<std::string>& names) {
+  json out = json::array();
+  int rc = 0;
+  for (const std::string& name : names) {
+    auto id = store.ResolveImage(name);
+    Result<json> item = id ? InspectImage(store, *id) : Result<json>(Fail(id.error()));
+    if (!item && item.error().code == Code::kNotFound) {
+      if (auto layer = store.ResolveLayerId(name)) item = InspectLayer(store, *layer);
+    }
+    if (!item) {
+      rc = ReportError(item.error());
+      continue;
+    }
+    out.push_back(std::move(*item));
+  }
+  std::cout << out.dump(4) << "\n";
+  return rc;
+}
+
+int CmdTag(Store& store, const std::string& source, const std::string& target) {
+  auto id = store.ResolveImage(source);
+  if (!id) return ReportError(id.error());
+  auto ref = ParseReference(target);
+  if (!ref) return ReportError(ref.error());
+  if (ref->digest) return ReportError(Error::Make(Code::kInvalid, "refusing to create a tag with a digest reference"));
+  if (auto st = store.Tag(WithDefaultTag(*ref), *id); !st) return ReportError(st.error());
+  return 0;
+}
+
+int CmdUntag(Store& store, const std::vector<std::string>& names) {
+  int rc = 0;
+  for (const std::string& name : names) {
+    auto ref = ParseReference(name);
+    Status st = ref ? store.Untag(*ref) : Status(Fail(ref.error()));
+    if (!st) {
+      rc = ReportError(st.error());
+      continue;
+    }
+    std::cout << "Untagged: " << WithDefaultTag(*ref).FamiliarString() << "\n";
+  }
+  return rc;
+}
+
+namespace {
+
+// Docker's rmi: a name whose image has other tags is only untagged; the last tag, or an
+// ID, deletes the image and then the layers nothing else uses.
+Status RemoveOne(Store& store, const std::string& name, bool force) {
+  auto ref = ParseReference(name);
+  std::optional<Reference> tag;
+  if (ref && !ref->digest) {
+    Reference full = WithDefaultTag(*ref);
+    if (store.Tags().count(full.String())) tag = full;
+  }
+  auto id = store.ResolveImage(name);
+  if (!id) {
+    if (id.error().code != Code::kNotFound) return Fail(id.error());
+    auto layer = store.ResolveLayerId(name);
+    if (!layer) return Fail(id.error());
+    RETURN_IF_ERROR(store.DeleteLayer(*layer));
+    std::cout << "Deleted: " << layer->str() << "\n";
+    return {};
+  }
+  if (tag && store.TagsOf(*id).size() > 1) {
+    RETURN_IF_ERROR(store.Untag(*tag));
+    std::cout << "Untagged: " << tag->FamiliarString() << "\n";
+    return {};
+  }
+  auto tags = store.TagsOf(*id);
+  auto layers_before = store.Layers();
+  RETURN_IF_ERROR(store.DeleteImage(*id, force || tag.has_value()));
+  for (const Reference& r : tags) std::cout << "Untagged: " << r.FamiliarString() << "\n";
+  std::cout << "Deleted: sha256:" << *id << "\n";
+  for (const LayerInfo& l : layers_before) {
+    if (!store.GetLayer(l.chain_id)) std::cout << "Deleted: " << l.chain_id.str() << "\n";
+  }
+  return {};
+}
+
+}  // namespace
+
+int CmdRm(Store& store, const std::vector<std::string>& names, bool force) {
+  int rc = 0;
+  for (const std::string& name : names) {
+    if (auto st = RemoveOne(store, name, force); !st) rc = ReportError(st.error());
+  }
+  return rc;
+}
+
+}  // namespace imagefs

@@ -1,0 +1,28 @@
+// The CLI's commands, each a function over an open Store that prints to stdout and
+// returns the process exit code (0 success, 1 failure). Parsing lives in cli.cc.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "graph/store.h"
+
+namespace imagefs {
+
+struct ImagesOptions {
+  bool all = false;
+  bool json = false;
+  bool no_trunc = false;
+};
+
+int CmdImages(Store& store, const ImagesOptions& options);
+int CmdLayers(Store& store, bool no_trunc);
+int CmdInspect(Store& store, const std::vector<std::string>& names);
+int CmdTag(Store& store, const std::string& source, const std::string& target);
+int CmdUntag(Store& store, const std::vector<std::string>& names);
+int CmdRm(Store& store, const std::vector<std::string>& names, bool force);
+
+// Prints "imagefs: <message>" to stderr and returns 1.
+int ReportError(const Error& error);
+
+}  // namespace imagefs

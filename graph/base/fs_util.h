@@ -1,0 +1,55 @@
+// Small, errno-preserving file helpers for the store's commit protocol:
+// write under tmp/, fsync the files, rename(2) into place, fsync the parent.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "graph/base/error.h"
+#include "graph/base/unique_fd.h"
+
+namespace imagefs {
+
+namespace fs = std::filesystem;
+
+Result<UniqueFd> OpenFile(const fs::path& path, int flags, mode_t mode = 0644);
+// Reads a whole file, refusing one larger than max_bytes (hostile or corrupt input).
+Result<std::string> ReadFile(const fs::path& path, size_t max_bytes = 64u << 20);
+Status WriteAll(int fd, const void* data, size_t len);
+Status PreadAll(int fd, void* buf, size_t len, off_t off);
+Status FsyncPath(const fs::path& path);
+// Writes data to path atomically and durably (tmp file beside it + fsync + rename + fsync dir).
+Status WriteFileAtomic(const fs::path& path, std::string_view data);
+Status MkdirAll(const fs::path& path);
+// Removes a tree; a missing path is not an error.
+Status RemoveTree(const fs::path& path);
+
+// A directory under a parent that is removed on destruction unless Commit() renamed it.
+class TempDir {
+ public:
+  static Result<TempDir> Create(const fs::path& parent, std::string_view prefix);
+  TempDir(TempDir&& other) noexcept;
+  TempDir& operator=(TempDir&& other) noexcept;
+  ~TempDir();
+
+  const fs::path& path() const { return path_; }
+  // fsyncs every file directly inside, renames the directory to dest and fsyncs dest's
+  // parent. Fails with kExists when dest exists already (a concurrent identical commit).
+  Status Commit(const fs::path& dest);
+
+ private:
+  TempDir() = default;
+  fs::path path_;
+};
+
+}  // namespace imagefs
+
+namespace imagefs {
+// Creates path (which must not exist) with data; durability comes from the caller's
+// later fsync (TempDir::Commit fsyncs every file it renames into place).
+Status WriteNewFile(const fs::path& path, std::string_view data);
+}  // namespace imagefs

@@ -1,0 +1,20 @@
+// Logging setup: the loggers "graph", "fetch" and "fusefs" share one sink
+// (stderr in the foreground, syslog when daemonized) and one level.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <spdlog/spdlog.h>
+
+#include "graph/base/error.h"
+
+namespace imagefs {
+
+// Parses trace|debug|info|warn|error|off.
+Result<spdlog::level::level_enum> ParseLogLevel(const std::string& name);
+void InitLogging(spdlog::level::level_enum level, bool use_syslog = false);
+// Returns the named logger, creating it with the shared sink if needed.
+std::shared_ptr<spdlog::logger> Logger(const std::string& name);
+
+}  // namespace imagefs

@@ -1,0 +1,150 @@
+// Store: the on-disk graph of layers, images and tags under one directory, and its
+// in-memory indexes. Thread-safe; several processes may share one store (see
+// graph/README.md, "Concurrency"). Lock order: write_mu_ -> the store's write.lock
+// flock -> mu_; index_mu_ is a leaf. Per-DiffID ingest flocks are taken before write_mu_.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "graph/base/digest.h"
+#include "graph/base/error.h"
+#include "graph/base/unique_fd.h"
+#include "graph/byte_source.h"
+#include "graph/records.h"
+#include "graph/reference.h"
+#include "graph/tar_index.h"
+
+namespace imagefs {
+
+namespace fs = std::filesystem;
+
+struct StoreOptions {
+  // A layer whose uncompressed tar grows past this is refused (decompression bombs).
+  uint64_t max_layer_bytes = uint64_t{64} << 30;
+};
+
+// What an image registration supplies; the store derives the rest.
+struct ImageSpec {
+  std::string id;      // 64 hex: sha256 of config for modern images, the v1 ID for legacy
+  std::string config;  // stored byte-exact
+  std::optional<Digest> top_layer;
+  std::optional<std::string> parent;
+};
+
+// Held by an in-flight transfer: while it lives, the layer cannot be deleted, by this
+// process or any other (a shared flock on retain/<chainid>).
+class RetainHandle {
+ public:
+  RetainHandle() = default;
+  explicit RetainHandle(UniqueFd fd) : fd_(std::move(fd)) {}
+  bool held() const { return fd_.valid(); }
+
+ private:
+  UniqueFd fd_;
+};
+
+class Store {
+ public:
+  static Result<std::unique_ptr<Store>> Open(const fs::path& root, StoreOptions options = {});
+  ~Store();
+
+  const fs::path& root() const { return root_; }
+
+  // Layers. RegisterLayer reads an uncompressed tar from `tar`, stores it under its DiffID
+  // and records the layer under its ChainID. With expected_diff_id, a layer already
+  // present returns at once without reading `tar`, a concurrent registration of the same
+  // DiffID (in any process) waits for the first, and a mismatch is kCorrupt.
+  Result<LayerInfo> RegisterLayer(const std::optional<Digest>& parent, ByteSource& tar,
+                                  const std::optional<Digest>& expected_diff_id = std::nullopt);
+  Result<LayerInfo> GetLayer(const Digest& chain_id) const;
+  std::vector<LayerInfo> Layers() const;
+  // The chain from the base layer up to and including `top`.
+  Result<std::vector<LayerInfo>> LayerChain(const Digest& top) const;
+  // Number of images whose chain contains the layer.
+  size_t ImagesUsingLayer(const Digest& chain_id) const;
+  fs::path BlobPath(const Digest& diff_id) const;
+  Result<std::shared_ptr<const TarIndex>> OpenIndex(const Digest& diff_id) const;
+
+  // Images. RegisterImage is idempotent: an existing ID returns the stored record.
+  Result<ImageInfo> RegisterImage(const ImageSpec& spec);
+  Result<ImageInfo> GetImage(const std::string& id) const;
+  Result<std::string> ReadConfig(const std::string& id) const;
+  std::vector<ImageInfo> Images() const;
+  // Images that no other image names as parent.
+  std::vector<ImageInfo> Heads() const;
+  std::vector<std::string> Children(const std::string& id) const;
+
+  // Resolution. IDs accept "sha256:" and any unique prefix.
+  Result<std::string> ResolveImageId(std::string_view prefix) const;
+  Result<Digest> ResolveLayerId(std::string_view prefix) const;
+  // A tag reference first (as Docker does), then an ID prefix.
+  Result<std::string> ResolveImage(std::string_view name_or_id) const;
+
+  // Tags, keyed by the canonical reference ("docker.io/library/busybox:latest").
+  Status Tag(const Reference& ref, const std::string& image_id);
+  Status Untag(const Reference& ref);
+  std::map<std::string, std::string> Tags() const;
+  std::vector<Reference> TagsOf(const std::string& image_id) const;
+
+  // Deletion. An image with child images, a layer with children or users, or anything
+  // retained by a transfer is refused (kBusy) with the reason. Deleting an image removes
+  // its tags and then every layer of its chain that nothing uses any more. Without force,
+  // an image tagged in several repositories is refused as Docker does.
+  Status DeleteImage(const std::string& id, bool force = false);
+  Status DeleteLayer(const Digest& chain_id);
+  Result<RetainHandle> Retain(const Digest& chain_id);
+
+  // Re-reads the store if another process changed it. Cheap when nothing changed.
+  Status Refresh();
+  // Counts every change to the store, by any process.
+  uint64_t generation() const;
+
+  // Failure injection for tests: when set, called at each named step of a registration
+  // ("layer:stream", "layer:index", "layer:commit-diff", "layer:commit-record",
+  // "image:write", "image:commit"); a non-ok Status aborts the registration there.
+  std::function<Status(std::string_view step)> inject_failure;
+
+ private:
+  class WriteLock;
+  Store(fs::path root, StoreOptions options);
+  Status Init();
+  Status Recover();
+  Status LoadAll();
+  Status ReloadIfChanged();
+  Status BumpGeneration();
+  Status Step(std::string_view name);
+  Result<LayerInfo> IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
+                                const std::optional<Digest>& expected_diff_id);
+  Result<LayerInfo> CommitLayerRecord(const LayerInfo& layer);
+  Status RemoveLayerLocked(const LayerInfo& layer);
+  Status CollectLayersLocked(std::optional<Digest> from);
+  std::string LayerBusyReasonLocked(const Digest& chain_id) const;
+  Status WriteTagsLocked(const std::map<std::string, std::string>& tags);
+  Status RemoveDirAtomically(const fs::path& dir);
+  Result<UniqueFd> LockFile(const fs::path& path, int operation) const;
+
+  const fs::path root_;
+  const StoreOptions options_;
+  UniqueFd in_use_fd_;  // shared flock held for the Store's life; exclusive during recovery
+  UniqueFd write_lock_fd_;
+  std::mutex write_mu_;  // serialises this process's writers before the flock
+
+  mutable std::shared_mutex mu_;
+  std::map<std::string, LayerInfo> layers_;  // by chain id hex; guarded by mu_
+  std::map<std::string, ImageInfo> images_;  // by id; guarded by mu_
+  std::map<std::string, std::string> tags_;  // canonical ref -> image id; guarded by mu_
+  uint64_t generation_ = 0;                  // guarded by mu_
+
+  mutable std::mutex index_mu_;
+  mutable std::unordered_map<std::string, std::shared_ptr<const TarIndex>> indexes_;  // guarded by index_mu_
+};
+
+}  // namespace imagefs

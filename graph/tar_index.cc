@@ -1,0 +1,318 @@
+#include "graph/tar_index.h"
+
+#include <archive.h>
+#include <archive_entry.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "graph/base/fs_util.h"
+#include "graph/base/log.h"
+
+namespace imagefs {
+namespace {
+
+constexpr char kMagic[8] = {'I', 'M', 'G', 'F', 'S', 'I', 'X', '1'};
+
+struct IndexHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t reserved;
+  uint64_t entry_count, xattr_count, extent_count, strings_size, tar_size, content_bytes;
+};
+static_assert(sizeof(IndexHeader) == 64);
+
+struct ArchiveDeleter {
+  void operator()(archive* a) const { archive_read_free(a); }
+};
+
+class StringTable {
+ public:
+  Result<std::pair<uint32_t, uint32_t>> Add(std::string_view s) {
+    if (data_.size() + s.size() > UINT32_MAX) {
+      return Fail(Code::kInvalid, "layer index string table exceeds 4 GiB");
+    }
+    auto off = static_cast<uint32_t>(data_.size());
+    data_.append(s);
+    return std::make_pair(off, static_cast<uint32_t>(s.size()));
+  }
+  const std::string& data() const { return data_; }
+
+ private:
+  std::string data_;
+};
+
+EntryKind KindOf(archive_entry* ae) {
+  if (archive_entry_hardlink(ae) != nullptr) return EntryKind::kHardlink;
+  switch (archive_entry_filetype(ae)) {
+    case AE_IFDIR: return EntryKind::kDir;
+    case AE_IFLNK: return EntryKind::kSymlink;
+    case AE_IFCHR: return EntryKind::kCharDev;
+    case AE_IFBLK: return EntryKind::kBlockDev;
+    case AE_IFIFO: return EntryKind::kFifo;
+    case AE_IFSOCK: return EntryKind::kSocket;
+    default: return EntryKind::kFile;
+  }
+}
+
+uint32_t TypeBits(EntryKind k) {
+  switch (k) {
+    case EntryKind::kDir: return S_IFDIR;
+    case EntryKind::kSymlink: return S_IFLNK;
+    case EntryKind::kCharDev: return S_IFCHR;
+    case EntryKind::kBlockDev: return S_IFBLK;
+    case EntryKind::kFifo: return S_IFIFO;
+    case EntryKind::kSocket: return S_IFSOCK;
+    case EntryKind::kFile:
+    case EntryKind::kHardlink: return S_IFREG;
+  }
+  return S_IFREG;
+}
+
+}  // namespace
+
+std::string CleanTarPath(std::string_view name) {
+  std::vector<std::string_view> parts;
+  size_t i = 0;
+  while (i <= name.size()) {
+    size_t j = name.find('/', i);
+    if (j == std::string_view::npos) j = name.size();
+    std::string_view comp = name.substr(i, j - i);
+    if (comp == "..") {
+      if (!parts.empty()) parts.pop_back();
+    } else if (!comp.empty() && comp != ".") {
+      parts.push_back(comp);
+    }
+    i = j + 1;
+  }
+  std::string out;
+  for (auto p : parts) {
+    if (!out.empty()) out += '/';
+    out.append(p);
+  }
+  return out;
+}
+
+Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
+                                   const std::filesystem::path& out_path) {
+  std::vector<IndexEntry> entries;
+  std::vector<IndexXattr> xattrs;
+  std::vector<IndexExtent> extents;
+  StringTable strings;
+  IndexSummary summary;
+
+  // An empty blob is a valid empty layer (some tools write zero bytes for "no changes").
+  if (tar_size > 0) {
+    std::unique_ptr<archive, ArchiveDeleter> a(archive_read_new());
+    if (!a) throw std::bad_alloc();
+    archive_read_support_format_tar(a.get());
+    archive_read_support_format_gnutar(a.get());
+    if (archive_read_open_memory(a.get(), tar, tar_size) != ARCHIVE_OK) {
+      return Fail(Code::kCorrupt, std::string("not a tar archive: ") + archive_error_string(a.get()));
+    }
+    archive_entry* ae = nullptr;
+    while (true) {
+      int r = archive_read_next_header(a.get(), &ae);
+      if (r == ARCHIVE_EOF) break;
+      if (r == ARCHIVE_WARN) {
+        Logger("graph")->debug("index tar entry: warning: {}", archive_error_string(a.get()));
+      } else if (r != ARCHIVE_OK) {
+        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entries.size()) + ": " +
+                                        archive_error_string(a.get()));
+      }
+      const char* raw_name = archive_entry_pathname(ae);
+      if (raw_name == nullptr) {
+        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entries.size()) +
+                                        ": name cannot be decoded");
+      }
+      IndexEntry e{};
+      e.kind = KindOf(ae);
+      std::string path = CleanTarPath(raw_name);
+      la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
+      if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX) {
+        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": uid/gid out of range");
+      }
+      e.uid = static_cast<uint32_t>(uid);
+      e.gid = static_cast<uint32_t>(gid);
+      e.mode = (archive_entry_perm(ae) & 07777) | TypeBits(e.kind);
+      e.mtime_sec = archive_entry_mtime(ae);
+      e.mtime_nsec = static_cast<uint32_t>(archive_entry_mtime_nsec(ae));
+      la_int64_t size = archive_entry_size(ae);
+      if (size < 0) return Fail(Code::kCorrupt, "tar entry \"" + path + "\": negative size");
+      e.size = static_cast<uint64_t>(size);
+      ASSIGN_OR_RETURN(std::tie(e.path_off, e.path_len), strings.Add(path));
+      if (e.kind == EntryKind::kHardlink) {
+        ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
+                         strings.Add(CleanTarPath(archive_entry_hardlink(ae))));
+      } else if (e.kind == EntryKind::kSymlink) {
+        const char* target = archive_entry_symlink(ae);
+        ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len), strings.Add(target ? target : ""));
+      }
+      if (e.kind == EntryKind::kCharDev || e.kind == EntryKind::kBlockDev) {
+        e.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(ae));
+        e.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(ae));
+      }
+      e.xattr_first = static_cast<uint32_t>(xattrs.size());
+      archive_entry_xattr_reset(ae);
+      const char* xname;
+      const void* xvalue;
+      size_t xsize;
+      while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
+        IndexXattr x{};
+        ASSIGN_OR_RETURN(std::tie(x.name_off, x.name_len), strings.Add(xname));
+        ASSIGN_OR_RETURN(std::tie(x.value_off, x.value_len),
+                         strings.Add({static_cast<const char*>(xvalue), xsize}));
+        xattrs.push_back(x);
+      }
+      e.xattr_count = static_cast<uint32_t>(xattrs.size() - e.xattr_first);
+
+      // Walk the data blocks: each pointer lies inside the mapped blob, so its distance
+      // from the start is the data's offset. Adjacent runs are merged; a file left with
+      // one run starting at logical 0 covering its size is contiguous.
+      size_t first_extent = extents.size();
+      const void* buf;
+      size_t len;
+      la_int64_t logical;
+      while ((r = archive_read_data_block(a.get(), &buf, &len, &logical)) == ARCHIVE_OK) {
+        if (len == 0) continue;
+        const char* p = static_cast<const char*>(buf);
+        if (p < tar || p + len > tar + tar_size || logical < 0 ||
+            static_cast<uint64_t>(logical) + len > e.size) {
+          return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data outside the archive");
+        }
+        uint64_t physical = static_cast<uint64_t>(p - tar);
+        if (extents.size() > first_extent) {
+          IndexExtent& last = extents.back();
+          if (last.logical + last.length == static_cast<uint64_t>(logical) &&
+              last.physical + last.length == physical) {
+            last.length += len;
+            continue;
+          }
+        }
+        extents.push_back({static_cast<uint64_t>(logical), physical, len});
+      }
+      if (r != ARCHIVE_EOF) {
+        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + archive_error_string(a.get()));
+      }
+      size_t runs = extents.size() - first_extent;
+      bool contiguous = runs == 1 && extents.back().logical == 0 && extents.back().length == e.size;
+      if (contiguous) {
+        e.data_offset = extents.back().physical;
+        extents.pop_back();
+      } else if (runs > 0 || archive_entry_sparse_count(ae) > 0) {
+        e.data_offset = kUseExtents;
+        e.extent_first = static_cast<uint32_t>(first_extent);
+        e.extent_count = static_cast<uint32_t>(runs);
+      } else if (e.size > 0 && e.kind == EntryKind::kFile) {
+        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data missing");
+      }
+      if (e.kind == EntryKind::kFile) summary.content_bytes += e.size;
+      entries.push_back(e);
+    }
+  }
+  summary.entries = entries.size();
+
+  IndexHeader h{};
+  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  h.version = 1;
+  h.entry_count = entries.size();
+  h.xattr_count = xattrs.size();
+  h.extent_count = extents.size();
+  h.strings_size = strings.data().size();
+  h.tar_size = tar_size;
+  h.content_bytes = summary.content_bytes;
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));
+  RETURN_IF_ERROR(WriteAll(fd.get(), entries.data(), entries.size() * sizeof(IndexEntry)));
+  RETURN_IF_ERROR(WriteAll(fd.get(), xattrs.data(), xattrs.size() * sizeof(IndexXattr)));
+  RETURN_IF_ERROR(WriteAll(fd.get(), extents.data(), extents.size() * sizeof(IndexExtent)));
+  RETURN_IF_ERROR(WriteAll(fd.get(), strings.data().data(), strings.data().size()));
+  return summary;
+}
+
+Result<std::shared_ptr<const TarIndex>> TarIndex::Open(const std::filesystem::path& path) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return FailErrno("stat " + path.string());
+  auto corrupt = [&](const std::string& why) {
+    return Fail(Code::kCorrupt, "layer index " + path.string() + ": " + why);
+  };
+  if (static_cast<size_t>(st.st_size) < sizeof(IndexHeader)) return corrupt("truncated");
+  std::shared_ptr<TarIndex> idx(new TarIndex());
+  idx->map_size_ = static_cast<size_t>(st.st_size);
+  idx->map_ = mmap(nullptr, idx->map_size_, PROT_READ, MAP_SHARED, fd.get(), 0);
+  if (idx->map_ == MAP_FAILED) {
+    idx->map_ = nullptr;
+    return FailErrno("mmap " + path.string());
+  }
+  const char* base = static_cast<const char*>(idx->map_);
+  IndexHeader h;
+  std::memcpy(&h, base, sizeof h);
+  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != 1) {
+    return corrupt("bad magic or version");
+  }
+  // Each count is bounded by the file size first, so that hostile counts cannot wrap.
+  const uint64_t size = idx->map_size_;
+  if (h.entry_count > size / sizeof(IndexEntry) || h.xattr_count > size / sizeof(IndexXattr) ||
+      h.extent_count > size / sizeof(IndexExtent) || h.strings_size > size) {
+    return corrupt("counts exceed the file size");
+  }
+  uint64_t want = sizeof h + h.entry_count * sizeof(IndexEntry) +
+                  h.xattr_count * sizeof(IndexXattr) + h.extent_count * sizeof(IndexExtent) +
+                  h.strings_size;
+  if (want != idx->map_size_) return corrupt("size does not match its header");
+  const char* p = base + sizeof h;
+  idx->entries_ = {reinterpret_cast<const IndexEntry*>(p), h.entry_count};
+  p += h.entry_count * sizeof(IndexEntry);
+  idx->xattrs_ = {reinterpret_cast<const IndexXattr*>(p), h.xattr_count};
+  p += h.xattr_count * sizeof(IndexXattr);
+  idx->extents_ = {reinterpret_cast<const IndexExtent*>(p), h.extent_count};
+  p += h.extent_count * sizeof(IndexExtent);
+  idx->strings_ = {p, h.strings_size};
+  idx->tar_size_ = h.tar_size;
+  idx->content_bytes_ = h.content_bytes;
+  auto str_ok = [&](uint64_t off, uint64_t len) { return off + len <= h.strings_size; };
+  for (const IndexEntry& e : idx->entries_) {
+    if (!str_ok(e.path_off, e.path_len) || !str_ok(e.link_off, e.link_len) ||
+        uint64_t{e.xattr_first} + e.xattr_count > h.xattr_count ||
+        uint64_t{e.extent_first} + e.extent_count > h.extent_count) {
+      return corrupt("entry out of bounds");
+    }
+  }
+  for (const IndexXattr& x : idx->xattrs_) {
+    if (!str_ok(x.name_off, x.name_len) || !str_ok(x.value_off, x.value_len)) {
+      return corrupt("xattr out of bounds");
+    }
+  }
+  return std::shared_ptr<const TarIndex>(std::move(idx));
+}
+
+TarIndex::~TarIndex() {
+  if (map_ != nullptr) munmap(map_, map_size_);
+}
+
+Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e,
+                             uint64_t off, size_t len, char* buf) {
+  if (off >= e.size) return 0;
+  len = static_cast<size_t>(std::min<uint64_t>(len, e.size - off));
+  if (e.data_offset != kUseExtents) {
+    RETURN_IF_ERROR(PreadAll(blob_fd, buf, len, static_cast<off_t>(e.data_offset + off)));
+    return len;
+  }
+  std::memset(buf, 0, len);
+  for (const IndexExtent& x : index.Extents(e)) {
+    uint64_t lo = std::max(off, x.logical);
+    uint64_t hi = std::min(off + len, x.logical + x.length);
+    if (lo >= hi) continue;
+    RETURN_IF_ERROR(PreadAll(blob_fd, buf + (lo - off), static_cast<size_t>(hi - lo),
+                             static_cast<off_t>(x.physical + (lo - x.logical))));
+  }
+  return len;
+}
+
+}  // namespace imagefs

@@ -1,0 +1,111 @@
+// TarIndex: an mmap'd, read-only index of one layer tar's entries, written once at
+// registration. Each entry says where its data lies in the stored blob, so reading a
+// file is a pread at an offset: nothing is ever extracted. Immutable after Open(), so
+// shared without locks. On-disk format: see graph/README.md ("Layer index").
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "graph/base/error.h"
+
+namespace imagefs {
+
+enum class EntryKind : uint8_t {
+  kFile = 0,
+  kDir = 1,
+  kSymlink = 2,
+  kHardlink = 3,  // link_* names the target path in the same or a lower layer
+  kCharDev = 4,
+  kBlockDev = 5,
+  kFifo = 6,
+  kSocket = 7,
+};
+
+// data_offset of a sparse file, whose data runs are listed in the extent table.
+inline constexpr uint64_t kUseExtents = UINT64_MAX;
+
+// One tar member, in tar order. 88 bytes; all integers little-endian (host order: the
+// index is a cache of the blob and is rebuilt, never copied, between machines).
+struct IndexEntry {
+  uint64_t size;         // st_size (logical size for sparse files)
+  uint64_t data_offset;  // offset of the first data byte in the blob, or kUseExtents
+  int64_t mtime_sec;
+  uint32_t mtime_nsec;
+  uint32_t mode;  // permission and type bits (S_IFMT | 07777)
+  uint32_t uid;
+  uint32_t gid;
+  uint32_t path_off, path_len;  // into the string table; "" is the root directory
+  uint32_t link_off, link_len;  // symlink target, or hardlink target path
+  uint32_t rdev_major, rdev_minor;
+  uint32_t xattr_first, xattr_count;
+  uint32_t extent_first, extent_count;  // extent_count == 0: contiguous at data_offset
+  EntryKind kind;
+  uint8_t reserved[7];
+};
+static_assert(sizeof(IndexEntry) == 88);
+
+struct IndexXattr {
+  uint32_t name_off, name_len, value_off, value_len;
+};
+// A data run of a sparse file; logical ranges not covered are holes (read as zeros).
+struct IndexExtent {
+  uint64_t logical, physical, length;
+};
+
+struct IndexSummary {
+  uint64_t entries = 0;
+  uint64_t content_bytes = 0;  // sum of regular files' sizes
+};
+
+// Indexes the tar held in memory at [tar, tar + tar_size) and writes the index to
+// out_path. tar must be the whole blob (an mmap of it): offsets are taken from where
+// libarchive's data pointers fall inside it. Fails with kCorrupt on a malformed tar.
+Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
+                                   const std::filesystem::path& out_path);
+
+class TarIndex {
+ public:
+  static Result<std::shared_ptr<const TarIndex>> Open(const std::filesystem::path& path);
+  ~TarIndex();
+  TarIndex(const TarIndex&) = delete;
+  TarIndex& operator=(const TarIndex&) = delete;
+
+  std::span<const IndexEntry> entries() const { return entries_; }
+  std::string_view Path(const IndexEntry& e) const { return Str(e.path_off, e.path_len); }
+  std::string_view Link(const IndexEntry& e) const { return Str(e.link_off, e.link_len); }
+  std::span<const IndexXattr> Xattrs(const IndexEntry& e) const {
+    return xattrs_.subspan(e.xattr_first, e.xattr_count);
+  }
+  std::span<const IndexExtent> Extents(const IndexEntry& e) const {
+    return extents_.subspan(e.extent_first, e.extent_count);
+  }
+  std::string_view Str(uint32_t off, uint32_t len) const { return strings_.substr(off, len); }
+  uint64_t tar_size() const { return tar_size_; }
+  uint64_t content_bytes() const { return content_bytes_; }
+
+ private:
+  TarIndex() = default;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  std::span<const IndexEntry> entries_;
+  std::span<const IndexXattr> xattrs_;
+  std::span<const IndexExtent> extents_;
+  std::string_view strings_;
+  uint64_t tar_size_ = 0;
+  uint64_t content_bytes_ = 0;
+};
+
+// Reads up to len bytes of entry e's data at logical offset off from the blob fd,
+// filling holes of sparse files with zeros. Returns the bytes read (short at EOF).
+Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e,
+                             uint64_t off, size_t len, char* buf);
+
+// Lexically cleans a tar member name as umoci's securejoin does: no leading "/" or
+// "./", no empty or "." components, ".." clamped at the root, no trailing "/".
+std::string CleanTarPath(std::string_view name);
+
+}  // namespace imagefs
