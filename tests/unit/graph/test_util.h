@@ -1,0 +1,89 @@
+// Helpers for the graph unit tests: temporary directories, shell commands for fixture
+// building, and a listener that fails any test that leaks a file descriptor.
+#pragma once
+
+#include <dirent.h>
+#include <stdlib.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace imagefs::testing {
+
+namespace fs = std::filesystem;
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string tmpl = (fs::temp_directory_path() / "imagefs-test-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) std::abort();
+    path_ = tmpl;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+struct CommandResult {
+  int status;
+  std::string output;  // stdout only
+};
+
+// Runs a shell command; stderr goes to the test log.
+inline CommandResult Shell(const std::string& command) {
+  CommandResult result{-1, ""};
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return result;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) result.output.append(buf, n);
+  int st = pclose(p);
+  result.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return result;
+}
+
+inline std::string ReadAll(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void WriteAll(const fs::path& path, const std::string& data) {
+  std::ofstream out(path, std::ios::binary);
+  out << data;
+}
+
+inline int CountOpenFds() {
+  int count = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d) != nullptr) ++count;
+    closedir(d);
+  }
+  return count;
+}
+
+// Fails a test that ends with more open descriptors than it started with.
+class FdLeakListener : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo&) override { before_ = CountOpenFds(); }
+  void OnTestEnd(const ::testing::TestInfo& info) override {
+    int after = CountOpenFds();
+    if (after > before_) {
+      ADD_FAILURE() << info.name() << " leaked " << (after - before_) << " file descriptor(s)";
+    }
+  }
+  int before_ = 0;
+};
+
+}  // namespace imagefs::testing
