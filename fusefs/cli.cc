@@ -72,6 +72,16 @@ int RunCli(int argc, char** argv) {
   auto* untag = app.add_subcommand("untag", "remove tags; the images stay");
   untag->add_option("NAME", untag_names, "NAME[:TAG]")->required();
 
+  LoadCmdOptions load_options;
+  auto* load = app.add_subcommand(
+      "load", "load docker-save (legacy or modern) and OCI archives or layout directories");
+  load->add_option("FILE", load_options.files, "tarball (gzip/zstd/xz ok), OCI layout dir, or - for stdin")
+      ->required();
+  load->add_option("--platform", load_options.platform,
+                   "os/arch[/variant] to load from a multi-platform index (default: this host's)");
+  load->add_flag("--all-platforms", load_options.all_platforms, "load every platform of an index");
+  load->add_flag("-q,--quiet", load_options.quiet, "no progress output");
+
   std::vector<std::string> rm_names;
   bool rm_force = false;
   auto* rm = app.add_subcommand(
@@ -103,6 +113,7 @@ int RunCli(int argc, char** argv) {
   if (*tag) return CmdTag(s, tag_source, tag_target);
   if (*untag) return CmdUntag(s, untag_names);
   if (*rm) return CmdRm(s, rm_names, rm_force);
+  if (*load) return CmdLoad(s, load_options);
   return kUsageError;
 }
 

@@ -1,5 +1,8 @@
 #include "fusefs/commands.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <ctime>
 #include <iostream>
@@ -8,6 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include "fusefs/format.h"
+#include "fusefs/progress.h"
+#include "graph/base/fs_util.h"
+#include "graph/loader.h"
 
 namespace imagefs {
 
@@ -201,6 +207,65 @@ int CmdRm(Store& store, const std::vector<std::string>& names, bool force) {
   int rc = 0;
   for (const std::string& name : names) {
     if (auto st = RemoveOne(store, name, force); !st) rc = ReportError(st.error());
+  }
+  return rc;
+}
+
+}  // namespace imagefs
+
+namespace imagefs {
+namespace {
+
+// Standard input is spooled into the store's scratch space: a tarball needs random access.
+Result<fs::path> SpoolStdin(Store& store, TempDir& dir) {
+  fs::path path = dir.path() / "stdin.tar";
+  ASSIGN_OR_RETURN(UniqueFd out, OpenFile(path, O_WRONLY | O_CREAT | O_EXCL, 0600));
+  std::vector<char> buf(1 << 20);
+  while (true) {
+    ssize_t n = ::read(STDIN_FILENO, buf.data(), buf.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("read standard input");
+    if (n == 0) break;
+    RETURN_IF_ERROR(WriteAll(out.get(), buf.data(), static_cast<size_t>(n)));
+  }
+  (void)store;
+  return path;
+}
+
+}  // namespace
+
+int CmdLoad(Store& store, const LoadCmdOptions& options) {
+  LoadOptions load_options;
+  load_options.all_platforms = options.all_platforms;
+  if (!options.platform.empty()) {
+    auto p = ParsePlatform(options.platform);
+    if (!p) return ReportError(p.error());
+    load_options.platform = *p;
+  }
+  TerminalLoadProgress terminal(stderr);
+  LoadProgress* progress = !options.quiet && isatty(STDERR_FILENO) ? &terminal : nullptr;
+  int rc = 0;
+  for (const std::string& file : options.files) {
+    std::optional<TempDir> spool;
+    fs::path path = file;
+    if (file == "-") {
+      auto dir = TempDir::Create(store.root() / "tmp", "stdin-");
+      if (!dir) return ReportError(dir.error());
+      spool.emplace(std::move(*dir));
+      auto spooled = SpoolStdin(store, *spool);
+      if (!spooled) return ReportError(spooled.error());
+      path = *spooled;
+    }
+    auto report = LoadArchive(store, path, load_options, progress);
+    if (!report) {
+      rc = ReportError(report.error());
+      continue;
+    }
+    for (const LoadedImage& image : report->images) {
+      if (image.tags.empty()) std::cout << "Loaded image ID: sha256:" << image.id << "\n";
+      for (const Reference& tag : image.tags) std::cout << "Loaded image: " << tag.FamiliarString() << "\n";
+    }
+    for (const Error& failure : report->failures) rc = ReportError(failure);
   }
   return rc;
 }

@@ -20,6 +20,13 @@ int CmdLayers(Store& store, bool no_trunc);
 int CmdInspect(Store& store, const std::vector<std::string>& names);
 int CmdTag(Store& store, const std::string& source, const std::string& target);
 int CmdUntag(Store& store, const std::vector<std::string>& names);
+struct LoadCmdOptions {
+  std::vector<std::string> files;  // "-" reads standard input
+  std::string platform;
+  bool all_platforms = false;
+  bool quiet = false;
+};
+int CmdLoad(Store& store, const LoadCmdOptions& options);
 int CmdRm(Store& store, const std::vector<std::string>& names, bool force);
 
 // Prints "imagefs: <message>" to stderr and returns 1.

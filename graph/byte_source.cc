@@ -43,7 +43,10 @@ class DecompressingSource final : public ByteSource {
     if (eof_) return 0;
     la_ssize_t n = archive_read_data(a_, buf, len);
     if (n < 0) return Fail(Failure());
-    if (n == 0) eof_ = true;
+    if (n == 0) {
+      eof_ = true;
+      RETURN_IF_ERROR(DrainInner());
+    }
     return static_cast<size_t>(n);
   }
 
@@ -61,9 +64,20 @@ class DecompressingSource final : public ByteSource {
     int r = archive_read_next_header(a_, &entry);
     if (r == ARCHIVE_EOF) {
       eof_ = true;
-      return {};
+      return DrainInner();
     }
     if (r != ARCHIVE_OK && r != ARCHIVE_WARN) return Fail(Failure());
+    return {};
+  }
+
+  // Reads the input to its end, so that a verifying source below sees all of it (and
+  // reports a digest mismatch) before the caller takes the output as complete.
+  Status DrainInner() {
+    if (!error_.msg.empty()) return Fail(error_);
+    while (!inner_eof_) {
+      ASSIGN_OR_RETURN(size_t n, inner_->Read(in_buf_.data(), in_buf_.size()));
+      inner_eof_ = n == 0;
+    }
     return {};
   }
 
@@ -77,6 +91,7 @@ class DecompressingSource final : public ByteSource {
     auto* self = static_cast<DecompressingSource*>(self_ptr);
     try {
       auto n = self->inner_->Read(self->in_buf_.data(), self->in_buf_.size());
+      if (n && *n == 0) self->inner_eof_ = true;
       if (!n) {
         self->error_ = n.error();
         return -1;
@@ -94,10 +109,34 @@ class DecompressingSource final : public ByteSource {
   std::vector<char> in_buf_;
   archive* a_ = nullptr;
   bool eof_ = false;
+  bool inner_eof_ = false;
   Error error_{Code::kOk, 0, ""};
 };
 
 }  // namespace
+
+Result<size_t> VerifyingSource::Read(char* buf, size_t len) {
+  ASSIGN_OR_RETURN(size_t n, inner_->Read(buf, len));
+  hash_.Update(buf, n);
+  read_ += n;
+  if (size_ && read_ > *size_) {
+    return Fail(Code::kCorrupt, name_ + ": blob is larger than its descriptor's " +
+                                    std::to_string(*size_) + " bytes");
+  }
+  if (n == 0 && !checked_) {
+    checked_ = true;
+    if (size_ && read_ != *size_) {
+      return Fail(Code::kCorrupt, name_ + ": blob has " + std::to_string(read_) +
+                                      " bytes, its descriptor says " + std::to_string(*size_));
+    }
+    Digest got = hash_.Finish();
+    if (got != digest_) {
+      return Fail(Code::kCorrupt, name_ + ": digest mismatch: expected " + digest_.str() +
+                                      ", got " + got.str());
+    }
+  }
+  return n;
+}
 
 std::unique_ptr<ByteSource> Decompress(std::unique_ptr<ByteSource> inner, std::string name) {
   return std::make_unique<DecompressingSource>(std::move(inner), std::move(name));

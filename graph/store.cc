@@ -324,7 +324,9 @@ Result<std::shared_ptr<const TarIndex>> Store::OpenIndex(const Digest& diff_id) 
 }
 
 Result<LayerInfo> Store::RegisterLayer(const std::optional<Digest>& parent, ByteSource& tar,
-                                       const std::optional<Digest>& expected_diff_id) {
+                                       const std::optional<Digest>& expected_diff_id,
+                                       bool* created) {
+  if (created) *created = false;
   RETURN_IF_ERROR(Refresh());
   if (parent && !GetLayer(*parent)) {
     return Fail(Code::kNotFound, "register layer: parent layer " + parent->str() + " is not in the store");
@@ -339,11 +341,11 @@ Result<LayerInfo> Store::RegisterLayer(const std::optional<Digest>& parent, Byte
     RETURN_IF_ERROR(Refresh());
     if (auto existing = GetLayer(chain)) return *existing;
   }
-  return IngestLayer(parent, tar, expected_diff_id);
+  return IngestLayer(parent, tar, expected_diff_id, created);
 }
 
 Result<LayerInfo> Store::IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
-                                     const std::optional<Digest>& expected_diff_id) {
+                                     const std::optional<Digest>& expected_diff_id, bool* created) {
   LayerInfo layer;
   layer.parent = parent;
   fs::path diff_dir = expected_diff_id ? root_ / "diffs" / expected_diff_id->hex() : fs::path();
@@ -380,32 +382,41 @@ Result<LayerInfo> Store::IngestLayer(const std::optional<Digest>& parent, ByteSo
                                       expected_diff_id->str() + ", got " + layer.diff_id.str());
     }
     diff_dir = root_ / "diffs" / layer.diff_id.hex();
-    IndexSummary summary;
-    if (total > 0) {
-      void* map = mmap(nullptr, total, PROT_READ, MAP_SHARED, fd.get(), 0);
-      if (map == MAP_FAILED) return FailErrno("mmap " + tar_path.string());
-      ScopeGuard unmap([&] { munmap(map, total); });
-      madvise(map, total, MADV_SEQUENTIAL);
-      auto indexed = WriteTarIndex(static_cast<const char*>(map), total, tmp.path() / "index");
-      if (!indexed) return Fail(indexed.error().WithContext("index layer " + layer.diff_id.str()));
-      summary = *indexed;
+    if (fs::exists(diff_dir / "index")) {
+      ASSIGN_OR_RETURN(auto index, OpenIndex(layer.diff_id));  // stored already: keep that one
+      layer.content_size = index->content_bytes();
+      layer.entries = index->entries().size();
     } else {
-      ASSIGN_OR_RETURN(summary, WriteTarIndex(nullptr, 0, tmp.path() / "index"));
+      IndexSummary summary;
+      if (total > 0) {
+        void* map = mmap(nullptr, total, PROT_READ, MAP_SHARED, fd.get(), 0);
+        if (map == MAP_FAILED) return FailErrno("mmap " + tar_path.string());
+        ScopeGuard unmap([&] { munmap(map, total); });
+        madvise(map, total, MADV_SEQUENTIAL);
+        auto indexed = WriteTarIndex(static_cast<const char*>(map), total, tmp.path() / "index",
+                                     /*drop_behind=*/true);
+        if (!indexed) return Fail(indexed.error().WithContext("index layer " + layer.diff_id.str()));
+        summary = *indexed;
+      } else {
+        ASSIGN_OR_RETURN(summary, WriteTarIndex(nullptr, 0, tmp.path() / "index"));
+      }
+      layer.content_size = summary.content_bytes;
+      layer.entries = summary.entries;
+      RETURN_IF_ERROR(Step("layer:index"));
+      fd.Reset();
+      chmod(tar_path.c_str(), 0444);
+      RETURN_IF_ERROR(Step("layer:commit-diff"));
+      if (auto st = tmp.Commit(diff_dir); !st && st.error().code != Code::kExists) {
+        return Fail(st.error());
+      }
     }
-    layer.content_size = summary.content_bytes;
-    layer.entries = summary.entries;
-    RETURN_IF_ERROR(Step("layer:index"));
-    fd.Reset();
-    chmod(tar_path.c_str(), 0444);
-    RETURN_IF_ERROR(Step("layer:commit-diff"));
-    if (auto st = tmp.Commit(diff_dir); !st && st.error().code != Code::kExists) return Fail(st.error());
   }
   layer.chain_id = ChainIdOf(parent ? &*parent : nullptr, layer.diff_id);
   RETURN_IF_ERROR(Step("layer:commit-record"));
-  return CommitLayerRecord(layer);
+  return CommitLayerRecord(layer, created);
 }
 
-Result<LayerInfo> Store::CommitLayerRecord(const LayerInfo& layer) {
+Result<LayerInfo> Store::CommitLayerRecord(const LayerInfo& layer, bool* created) {
   ASSIGN_OR_RETURN(auto lock, WriteLock::Acquire(this));
   if (auto existing = GetLayer(layer.chain_id)) return *existing;
   if (layer.parent && !GetLayer(*layer.parent)) {
@@ -421,6 +432,7 @@ Result<LayerInfo> Store::CommitLayerRecord(const LayerInfo& layer) {
     std::unique_lock l(mu_);
     layers_[layer.chain_id.hex()] = layer;
   }
+  if (created) *created = true;
   RETURN_IF_ERROR(BumpGeneration());
   Log()->debug("register layer chain_id={} diff_id={} size={}", layer.chain_id.str(),
                layer.diff_id.str(), layer.tar_size);
@@ -677,6 +689,10 @@ Status Store::DeleteLayer(const Digest& chain_id) {
     return Fail(Code::kBusy, "cannot remove layer " + chain_id.hex().substr(0, 12) + ": " + reason);
   }
   return RemoveLayerLocked(layer);
+}
+
+Result<UniqueFd> Store::LockKey(std::string_view key) {
+  return LockFile(root_ / "locks" / Sha256::Of(key).hex(), LOCK_EX);
 }
 
 Result<RetainHandle> Store::Retain(const Digest& chain_id) {

@@ -62,8 +62,10 @@ class Store {
   // and records the layer under its ChainID. With expected_diff_id, a layer already
   // present returns at once without reading `tar`, a concurrent registration of the same
   // DiffID (in any process) waits for the first, and a mismatch is kCorrupt.
+  // *created, when given, says whether this call stored the layer (false: it existed).
   Result<LayerInfo> RegisterLayer(const std::optional<Digest>& parent, ByteSource& tar,
-                                  const std::optional<Digest>& expected_diff_id = std::nullopt);
+                                  const std::optional<Digest>& expected_diff_id = std::nullopt,
+                                  bool* created = nullptr);
   Result<LayerInfo> GetLayer(const Digest& chain_id) const;
   std::vector<LayerInfo> Layers() const;
   // The chain from the base layer up to and including `top`.
@@ -101,6 +103,9 @@ class Store {
   Status DeleteImage(const std::string& id, bool force = false);
   Status DeleteLayer(const Digest& chain_id);
   Result<RetainHandle> Retain(const Digest& chain_id);
+  // An exclusive lock on an arbitrary key, shared by every process using the store (so
+  // that, say, two loads of one image do the work once); released when the fd closes.
+  Result<UniqueFd> LockKey(std::string_view key);
 
   // Re-reads the store if another process changed it. Cheap when nothing changed.
   Status Refresh();
@@ -122,8 +127,8 @@ class Store {
   Status BumpGeneration();
   Status Step(std::string_view name);
   Result<LayerInfo> IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
-                                const std::optional<Digest>& expected_diff_id);
-  Result<LayerInfo> CommitLayerRecord(const LayerInfo& layer);
+                                const std::optional<Digest>& expected_diff_id, bool* created);
+  Result<LayerInfo> CommitLayerRecord(const LayerInfo& layer, bool* created);
   Status RemoveLayerLocked(const LayerInfo& layer);
   Status CollectLayersLocked(std::optional<Digest> from);
   std::string LayerBusyReasonLocked(const Digest& chain_id) const;

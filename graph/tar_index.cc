@@ -99,7 +99,8 @@ std::string CleanTarPath(std::string_view name) {
 }
 
 Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
-                                   const std::filesystem::path& out_path) {
+                                   const std::filesystem::path& out_path, bool drop_behind) {
+  uint64_t dropped = 0, high_water = 0;
   std::vector<IndexEntry> entries;
   std::vector<IndexXattr> xattrs;
   std::vector<IndexExtent> extents;
@@ -186,6 +187,7 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
           return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data outside the archive");
         }
         uint64_t physical = static_cast<uint64_t>(p - tar);
+        high_water = std::max<uint64_t>(high_water, physical + len);
         if (extents.size() > first_extent) {
           IndexExtent& last = extents.back();
           if (last.logical + last.length == static_cast<uint64_t>(logical) &&
@@ -213,6 +215,11 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
       if (e.kind == EntryKind::kFile) summary.content_bytes += e.size;
       entries.push_back(e);
+      if (drop_behind && high_water > dropped + (64u << 20)) {
+        uint64_t upto = high_water & ~uint64_t{4095};
+        madvise(const_cast<char*>(tar), upto > (1u << 20) ? upto - (1u << 20) : 0, MADV_DONTNEED);
+        dropped = upto;
+      }
     }
   }
   summary.entries = entries.size();

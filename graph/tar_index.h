@@ -64,8 +64,11 @@ struct IndexSummary {
 // Indexes the tar held in memory at [tar, tar + tar_size) and writes the index to
 // out_path. tar must be the whole blob (an mmap of it): offsets are taken from where
 // libarchive's data pointers fall inside it. Fails with kCorrupt on a malformed tar.
+// With drop_behind (only for a file mapping), pages already indexed are released as the
+// scan goes, so a large layer does not inflate the process's resident memory.
 Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
-                                   const std::filesystem::path& out_path);
+                                   const std::filesystem::path& out_path,
+                                   bool drop_behind = false);
 
 class TarIndex {
  public:

@@ -1,0 +1,55 @@
+// Shared between the docker-save and OCI layout loaders; not part of graph's interface.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "graph/archive_view.h"
+#include "graph/loader.h"
+
+namespace imagefs::loader {
+
+// One layer to register: where its bytes are, and what they must hash to.
+struct LayerInput {
+  std::string member;
+  std::optional<Digest> diff_id;      // from the config; none for legacy v1 images
+  std::optional<Digest> blob_digest;  // OCI: the (compressed) blob's digest, verified
+  std::optional<uint64_t> blob_size;
+};
+
+// Registers one image's layers and then the image, or nothing: layers this call
+// stored are removed again if a later step fails.
+class ImageTransaction {
+ public:
+  ImageTransaction(Store& store, const ArchiveView& archive, LoadProgress* progress, LoadReport& report)
+      : store_(store), archive_(archive), progress_(progress), report_(report) {}
+  ~ImageTransaction();
+
+  // Adds a layer on top of `parent`; returns its ChainID.
+  Result<Digest> AddLayer(const std::optional<Digest>& parent, const LayerInput& layer);
+  // Registers the image and its tags, and commits the transaction.
+  Result<ImageInfo> Commit(const ImageSpec& spec, const std::vector<Reference>& tags);
+
+ private:
+  Store& store_;
+  const ArchiveView& archive_;
+  LoadProgress* progress_;
+  LoadReport& report_;
+  std::vector<Digest> created_;  // layers this transaction stored, bottom first
+  bool committed_ = false;
+};
+
+// Parses a JSON document, naming the member in the error.
+Result<nlohmann::json> ParseJson(const std::string& text, const std::string& what);
+// Parses RepoTags-style names into references with a tag.
+Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names, const std::string& what);
+// config.rootfs.diff_ids, validated.
+Result<std::vector<Digest>> DiffIdsOf(const nlohmann::json& config, const std::string& what);
+
+Status LoadOciLayout(Store& store, const ArchiveView& archive, const LoadOptions& options,
+                     LoadProgress* progress, LoadReport& report);
+
+}  // namespace imagefs::loader

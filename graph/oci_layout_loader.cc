@@ -1,0 +1,258 @@
+// Loads an OCI image layout (tarball or directory): index.json, nested indexes, image
+// manifests, and their blobs, each verified against its descriptor's digest and size.
+#include <set>
+
+#include "graph/base/log.h"
+#include "graph/loader_internal.h"
+
+namespace imagefs::loader {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr int kMaxIndexDepth = 8;
+constexpr uint64_t kMaxDocumentBytes = 8u << 20;
+
+constexpr const char* kIndexTypes[] = {"application/vnd.oci.image.index.v1+json",
+                                       "application/vnd.docker.distribution.manifest.list.v2+json"};
+constexpr const char* kManifestTypes[] = {"application/vnd.oci.image.manifest.v1+json",
+                                          "application/vnd.docker.distribution.manifest.v2+json"};
+
+bool IsOneOf(const std::string& s, const auto& list) {
+  for (const char* t : list) {
+    if (s == t) return true;
+  }
+  return false;
+}
+
+struct Descriptor {
+  std::string media_type;
+  Digest digest;
+  uint64_t size = 0;
+  std::optional<Platform> platform;
+  json annotations = json::object();
+};
+
+Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
+  if (!j.is_object()) return Fail(Code::kInvalid, what + ": descriptor is not an object");
+  Descriptor d;
+  if (j.contains("mediaType")) {
+    if (!j["mediaType"].is_string()) return Fail(Code::kInvalid, what + ": mediaType is not a string");
+    d.media_type = j["mediaType"].get<std::string>();
+  }
+  if (!j.contains("digest") || !j["digest"].is_string()) {
+    return Fail(Code::kInvalid, what + ": descriptor has no digest");
+  }
+  auto digest = Digest::Parse(j["digest"].get<std::string>());
+  if (!digest) return Fail(digest.error().WithContext(what));
+  d.digest = *digest;
+  if (!j.contains("size") || !j["size"].is_number_unsigned()) {
+    return Fail(Code::kInvalid, what + ": descriptor has no valid size");
+  }
+  d.size = j["size"].get<uint64_t>();
+  if (j.contains("platform") && j["platform"].is_object()) {
+    const json& p = j["platform"];
+    auto str = [&](const char* k) { return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : ""; };
+    d.platform = Platform{str("os"), str("architecture"), str("variant")};
+  }
+  if (j.contains("annotations") && j["annotations"].is_object()) d.annotations = j["annotations"];
+  return d;
+}
+
+std::string BlobMember(const Digest& d) { return "blobs/sha256/" + d.hex(); }
+
+bool IsAttestation(const Descriptor& d) {
+  if (d.annotations.value("vnd.docker.reference.type", "") == "attestation-manifest") return true;
+  return d.platform && d.platform->os == "unknown" && d.platform->architecture == "unknown";
+}
+
+struct Candidate {
+  Descriptor descriptor;
+  std::vector<std::string> names;  // reference names from the index annotations
+};
+
+class OciLoader {
+ public:
+  OciLoader(Store& store, const ArchiveView& archive, const LoadOptions& options,
+            LoadProgress* progress, LoadReport& report)
+      : store_(store), archive_(archive), options_(options), progress_(progress), report_(report) {}
+
+  Status Run() {
+    ASSIGN_OR_RETURN(std::string layout_text, archive_.ReadSmall("oci-layout", 4096));
+    ASSIGN_OR_RETURN(json layout, ParseJson(layout_text, archive_.name() + ": oci-layout"));
+    if (!layout.is_object() || layout.value("imageLayoutVersion", json()) != "1.0.0") {
+      return Fail(Code::kUnsupported, archive_.name() + ": oci-layout: unsupported imageLayoutVersion");
+    }
+    ASSIGN_OR_RETURN(std::string index_text, archive_.ReadSmall("index.json", kMaxDocumentBytes));
+    ASSIGN_OR_RETURN(json index, ParseJson(index_text, archive_.name() + ": index.json"));
+    RETURN_IF_ERROR(Walk(index, "index.json", 0, {}));
+    return LoadSelected();
+  }
+
+ private:
+  // Reads a small blob and checks it against its descriptor.
+  Result<std::string> ReadBlob(const Descriptor& d) {
+    std::string what = archive_.name() + ": blob " + d.digest.str();
+    if (d.size > kMaxDocumentBytes) return Fail(Code::kInvalid, what + ": too large for a JSON document");
+    auto text = archive_.ReadSmall(BlobMember(d.digest), kMaxDocumentBytes);
+    if (!text) return Fail(text.error().WithContext(what));
+    if (text->size() != d.size) {
+      return Fail(Code::kCorrupt, what + ": has " + std::to_string(text->size()) +
+                                      " bytes, its descriptor says " + std::to_string(d.size));
+    }
+    if (Sha256::Of(*text) != d.digest) return Fail(Code::kCorrupt, what + ": digest mismatch");
+    return text;
+  }
+
+  std::vector<std::string> NamesOf(const Descriptor& d) {
+    std::vector<std::string> names;
+    if (d.annotations.contains("io.containerd.image.name") && d.annotations["io.containerd.image.name"].is_string()) {
+      names.push_back(d.annotations["io.containerd.image.name"].get<std::string>());
+    } else if (d.annotations.contains("org.opencontainers.image.ref.name") &&
+               d.annotations["org.opencontainers.image.ref.name"].is_string()) {
+      names.push_back(d.annotations["org.opencontainers.image.ref.name"].get<std::string>());
+    }
+    return names;
+  }
+
+  Status Walk(const json& index, const std::string& what, int depth, const std::vector<std::string>& names) {
+    if (depth > kMaxIndexDepth) return Fail(Code::kInvalid, archive_.name() + ": indexes nested too deep");
+    if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
+      return Fail(Code::kInvalid, archive_.name() + ": " + what + ": want an object with a \"manifests\" array");
+    }
+    for (size_t i = 0; i < index["manifests"].size(); ++i) {
+      std::string entry = archive_.name() + ": " + what + " manifests[" + std::to_string(i) + "]";
+      ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(index["manifests"][i], entry));
+      if (IsAttestation(d)) continue;
+      std::vector<std::string> own = NamesOf(d);
+      if (own.empty()) own = names;
+      std::string type = d.media_type;
+      std::optional<json> doc;
+      if (type.empty()) {  // old layouts omit it: tell by the document's shape
+        ASSIGN_OR_RETURN(std::string text, ReadBlob(d));
+        ASSIGN_OR_RETURN(doc, ParseJson(text, entry));
+        type = doc->is_object() && doc->contains("manifests") ? kIndexTypes[0] : kManifestTypes[0];
+      }
+      if (IsOneOf(type, kIndexTypes)) {
+        if (!doc) {
+          ASSIGN_OR_RETURN(std::string text, ReadBlob(d));
+          ASSIGN_OR_RETURN(doc, ParseJson(text, entry));
+        }
+        RETURN_IF_ERROR(Walk(*doc, "index " + d.digest.str().substr(0, 19), depth + 1, own));
+      } else if (IsOneOf(type, kManifestTypes)) {
+        candidates_.push_back({d, own});
+      } else {
+        Logger("graph")->debug("load {}: skipping descriptor of type {}", entry, type);
+      }
+    }
+    return {};
+  }
+
+  Status LoadSelected() {
+    Platform wanted = options_.platform.value_or(HostPlatform());
+    std::vector<const Candidate*> selected;
+    std::optional<int> best_rank;
+    const Candidate* best = nullptr;
+    std::set<std::string> available;
+    for (const Candidate& c : candidates_) {
+      if (!c.descriptor.platform) {
+        selected.push_back(&c);
+        continue;
+      }
+      available.insert(Normalize(*c.descriptor.platform).String());
+      if (options_.all_platforms) {
+        selected.push_back(&c);
+        continue;
+      }
+      auto rank = MatchRank(wanted, *c.descriptor.platform);
+      if (rank && (!best_rank || *rank < *best_rank)) {
+        best_rank = rank;
+        best = &c;
+      }
+    }
+    if (best) selected.push_back(best);
+    if (selected.empty()) {
+      std::string list;
+      for (const auto& p : available) list += (list.empty() ? "" : ", ") + p;
+      return Fail(Code::kNotFound, archive_.name() + ": no image for platform " + wanted.String() +
+                                       (list.empty() ? "" : " (it has " + list + ")"));
+    }
+    for (const Candidate* c : selected) {
+      if (auto st = LoadManifest(*c); !st) report_.failures.push_back(st.error());
+    }
+    return {};
+  }
+
+  Status LoadManifest(const Candidate& c) {
+    std::string what = archive_.name() + ": manifest " + c.descriptor.digest.str();
+    ASSIGN_OR_RETURN(std::string text, ReadBlob(c.descriptor));
+    ASSIGN_OR_RETURN(json manifest, ParseJson(text, what));
+    if (!manifest.is_object() || !manifest.contains("config") || !manifest.contains("layers") ||
+        !manifest["layers"].is_array()) {
+      return Fail(Code::kInvalid, what + ": want an image manifest with config and layers");
+    }
+    ASSIGN_OR_RETURN(Descriptor config_desc, ParseDescriptor(manifest["config"], what + ": config"));
+    ASSIGN_OR_RETURN(std::string config, ReadBlob(config_desc));
+    ASSIGN_OR_RETURN(json parsed, ParseJson(config, what + ": config"));
+    ASSIGN_OR_RETURN(auto diff_ids, DiffIdsOf(parsed, what + ": config"));
+    std::vector<Descriptor> layers;
+    for (size_t i = 0; i < manifest["layers"].size(); ++i) {
+      std::string lw = what + ": layers[" + std::to_string(i) + "]";
+      ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(manifest["layers"][i], lw));
+      if (d.media_type.find("encrypted") != std::string::npos) {
+        return Fail(Code::kUnsupported, lw + ": encrypted layers (" + d.media_type + ") are not supported");
+      }
+      if (!archive_.Exists(BlobMember(d.digest))) {
+        return Fail(Code::kNotFound, lw + ": blob " + d.digest.str() + " is missing");
+      }
+      layers.push_back(d);
+    }
+    if (layers.size() != diff_ids.size()) {
+      return Fail(Code::kInvalid, what + ": " + std::to_string(layers.size()) +
+                                      " layers but the config lists " +
+                                      std::to_string(diff_ids.size()) + " diff_ids");
+    }
+    std::vector<Reference> tags;
+    for (const std::string& name : c.names) {
+      auto parsed_tags = ParseTags({name}, what);
+      if (parsed_tags) {
+        tags.push_back(parsed_tags->front());
+      } else {
+        Logger("graph")->warn("load {}: not tagging it \"{}\": {}", what, name, parsed_tags.error().msg);
+      }
+    }
+    std::string id = config_desc.digest.hex();
+    ASSIGN_OR_RETURN(UniqueFd lock, store_.LockKey("image:" + id));
+    RETURN_IF_ERROR(store_.Refresh());
+    if (store_.GetImage(id)) {
+      for (const Reference& tag : tags) RETURN_IF_ERROR(store_.Tag(tag, id));
+      report_.images.push_back({id, tags});
+      return {};
+    }
+    ImageTransaction tx(store_, archive_, progress_, report_);
+    std::optional<Digest> top;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      ASSIGN_OR_RETURN(top, tx.AddLayer(top, {BlobMember(layers[i].digest), diff_ids[i],
+                                              layers[i].digest, layers[i].size}));
+    }
+    ASSIGN_OR_RETURN(ImageInfo image, tx.Commit({id, config, top, {}}, tags));
+    return {};
+  }
+
+  Store& store_;
+  const ArchiveView& archive_;
+  const LoadOptions& options_;
+  LoadProgress* progress_;
+  LoadReport& report_;
+  std::vector<Candidate> candidates_;
+};
+
+}  // namespace
+
+Status LoadOciLayout(Store& store, const ArchiveView& archive, const LoadOptions& options,
+                     LoadProgress* progress, LoadReport& report) {
+  return OciLoader(store, archive, options, progress, report).Run();
+}
+
+}  // namespace imagefs::loader
