@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The imagefs CLI end to end: the contract's commands, exit codes and messages, and
+# loading real umoci/skopeo-made archives in all three formats.
+source "$(dirname "$0")/lib.sh"
+
+bash "$TESTS_DIR/make_fixtures.sh" "$SCRATCH/fx" >/dev/null
+fx=$SCRATCH/fx
+
+# Exit codes: usage errors are 2, failures 1.
+run "$IMAGEFS" --help;            check_eq "--help exits 0" 0 "$rc"
+check_contains "--help lists load" "load" "$out"
+run "$IMAGEFS";                   check_eq "no command is a usage error" 2 "$rc"
+run "$IMAGEFS" frobnicate;        check_eq "unknown command is a usage error" 2 "$rc"
+run "$IMAGEFS" images --format x; check_eq "bad option value is a usage error" 2 "$rc"
+run "$IMAGEFS" tag onlyone;       check_eq "missing argument is a usage error" 2 "$rc"
+run "$IMAGEFS" images;            check_eq "images on an empty store" 0 "$rc"
+check_eq "empty listing is a header" "REPOSITORY   TAG   IMAGE ID   CREATED   SIZE" "$out"
+
+# The three formats of one image give one image ID and share every layer.
+run "$IMAGEFS" load "$fx/docker.tar"; check_eq "load docker-archive" 0 "$rc"
+check_eq "docker-archive output" "Loaded image: example/img:1" "$out"
+id=$("$IMAGEFS" inspect example/img:1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')
+want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["Config"].split(".")[0])' <(tar -xOf "$fx/docker.tar" manifest.json))
+check_eq "image ID is sha256 of the config" "sha256:$want" "$id"
+layers_after_docker=$("$IMAGEFS" layers | tail -n +2 | wc -l)
+check_eq "two layers" 2 "$layers_after_docker"
+
+run "$IMAGEFS" load "$fx/oci.tar"; check_eq "load oci-archive" 0 "$rc"
+check_eq "oci-archive output" "Loaded image: example/img:2" "$out"
+check_eq "same ID through OCI" "$id" "$("$IMAGEFS" inspect example/img:2 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')"
+run "$IMAGEFS" load "$fx/oci"; check_eq "load OCI layout directory" 0 "$rc"
+check_eq "OCI ref.name \"img\" becomes a tag" "Loaded image: img:latest" "$out"
+check_eq "layers shared across formats" 2 "$("$IMAGEFS" layers | tail -n +2 | wc -l)"
+
+top_v1=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["example/legacy"]["v1"])' < <(tar -xOf "$fx/legacy.tar" repositories))
+run "$IMAGEFS" load "$fx/legacy.tar"; check_eq "load legacy" 0 "$rc"
+check_eq "legacy output" "Loaded image: example/legacy:v1" "$(grep 'Loaded image:' <<<"$out")"
+check_eq "v1 ID preserved" "sha256:$top_v1" "$("$IMAGEFS" inspect example/legacy:v1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')"
+check_eq "legacy shares the ChainIDs" 2 "$("$IMAGEFS" layers | tail -n +2 | wc -l)"
+legacy_chain=$("$IMAGEFS" inspect example/legacy:v1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ChainIDs"][-1])')
+modern_chain=$("$IMAGEFS" inspect example/img:1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ChainIDs"][-1])')
+check_eq "same top ChainID" "$modern_chain" "$legacy_chain"
+check_eq "the top layer is used by 2 images (legacy top, modern)" "2" "$("$IMAGEFS" layers --no-trunc | grep "${modern_chain#sha256:}" | awk '{print $NF}' | head -1)"
+
+# Listing: heads only by default, intermediates with -a; JSON lines.
+check_eq "images rows (img:1, img:2, img:latest, legacy:v1)" 4 "$("$IMAGEFS" images | tail -n +2 | wc -l)"
+check_eq "images -a adds the legacy parent" 5 "$("$IMAGEFS" images -a | tail -n +2 | wc -l)"
+check_contains "untagged intermediate" "<none>" "$("$IMAGEFS" images -a)"
+check_eq "json lines parse" 4 "$("$IMAGEFS" images --format json | python3 -c 'import json,sys; print(sum(1 for l in sys.stdin if json.loads(l)["ID"].startswith("sha256:")))')"
+
+# Prefixes: unique works, unknown and ambiguous are clear errors.
+short=${id#sha256:}; short=${short:0:8}
+run "$IMAGEFS" inspect "$short"; check_eq "inspect by prefix" 0 "$rc"
+run "$IMAGEFS" inspect 0000000000ffff; check_eq "unknown prefix fails" 1 "$rc"
+check_contains "unknown prefix message" "no such image: 0000000000ffff" "$out"
+run "$IMAGEFS" inspect nosuch/name:tag; check_contains "unknown name message" "no such image: nosuch/name:tag" "$out"
+
+# Tags and removal, Docker's way.
+run "$IMAGEFS" tag "$short" registry.example:5000/team/app; check_eq "tag by prefix" 0 "$rc"
+check_contains "tag listed" "registry.example:5000/team/app   latest" "$("$IMAGEFS" images)"
+run "$IMAGEFS" tag "$short" 'Bad:Name'; check_eq "invalid tag fails" 1 "$rc"
+check_contains "invalid tag message" "invalid reference format" "$out"
+run "$IMAGEFS" untag registry.example:5000/team/app; check_eq "untag" "Untagged: registry.example:5000/team/app:latest" "$out"
+run "$IMAGEFS" untag registry.example:5000/team/app; check_eq "untag twice fails" 1 "$rc"
+run "$IMAGEFS" rm example/img:2; check_eq "rm of one of several tags untags" "Untagged: example/img:2" "$out"
+legacy_parent=$("$IMAGEFS" inspect example/legacy:v1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Parent"])')
+run "$IMAGEFS" rm "$legacy_parent"; check_eq "rm of a parent image refused" 1 "$rc"
+check_contains "refusal names the child" "has it as parent" "$out"
+run "$IMAGEFS" rm "$modern_chain"; check_eq "rm of a used layer refused" 1 "$rc"
+check_contains "layer refusal reason" "uses it" "$out"
+run "$IMAGEFS" rm example/legacy:v1; check_eq "rm legacy top" 0 "$rc"
+check_contains "reports the deletion" "Deleted: sha256:$top_v1" "$out"
+run "$IMAGEFS" rm "$legacy_parent"; check_eq "then its parent" 0 "$rc"
+check_eq "layers still used by the modern image stay" 2 "$("$IMAGEFS" layers | tail -n +2 | wc -l)"
+run "$IMAGEFS" untag img; check_eq "untag short name" "Untagged: img:latest" "$out"
+run "$IMAGEFS" rm example/img:1; check_eq "rm last tag deletes" 0 "$rc"
+check_contains "layers deleted too" "Deleted: $modern_chain" "$out"
+check_eq "store empty again" 0 "$("$IMAGEFS" layers | tail -n +2 | wc -l)"
+
+# A broken archive: exit 1, the file named, nothing registered; then a good load works.
+head -c 100000 "$fx/docker.tar" > "$SCRATCH/cut.tar"
+run "$IMAGEFS" load "$SCRATCH/cut.tar"; check_eq "truncated load fails" 1 "$rc"
+check_contains "message names the file" "cut.tar" "$out"
+check_contains "message says truncated" "truncated" "$out"
+check_eq "nothing registered" 1 "$("$IMAGEFS" images -a | wc -l)"
+run "$IMAGEFS" load - < "$fx/docker.tar"; check_eq "load from stdin" "Loaded image: example/img:1" "$out"
+
+# The store from one process is seen by the next; --store and the environment agree.
+run "$IMAGEFS" --store "$IMAGEFS_STORE" images; check_contains "--store" "example/img" "$out"
+run env -u IMAGEFS_STORE XDG_DATA_HOME="$SCRATCH/xdg" "$IMAGEFS" images
+check_eq "XDG default store is separate" 1 "$(wc -l <<<"$out")"
+test -f "$SCRATCH/xdg/imagefs/VERSION" && echo "ok: XDG store created" || fail "XDG store not created"
+finish

@@ -1,0 +1,44 @@
+# Shared helpers for integration tests: assertions, a scratch dir removed on exit,
+# and the fixture cache. Source it; $IMAGEFS is the binary under test.
+set -euo pipefail
+
+: "${IMAGEFS:?set IMAGEFS to the imagefs binary}"
+TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# Fixtures that are slow to make (debootstrap) are cached outside the repo.
+FIXTURE_CACHE=${IMAGEFS_FIXTURE_CACHE:-/var/tmp/imagefs-fixtures}
+SCRATCH=$(mktemp -d /tmp/imagefs-it-XXXXXX)
+export IMAGEFS_STORE=$SCRATCH/store
+failures=0
+
+cleanup_hooks=()
+on_exit() {
+  local hook
+  for hook in "${cleanup_hooks[@]}"; do eval "$hook" || true; done
+  rm -rf "$SCRATCH"
+}
+trap on_exit EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+check_eq() {  # check_eq WHAT EXPECTED ACTUAL
+  if [ "$2" != "$3" ]; then fail "$1: expected [$2], got [$3]"; else echo "ok: $1"; fi
+}
+check_contains() {  # check_contains WHAT NEEDLE HAYSTACK
+  if [[ "$3" != *"$2"* ]]; then fail "$1: [$2] not in [$3]"; else echo "ok: $1"; fi
+}
+# Runs a command, capturing stdout+stderr in $out and its exit status in $rc.
+run() {
+  set +e
+  out=$("$@" 2>&1)
+  rc=$?
+  set -e
+}
+finish() {
+  if [ "$failures" -ne 0 ]; then
+    echo "$failures check(s) failed" >&2
+    exit 1
+  fi
+  echo "all checks passed"
+}
