@@ -82,6 +82,13 @@ int RunCli(int argc, char** argv) {
   load->add_flag("--all-platforms", load_options.all_platforms, "load every platform of an index");
   load->add_flag("-q,--quiet", load_options.quiet, "no progress output");
 
+  std::string export_name, export_output;
+  bool export_rootfs = false;
+  auto* export_cmd = app.add_subcommand("export", "write an image's merged root file system as a tar");
+  export_cmd->add_option("NAME", export_name, "ID|NAME[:TAG]")->required();
+  export_cmd->add_flag("--rootfs", export_rootfs, "the merged rootfs (what the mount's rootfs/ shows)")->required();
+  export_cmd->add_option("-o,--output", export_output, "file to write (default: standard output)");
+
   std::vector<std::string> rm_names;
   bool rm_force = false;
   auto* rm = app.add_subcommand(
@@ -114,6 +121,7 @@ int RunCli(int argc, char** argv) {
   if (*untag) return CmdUntag(s, untag_names);
   if (*rm) return CmdRm(s, rm_names, rm_force);
   if (*load) return CmdLoad(s, load_options);
+  if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
   return kUsageError;
 }
 

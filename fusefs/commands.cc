@@ -14,6 +14,8 @@
 #include "fusefs/progress.h"
 #include "graph/base/fs_util.h"
 #include "graph/loader.h"
+#include "graph/tree.h"
+#include "graph/tree_export.h"
 
 namespace imagefs {
 
@@ -268,6 +270,34 @@ int CmdLoad(Store& store, const LoadCmdOptions& options) {
     for (const Error& failure : report->failures) rc = ReportError(failure);
   }
   return rc;
+}
+
+}  // namespace imagefs
+
+namespace imagefs {
+
+int CmdExportRootfs(Store& store, const std::string& name, const std::string& output) {
+  auto id = store.ResolveImage(name);
+  if (!id) return ReportError(id.error());
+  auto image = store.GetImage(*id);
+  if (!image) return ReportError(image.error());
+  auto tree = Tree::BuildMerged(store, image->top_layer);
+  if (!tree) return ReportError(tree.error().WithContext("image " + id->substr(0, 12)));
+  UniqueFd out;
+  if (!output.empty() && output != "-") {
+    auto fd = OpenFile(output, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (!fd) return ReportError(fd.error());
+    out = std::move(*fd);
+  } else if (isatty(STDOUT_FILENO)) {
+    return ReportError(Error::Make(Code::kInvalid, "refusing to write a tar to a terminal: use -o FILE or a pipe"));
+  }
+  Status st = ExportTree(**tree, out.valid() ? out.get() : STDOUT_FILENO);
+  if (st && out.valid() && fsync(out.get()) != 0) st = FailErrno("fsync " + output);
+  if (!st) {
+    if (out.valid()) ::unlink(output.c_str());
+    return ReportError(st.error());
+  }
+  return 0;
 }
 
 }  // namespace imagefs

@@ -27,6 +27,7 @@ struct LoadCmdOptions {
   bool quiet = false;
 };
 int CmdLoad(Store& store, const LoadCmdOptions& options);
+int CmdExportRootfs(Store& store, const std::string& name, const std::string& output);
 int CmdRm(Store& store, const std::vector<std::string>& names, bool force);
 
 // Prints "imagefs: <message>" to stderr and returns 1.

@@ -323,6 +323,25 @@ Result<std::shared_ptr<const TarIndex>> Store::OpenIndex(const Digest& diff_id) 
   return indexes_.emplace(diff_id.hex(), std::move(index)).first->second;
 }
 
+Result<std::shared_ptr<const LayerBlob>> Store::OpenBlob(const Digest& diff_id) const {
+  {
+    std::lock_guard lock(index_mu_);
+    if (auto it = blobs_.find(diff_id.hex()); it != blobs_.end()) return it->second;
+  }
+  auto blob = std::make_shared<LayerBlob>();
+  blob->diff_id = diff_id;
+  ASSIGN_OR_RETURN(blob->index, OpenIndex(diff_id));
+  ASSIGN_OR_RETURN(blob->fd, OpenFile(BlobPath(diff_id), O_RDONLY));
+  struct stat st;
+  if (fstat(blob->fd.get(), &st) != 0) return FailErrno("stat " + BlobPath(diff_id).string());
+  if (static_cast<uint64_t>(st.st_size) != blob->index->tar_size()) {
+    return Fail(Code::kCorrupt, BlobPath(diff_id).string() + ": has " + std::to_string(st.st_size) +
+                                    " bytes, its index says " + std::to_string(blob->index->tar_size()));
+  }
+  std::lock_guard lock(index_mu_);
+  return blobs_.emplace(diff_id.hex(), std::move(blob)).first->second;
+}
+
 Result<LayerInfo> Store::RegisterLayer(const std::optional<Digest>& parent, ByteSource& tar,
                                        const std::optional<Digest>& expected_diff_id,
                                        bool* created) {
@@ -632,6 +651,7 @@ Status Store::RemoveLayerLocked(const LayerInfo& layer) {
     RETURN_IF_ERROR(RemoveDirAtomically(root_ / "diffs" / layer.diff_id.hex()));
     std::lock_guard l(index_mu_);
     indexes_.erase(layer.diff_id.hex());
+    blobs_.erase(layer.diff_id.hex());
   }
   Log()->info("remove layer chain_id={}", layer.chain_id.str());
   return BumpGeneration();

@@ -39,6 +39,14 @@ struct ImageSpec {
   std::optional<std::string> parent;
 };
 
+// A stored layer's data: its entry index and an open descriptor of its tar. Immutable;
+// shared by every tree that uses the layer.
+struct LayerBlob {
+  Digest diff_id;
+  std::shared_ptr<const TarIndex> index;
+  UniqueFd fd;
+};
+
 // Held by an in-flight transfer: while it lives, the layer cannot be deleted, by this
 // process or any other (a shared flock on retain/<chainid>).
 class RetainHandle {
@@ -74,6 +82,8 @@ class Store {
   size_t ImagesUsingLayer(const Digest& chain_id) const;
   fs::path BlobPath(const Digest& diff_id) const;
   Result<std::shared_ptr<const TarIndex>> OpenIndex(const Digest& diff_id) const;
+  // Opens (once, then cached) the layer's index and tar.
+  Result<std::shared_ptr<const LayerBlob>> OpenBlob(const Digest& diff_id) const;
 
   // Images. RegisterImage is idempotent: an existing ID returns the stored record.
   Result<ImageInfo> RegisterImage(const ImageSpec& spec);
@@ -150,6 +160,7 @@ class Store {
 
   mutable std::mutex index_mu_;
   mutable std::unordered_map<std::string, std::shared_ptr<const TarIndex>> indexes_;  // guarded by index_mu_
+  mutable std::unordered_map<std::string, std::shared_ptr<const LayerBlob>> blobs_;  // guarded by index_mu_
 };
 
 }  // namespace imagefs

@@ -1,0 +1,462 @@
+#include "graph/tree.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <unordered_map>
+
+#include "graph/base/log.h"
+
+namespace imagefs {
+namespace {
+
+constexpr uint32_t kNone = UINT32_MAX;
+constexpr std::string_view kWhiteoutPrefix = ".wh.";
+constexpr std::string_view kOpaque = ".wh..wh..opq";
+
+std::string_view BaseName(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+std::string_view DirName(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
+}
+
+uint64_t HashChild(uint32_t parent, std::string_view name) {
+  uint64_t h = std::hash<std::string_view>()(name);
+  return h ^ (uint64_t{parent} * 0x9e3779b97f4a7c15ULL);
+}
+
+}  // namespace
+
+// Applies layers to a mutable tree, then freezes it. Names are views into the layers'
+// mmap'd string tables (or into implied_names_), which outlive the builder.
+class TreeBuilder {
+ public:
+  // Finds a hardlink target that is not in the layers applied so far (a layer's diff view
+  // linking into the layers below): returns (layer, entry, an inode key) or nullopt.
+  using BelowResolver = std::function<std::optional<std::tuple<uint32_t, uint32_t, uint32_t>>(std::string_view)>;
+  void set_below(BelowResolver resolver) { below_ = std::move(resolver); }
+
+  TreeBuilder() { nodes_.push_back({kNone, "", Tree::kImplied, 0, 0, true, true, false, {}}); }
+
+  Status ApplyLayer(uint32_t layer_index, const TarIndex& index, bool merge) {
+    layer_ = layer_index;
+    index_ = &index;
+    auto entries = index.entries();
+    if (merge) {
+      // Deletions first: whiteouts and opaque markers apply to the lower layers only,
+      // whatever their position in this layer's tar.
+      for (const IndexEntry& e : entries) {
+        std::string_view path = index.Path(e);
+        std::string_view base = BaseName(path);
+        if (base == kOpaque) {
+          if (auto dir = ResolveNoFollow(DirName(path)); dir && nodes_[*dir].is_dir) {
+            for (uint32_t child : nodes_[*dir].kids) Remove(child);
+          }
+        } else if (base.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix) {
+          if (auto dir = ResolveNoFollow(DirName(path)); dir && nodes_[*dir].is_dir) {
+            if (auto victim = Find(*dir, base.substr(kWhiteoutPrefix.size()))) Remove(*victim);
+          }
+        }
+      }
+    }
+    std::vector<std::pair<uint32_t, uint32_t>> pending_links;  // (node, entry)
+    for (uint32_t i = 0; i < entries.size(); ++i) {
+      const IndexEntry& e = entries[i];
+      std::string_view path = index.Path(e);
+      if (merge && BaseName(path).substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix) continue;
+      bool is_dir = e.kind == EntryKind::kDir;
+      if (path.empty()) {  // the root's own entry
+        if (is_dir) SetEntry(0, i);
+        continue;
+      }
+      uint32_t parent = EnsureDir(DirName(path));
+      std::string_view name = BaseName(path);
+      if (auto existing = Find(parent, name)) {
+        if (is_dir && nodes_[*existing].is_dir) {  // directory over directory: contents merge
+          SetEntry(*existing, i);
+          continue;
+        }
+        Remove(*existing);
+      }
+      uint32_t id = Add(parent, name, is_dir);
+      if (e.kind == EntryKind::kHardlink) {
+        // Bound to the inode its target names now; a target listed later in this same
+        // layer is resolved once the layer's other entries are in.
+        if (!Link(id, index.Link(e))) pending_links.emplace_back(id, i);
+      } else {
+        SetEntry(id, i);
+      }
+    }
+    for (auto [id, i] : pending_links) {
+      if (!nodes_[id].alive) continue;  // a later entry replaced the link
+      if (!Link(id, index.Link(entries[i]), /*last_chance=*/true)) {
+        return Fail(Code::kCorrupt, "hardlink \"" + std::string(index.Path(entries[i])) + "\" -> \"" +
+                                        std::string(index.Link(entries[i])) + "\": target not found");
+      }
+    }
+    return {};
+  }
+
+  void Freeze(Tree& tree) {
+    // DFS in name order gives deterministic ids, and locality for tar -c and find.
+    std::vector<uint32_t> new_id(nodes_.size(), kNone);
+    std::vector<uint32_t> order;
+    std::vector<uint32_t> stack{0};
+    while (!stack.empty()) {
+      uint32_t id = stack.back();
+      stack.pop_back();
+      new_id[id] = static_cast<uint32_t>(order.size());
+      order.push_back(id);
+      if (!nodes_[id].is_dir) continue;
+      std::vector<uint32_t> kids = LiveKids(id);
+      std::sort(kids.begin(), kids.end(), [&](uint32_t a, uint32_t b) { return nodes_[a].name < nodes_[b].name; });
+      for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back(*it);
+    }
+    std::unordered_map<uint32_t, uint32_t> inode_of;  // builder inode -> first new id
+    std::unordered_map<uint32_t, uint32_t> links;     // builder inode -> name count
+    for (uint32_t old : order) {
+      inode_of.emplace(nodes_[old].inode, new_id[old]);
+      ++links[nodes_[old].inode];
+    }
+    tree.nodes_.resize(order.size());
+    for (uint32_t n = 0; n < order.size(); ++n) {
+      const BNode& b = nodes_[order[n]];
+      TreeNode& t = tree.nodes_[n];
+      t.parent = b.parent == kNone ? 0 : new_id[b.parent];
+      t.name_off = static_cast<uint32_t>(tree.names_.size());
+      t.name_len = static_cast<uint32_t>(b.name.size());
+      tree.names_.append(b.name);
+      t.layer = b.layer;
+      t.entry = b.entry;
+      t.inode = inode_of[b.inode];
+      t.nlink = b.is_dir ? 2 : links[b.inode];
+      t.first_child = static_cast<uint32_t>(tree.children_.size());
+      t.child_count = 0;
+      if (b.is_dir) {
+        std::vector<uint32_t> kids = LiveKids(order[n]);
+        for (uint32_t k : kids) {
+          tree.children_.push_back(new_id[k]);
+          if (nodes_[k].is_dir) ++t.nlink;
+        }
+        t.child_count = static_cast<uint32_t>(kids.size());
+        std::sort(tree.children_.begin() + t.first_child, tree.children_.end());  // ids are in name order
+      }
+    }
+    size_t slots = 16;
+    while (slots < tree.nodes_.size() * 2) slots *= 2;
+    tree.slots_.assign(slots, kNone);
+    for (uint32_t n = 1; n < tree.nodes_.size(); ++n) {
+      size_t s = HashChild(tree.nodes_[n].parent, tree.Name(n)) & (slots - 1);
+      while (tree.slots_[s] != kNone) s = (s + 1) & (slots - 1);
+      tree.slots_[s] = n;
+    }
+  }
+
+ private:
+  struct BNode {
+    uint32_t parent;
+    std::string_view name;
+    uint32_t layer;
+    uint32_t entry;
+    uint32_t inode;
+    bool is_dir;
+    bool alive;
+    bool pending;
+    std::vector<uint32_t> kids;  // may hold dead nodes; live ones are in children_
+  };
+  struct Key {
+    uint32_t parent;
+    std::string_view name;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return HashChild(k.parent, k.name); }
+  };
+
+  std::vector<uint32_t> LiveKids(uint32_t dir) const {
+    std::vector<uint32_t> out;
+    for (uint32_t k : nodes_[dir].kids) {
+      if (nodes_[k].alive) out.push_back(k);
+    }
+    return out;
+  }
+
+  std::optional<uint32_t> Find(uint32_t dir, std::string_view name) const {
+    auto it = children_.find({dir, name});
+    if (it == children_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  std::optional<uint32_t> ResolveNoFollow(std::string_view path) const {
+    uint32_t cur = 0;
+    while (!path.empty()) {
+      size_t slash = path.find('/');
+      std::string_view comp = path.substr(0, slash);
+      if (!nodes_[cur].is_dir) return std::nullopt;
+      auto next = Find(cur, comp);
+      if (!next) return std::nullopt;
+      cur = *next;
+      path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+    }
+    return cur;
+  }
+
+  // Walks to a directory, creating the ones the tar never lists (as tar and umoci do) and
+  // replacing a non-directory in the way: symlinks are never followed.
+  uint32_t EnsureDir(std::string_view path) {
+    uint32_t cur = 0;
+    while (!path.empty()) {
+      size_t slash = path.find('/');
+      std::string_view comp = path.substr(0, slash);
+      auto next = Find(cur, comp);
+      if (next && !nodes_[*next].is_dir) {
+        Remove(*next);
+        next.reset();
+      }
+      cur = next ? *next : Add(cur, comp, true);
+      path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+    }
+    return cur;
+  }
+
+  uint32_t Add(uint32_t parent, std::string_view name, bool is_dir) {
+    uint32_t id = static_cast<uint32_t>(nodes_.size());
+    nodes_.push_back({parent, name, Tree::kImplied, 0, id, is_dir, true, false, {}});
+    nodes_[parent].kids.push_back(id);
+    children_[{parent, name}] = id;
+    return id;
+  }
+
+  void SetEntry(uint32_t id, uint32_t entry) {
+    nodes_[id].layer = layer_;
+    nodes_[id].entry = entry;
+    nodes_[id].inode = id;
+  }
+
+  bool Link(uint32_t id, std::string_view target_path, bool last_chance = false) {
+    auto target = ResolveNoFollow(target_path);
+    if (!target && last_chance && below_) {
+      auto found = below_(target_path);
+      if (!found) return false;
+      auto [layer, entry, below_inode] = *found;
+      nodes_[id].layer = layer;
+      nodes_[id].entry = entry;
+      // Names of one lower inode share one inode here too.
+      nodes_[id].inode = below_inodes_.emplace(below_inode, id).first->second;
+      return true;
+    }
+    if (!target || *target == id || nodes_[*target].is_dir || nodes_[*target].layer == Tree::kImplied) {
+      return false;
+    }
+    nodes_[id].layer = nodes_[*target].layer;
+    nodes_[id].entry = nodes_[*target].entry;
+    nodes_[id].inode = nodes_[*target].inode;
+    return true;
+  }
+
+  void Remove(uint32_t id) {
+    BNode& n = nodes_[id];
+    if (!n.alive) return;
+    n.alive = false;
+    auto it = children_.find({n.parent, n.name});
+    if (it != children_.end() && it->second == id) children_.erase(it);
+    if (n.is_dir) {
+      for (uint32_t k : n.kids) Remove(k);
+      n.kids.clear();
+    }
+  }
+
+  std::vector<BNode> nodes_;
+  std::unordered_map<Key, uint32_t, KeyHash> children_;
+  uint32_t layer_ = 0;
+  const TarIndex* index_ = nullptr;
+  BelowResolver below_;
+  std::unordered_map<uint32_t, uint32_t> below_inodes_;
+};
+
+Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store, const std::optional<Digest>& top) {
+  std::shared_ptr<Tree> tree(new Tree());
+  TreeBuilder builder;
+  if (top) {
+    ASSIGN_OR_RETURN(auto chain, store.LayerChain(*top));
+    for (size_t i = 0; i < chain.size(); ++i) {
+      ASSIGN_OR_RETURN(auto blob, store.OpenBlob(chain[i].diff_id));
+      tree->layers_.push_back(blob);
+      if (auto st = builder.ApplyLayer(static_cast<uint32_t>(i), *blob->index, true); !st) {
+        return Fail(st.error().WithContext("merge layer " + chain[i].chain_id.str()));
+      }
+    }
+  }
+  builder.Freeze(*tree);
+  return std::shared_ptr<const Tree>(std::move(tree));
+}
+
+Result<std::shared_ptr<const Tree>> Tree::BuildDiff(const Store& store, const Digest& chain_id) {
+  ASSIGN_OR_RETURN(LayerInfo layer, store.GetLayer(chain_id));
+  ASSIGN_OR_RETURN(auto blob, store.OpenBlob(layer.diff_id));
+  std::shared_ptr<Tree> tree(new Tree());
+  tree->layers_.push_back(blob);
+  TreeBuilder builder;
+  // A hardlink to a file of a lower layer is resolved in the merged tree below, built only
+  // when such a link turns up; its blob joins this tree's layers.
+  std::shared_ptr<const Tree> below;
+  Status below_status;
+  builder.set_below([&](std::string_view path) -> std::optional<std::tuple<uint32_t, uint32_t, uint32_t>> {
+    if (!layer.parent) return std::nullopt;
+    if (!below) {
+      auto built = BuildMerged(store, layer.parent);
+      if (!built) {
+        below_status = Fail(built.error());
+        return std::nullopt;
+      }
+      below = *built;
+    }
+    auto node = below->Resolve(path);
+    if (!node || below->IsDir(*node) || below->node(*node).layer == kImplied) return std::nullopt;
+    const TreeNode& n = below->node(*node);
+    tree->layers_.push_back(below->layers_[n.layer]);
+    return std::make_tuple(static_cast<uint32_t>(tree->layers_.size() - 1), n.entry, n.inode);
+  });
+  if (auto st = builder.ApplyLayer(0, *blob->index, false); !st) {
+    if (!below_status) return Fail(below_status.error());
+    return Fail(st.error().WithContext("layer " + chain_id.str()));
+  }
+  builder.Freeze(*tree);
+  return std::shared_ptr<const Tree>(std::move(tree));
+}
+
+std::optional<uint32_t> Tree::Lookup(uint32_t dir, std::string_view name) const {
+  size_t mask = slots_.size() - 1;
+  for (size_t s = HashChild(dir, name) & mask;; s = (s + 1) & mask) {
+    uint32_t n = slots_[s];
+    if (n == kNone) return std::nullopt;
+    if (nodes_[n].parent == dir && Name(n) == name) return n;
+  }
+}
+
+std::optional<uint32_t> Tree::Resolve(std::string_view path) const {
+  uint32_t cur = kRoot;
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    std::string_view comp = path.substr(0, slash);
+    if (!comp.empty()) {
+      auto next = Lookup(cur, comp);
+      if (!next) return std::nullopt;
+      cur = *next;
+    }
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+  }
+  return cur;
+}
+
+std::string Tree::Path(uint32_t id) const {
+  std::vector<std::string_view> parts;
+  for (uint32_t cur = id; cur != kRoot; cur = nodes_[cur].parent) parts.push_back(Name(cur));
+  std::string out;
+  for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
+    if (!out.empty()) out += '/';
+    out.append(*it);
+  }
+  return out;
+}
+
+const IndexEntry* Tree::Entry(uint32_t id) const {
+  const TreeNode& n = nodes_[id];
+  if (n.layer == kImplied) return nullptr;
+  return &layers_[n.layer]->index->entries()[n.entry];
+}
+
+bool Tree::IsDir(uint32_t id) const {
+  const IndexEntry* e = Entry(id);
+  return e == nullptr || e->kind == EntryKind::kDir;
+}
+
+TreeAttr Tree::Attr(uint32_t id) const {
+  const TreeNode& n = nodes_[id];
+  TreeAttr a{};
+  a.nlink = n.nlink;
+  a.inode = n.inode;
+  const IndexEntry* e = Entry(id);
+  if (e == nullptr) {
+    a.mode = S_IFDIR | 0755;
+    a.size = 4096;
+    a.blocks = 8;
+    return a;
+  }
+  a.mode = e->mode;
+  a.uid = e->uid;
+  a.gid = e->gid;
+  a.mtime_sec = e->mtime_sec;
+  a.mtime_nsec = e->mtime_nsec;
+  a.rdev_major = e->rdev_major;
+  a.rdev_minor = e->rdev_minor;
+  switch (e->kind) {
+    case EntryKind::kDir: a.size = 4096; break;
+    case EntryKind::kSymlink: a.size = e->link_len; break;
+    case EntryKind::kFile:
+    case EntryKind::kHardlink: a.size = e->size; break;
+    default: a.size = 0; break;
+  }
+  uint64_t stored = a.size;
+  if (e->data_offset == kUseExtents) {
+    stored = 0;
+    for (const IndexExtent& x : layers_[n.layer]->index->Extents(*e)) stored += x.length;
+  }
+  a.blocks = (stored + 511) / 512;
+  return a;
+}
+
+std::string_view Tree::SymlinkTarget(uint32_t id) const {
+  const IndexEntry* e = Entry(id);
+  if (e == nullptr || e->kind != EntryKind::kSymlink) return {};
+  return layers_[nodes_[id].layer]->index->Link(*e);
+}
+
+std::vector<std::pair<std::string_view, std::string_view>> Tree::Xattrs(uint32_t id) const {
+  std::vector<std::pair<std::string_view, std::string_view>> out;
+  const IndexEntry* e = Entry(id);
+  if (e == nullptr) return out;
+  const TarIndex& index = *layers_[nodes_[id].layer]->index;
+  for (const IndexXattr& x : index.Xattrs(*e)) {
+    out.emplace_back(index.Str(x.name_off, x.name_len), index.Str(x.value_off, x.value_len));
+  }
+  return out;
+}
+
+Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) const {
+  const IndexEntry* e = Entry(id);
+  if (e == nullptr || (e->kind != EntryKind::kFile && e->kind != EntryKind::kHardlink)) {
+    return Fail(Code::kInvalid, "not a regular file");
+  }
+  const LayerBlob& blob = *layers_[nodes_[id].layer];
+  auto n = ReadEntryData(blob.fd.get(), *blob.index, *e, off, len, buf);
+  if (!n) return Fail(n.error().WithContext("read " + Path(id) + " from layer " + blob.diff_id.str()));
+  return n;
+}
+
+std::optional<Tree::Extent> Tree::ContiguousData(uint32_t id) const {
+  const IndexEntry* e = Entry(id);
+  if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset == kUseExtents) return std::nullopt;
+  return Extent{layers_[nodes_[id].layer]->fd.get(), e->data_offset};
+}
+
+std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Tree::DataRuns(uint32_t id) const {
+  const IndexEntry* e = Entry(id);
+  if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset != kUseExtents) return std::nullopt;
+  std::vector<std::pair<uint64_t, uint64_t>> runs;
+  for (const IndexExtent& x : layers_[nodes_[id].layer]->index->Extents(*e)) runs.emplace_back(x.logical, x.length);
+  return runs;
+}
+
+size_t Tree::MemoryBytes() const {
+  return nodes_.capacity() * sizeof(TreeNode) + children_.capacity() * sizeof(uint32_t) +
+         names_.capacity() + slots_.capacity() * sizeof(uint32_t) + sizeof(*this);
+}
+
+}  // namespace imagefs
