@@ -389,7 +389,8 @@ TreeAttr Tree::Attr(uint32_t id) const {
     a.blocks = 8;
     return a;
   }
-  a.mode = e->mode;
+  // On disk a symlink's permission bits are always 0777, whatever its tar header says.
+  a.mode = e->kind == EntryKind::kSymlink ? (S_IFLNK | 0777) : e->mode;
   a.uid = e->uid;
   a.gid = e->gid;
   a.mtime_sec = e->mtime_sec;

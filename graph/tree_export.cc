@@ -31,6 +31,8 @@ Status Check(archive* a, int r, const std::string& what) {
 Status ExportTree(const Tree& tree, int out_fd) {
   std::unique_ptr<archive, WriterDeleter> a(archive_write_new());
   archive_write_set_format_pax(a.get());
+  // SCHILY.xattr.* only: the form GNU tar and Docker read (libarchive adds its own too).
+  archive_write_set_format_option(a.get(), "pax", "xattrheader", "SCHILY");
   archive_write_set_bytes_per_block(a.get(), 10240);
   archive_write_set_bytes_in_last_block(a.get(), 1);
   RETURN_IF_ERROR(Check(a.get(), archive_write_open_fd(a.get(), out_fd), "open"));
@@ -49,7 +51,7 @@ Status ExportTree(const Tree& tree, int out_fd) {
       archive_entry_xattr_add_entry(e.get(), std::string(name).c_str(), value.data(), value.size());
     }
     bool is_file = S_ISREG(attr.mode);
-    if (is_file && attr.nlink > 1) {
+    if (!S_ISDIR(attr.mode) && attr.nlink > 1) {
       auto [it, first] = first_name.emplace(attr.inode, path);
       if (!first) {
         archive_entry_set_hardlink(e.get(), it->second.c_str());

@@ -101,10 +101,13 @@ int main(int argc, char** argv) {
     for (const auto& [k, v] : xattrs) xs += (xs.empty() ? "" : ";") + Escape(k) + "=" + Hex(v);
     std::string grp = "-";
     if (!S_ISDIR(a.mode) && a.nlink > 1) grp = group[a.inode];
+    // A directory no layer lists has no mtime of its own: marked, so comparisons skip it.
+    std::string mtime = t.node(n).layer == imagefs::Tree::kImplied
+                            ? "IMPLIED" : std::to_string(a.mtime_sec) + "." + std::to_string(a.mtime_nsec);
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", a.mode & 07777);
     std::cout << path << '|' << TypeChar(a.mode) << '|' << mode << '|' << a.uid << '|' << a.gid << '|'
-              << size << '|' << a.mtime_sec << '.' << a.mtime_nsec << '|'
+              << size << '|' << mtime << '|'
               << (S_ISLNK(a.mode) ? Escape(t.SymlinkTarget(n)) : "-") << '|' << sha << '|' << rdev
               << '|' << (xs.empty() ? "-" : xs) << '|' << grp << '\n';
   }

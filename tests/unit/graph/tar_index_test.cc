@@ -233,3 +233,33 @@ TEST(CleanTarPath, ClampsAndStrips) {
 
 }  // namespace
 }  // namespace imagefs
+
+namespace imagefs {
+namespace {
+
+// A 9 GiB (sparse) member: its size only fits a base-256 header field.
+TEST(TarIndex, SizesOver8GiB) {
+  testing::ScratchDir dir;
+  ASSERT_EQ(testing::Shell("cd " + dir.path().string() +
+                           " && mkdir s && truncate -s 9G s/huge && printf 'END' >> s/huge"
+                           " && tar --format=gnu -S -cf t.tar -C s huge && od -An -c -j 124 -N 1 t.tar")
+                .status,
+            0);
+  std::string tar = testing::ReadAll(dir / "t.tar");
+  auto summary = WriteTarIndex(tar.data(), tar.size(), dir / "index");
+  ASSERT_TRUE(summary) << summary.error().msg;
+  auto index = TarIndex::Open(dir / "index");
+  ASSERT_TRUE(index);
+  const IndexEntry& e = (*index)->entries()[0];
+  EXPECT_EQ(e.size, (uint64_t{9} << 30) + 3);
+  auto fd = OpenFile(dir / "t.tar", O_RDONLY);
+  ASSERT_TRUE(fd);
+  char buf[8] = {};
+  auto n = ReadEntryData(fd->get(), **index, e, e.size - 5, 8, buf);
+  ASSERT_TRUE(n);
+  EXPECT_EQ(*n, 5u);
+  EXPECT_EQ(std::string(buf, 5), std::string("\0\0END", 5));
+}
+
+}  // namespace
+}  // namespace imagefs
