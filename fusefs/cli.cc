@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "fusefs/commands.h"
+#include "fusefs/session.h"
 #include "graph/base/log.h"
 #include "graph/store.h"
 
@@ -89,6 +90,16 @@ int RunCli(int argc, char** argv) {
   export_cmd->add_flag("--rootfs", export_rootfs, "the merged rootfs (what the mount's rootfs/ shows)")->required();
   export_cmd->add_option("-o,--output", export_output, "file to write (default: standard output)");
 
+  MountOptions mount_options;
+  auto* mount = app.add_subcommand("mount", "serve the store as a read-only tree until unmounted (fusermount3 -u, or Ctrl-C)");
+  mount->add_option("MOUNTPOINT", mount_options.mountpoint, "an existing directory")->required();
+  mount->add_flag("-d,--daemon", mount_options.daemon, "go to the background once the mount is up (exit status says if it came up)");
+  mount->add_option("-o", mount_options.options,
+                    "mount options: uid=N,gid=N (show every entry as owned by them) and libfuse's, e.g. "
+                    "allow_other (needs user_allow_other in /etc/fuse.conf)");
+  mount->add_option("--cache-nodes", mount_options.fs.cache_nodes, "tree nodes kept in memory (about 50 bytes each)")
+      ->capture_default_str();
+
   std::vector<std::string> rm_names;
   bool rm_force = false;
   auto* rm = app.add_subcommand(
@@ -121,6 +132,7 @@ int RunCli(int argc, char** argv) {
   if (*untag) return CmdUntag(s, untag_names);
   if (*rm) return CmdRm(s, rm_names, rm_force);
   if (*load) return CmdLoad(s, load_options);
+  if (*mount) return RunMount(s, mount_options);
   if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
   return kUsageError;
 }

@@ -1,0 +1,703 @@
+#include "fusefs/filesystem.h"
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <variant>
+
+#include "graph/base/log.h"
+
+namespace imagefs {
+namespace {
+
+auto Log() { return Logger("fusefs"); }
+
+constexpr const char* kTopLevel[] = {"images", "layers", "tags", "import"};
+
+Error Errno(int e, std::string msg) { return Error{e == ENOENT ? Code::kNotFound : Code::kIo, e, std::move(msg)}; }
+
+}  // namespace
+
+struct ImageFs::Entry {
+  fuse_ino_t ino = 0;
+  struct stat attr {};
+  double timeout = 0;
+};
+
+// An open file: what its reads come from.
+struct ImageFs::Handle {
+  struct TreeFile {
+    std::shared_ptr<const Tree> tree;
+    uint32_t node;
+    std::optional<Tree::Extent> extent;
+    uint64_t size;
+  };
+  struct Bytes {
+    std::string data;
+  };
+  struct Blob {
+    std::shared_ptr<const LayerBlob> blob;
+  };
+  struct Archive {
+    std::shared_ptr<const ImageArchive> archive;
+  };
+  struct Import {
+    UniqueFd fd;
+    std::string name;
+    bool written = false;
+    bool finished = false;
+  };
+  std::variant<TreeFile, Bytes, Blob, Archive, Import> source;
+};
+
+struct ImageFs::DirHandle {
+  std::vector<std::pair<std::string, fuse_ino_t>> entries;  // synthetic directories
+  std::shared_ptr<const Tree> tree;                           // tree directories
+  uint32_t serial = 0, node = 0;
+};
+
+Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options) {
+  std::unique_ptr<ImageFs> fs(new ImageFs(store, options));
+  ASSIGN_OR_RETURN(fs->import_, ImportDir::Create(store));
+  fs->start_time_ = time(nullptr);
+  return fs;
+}
+
+void ImageFs::Init(fuse_conn_info* conn) {
+  // Large requests: reads of 1 MiB, splice from the blob fds where the kernel allows.
+  conn->max_write = 1u << 20;
+  conn->max_readahead = 1u << 20;
+  for (unsigned cap : {FUSE_CAP_SPLICE_WRITE, FUSE_CAP_SPLICE_MOVE, FUSE_CAP_CACHE_SYMLINKS,
+                       FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_ASYNC_READ, FUSE_CAP_READDIRPLUS}) {
+    if (conn->capable & cap) conn->want |= cap;
+  }
+  Log()->info("mount ready: store={}", store_.root().string());
+}
+
+void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
+  int e = error.ToErrno();
+  if (e == EIO) {
+    stats_.Bump(tag);
+    Log()->error("{}: {}", tag, error.msg);
+  } else {
+    Log()->debug("{}: {}", tag, error.msg);
+  }
+  fuse_reply_err(req, e);
+}
+
+Result<std::shared_ptr<const Tree>> ImageFs::TreeOf(uint32_t serial) {
+  auto key = inodes_.GetTree(serial);
+  if (!key) return Fail(Errno(ESTALE, "unknown tree"));
+  return trees_.Get(key->kind, key->top);
+}
+
+fuse_ino_t ImageFs::TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner) {
+  return InodeTable::TreeIno(inodes_.TreeSerial({kind, top, owner}), Tree::kRoot);
+}
+
+void ImageFs::FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const {
+  TreeAttr a = tree.Attr(node);
+  std::memset(st, 0, sizeof *st);
+  st->st_ino = InodeTable::TreeIno(serial, a.inode);
+  st->st_mode = a.mode;
+  st->st_nlink = a.nlink;
+  st->st_uid = options_.uid.value_or(a.uid);
+  st->st_gid = options_.gid.value_or(a.gid);
+  st->st_size = static_cast<off_t>(a.size);
+  st->st_blocks = static_cast<blkcnt_t>(a.blocks);
+  st->st_blksize = 4096;
+  st->st_rdev = makedev(a.rdev_major, a.rdev_minor);
+  st->st_mtim = {a.mtime_sec, a.mtime_nsec};
+  st->st_atim = st->st_mtim;
+  st->st_ctim = st->st_mtim;
+}
+
+Result<std::shared_ptr<const ImageArchive>> ImageFs::ArchiveOf(const std::string& image_id) {
+  {
+    std::lock_guard lock(archives_mu_);
+    if (auto it = archives_.find(image_id); it != archives_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(auto archive, ImageArchive::Build(store_, image_id));
+  std::lock_guard lock(archives_mu_);
+  if (archives_.size() > 256) archives_.clear();  // small objects; a crude bound suffices
+  archives_[image_id] = archive;
+  return archive;
+}
+
+namespace {
+
+std::string TagLinkTarget(const Reference& ref, const std::string& id) {
+  std::string up;
+  std::string name = ref.Name();
+  size_t components = 1 + std::count(name.begin(), name.end(), '/');
+  for (size_t i = 0; i <= components; ++i) up += "../";
+  return up + "images/" + id;
+}
+
+}  // namespace
+
+Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
+  Entry e;
+  e.ino = ino;
+  uint32_t serial = InodeTable::SerialOf(ino);
+  if (serial != 0) {
+    ASSIGN_OR_RETURN(auto tree, TreeOf(serial));
+    uint32_t node = InodeTable::TreeNodeOf(ino);
+    if (node >= tree->size()) return Fail(Errno(ESTALE, "stale node"));
+    FillTreeAttr(*tree, serial, node, &e.attr);
+    e.timeout = options_.tree_timeout;
+    return e;
+  }
+  auto v = inodes_.GetSynthetic(ino);
+  if (!v) return Fail(Errno(ESTALE, "unknown node"));
+  struct stat& st = e.attr;
+  st.st_ino = ino;
+  st.st_uid = options_.uid.value_or(0);
+  st.st_gid = options_.gid.value_or(0);
+  st.st_mtim = st.st_ctim = st.st_atim = {start_time_, 0};
+  st.st_blksize = 4096;
+  e.timeout = options_.store_timeout;
+  auto file = [&](uint64_t size) {
+    st.st_mode = S_IFREG | 0444;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(size);
+    st.st_blocks = static_cast<blkcnt_t>((size + 511) / 512);
+  };
+  auto link = [&](const std::string& target) {
+    st.st_mode = S_IFLNK | 0777;
+    st.st_nlink = 1;
+    st.st_size = static_cast<off_t>(target.size());
+  };
+  st.st_mode = S_IFDIR | 0555;
+  st.st_nlink = 2;
+  switch (v->kind) {
+    case VKind::kRoot:
+    case VKind::kImagesDir:
+    case VKind::kLayersDir:
+    case VKind::kTagsDir:
+    case VKind::kMetaDir:
+      return e;
+    case VKind::kImportDir:
+      st.st_mode = S_IFDIR | 0755;
+      e.timeout = 0;
+      return e;
+    case VKind::kImageDir:
+    case VKind::kImageLayersDir:
+      RETURN_IF_ERROR(store_.GetImage(v->key));
+      return e;
+    case VKind::kLayerDir:
+      RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
+      return e;
+    case VKind::kImageConfig: {
+      ASSIGN_OR_RETURN(std::string config, store_.ReadConfig(v->key));
+      file(config.size());
+      e.timeout = options_.tree_timeout;  // an image's config never changes
+      return e;
+    }
+    case VKind::kImageTar: {
+      ASSIGN_OR_RETURN(auto archive, ArchiveOf(v->key));
+      file(archive->size());
+      return e;
+    }
+    case VKind::kLayerTar: {
+      ASSIGN_OR_RETURN(LayerInfo layer, store_.GetLayer(*Digest::FromHex(v->key)));
+      file(layer.tar_size);
+      e.timeout = options_.tree_timeout;
+      return e;
+    }
+    case VKind::kStatsFile:
+      file(stats_.Json().size());
+      e.timeout = 0;
+      return e;
+    // Link targets end in a 64-hex ID, so their length is known without resolving them.
+    case VKind::kImageLayerLink: {
+      ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(v->key));
+      link("../../../layers/" + std::string(64, 'x'));
+      return e;
+    }
+    case VKind::kLayerParent:
+      RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
+      link("../" + std::string(64, 'x'));
+      return e;
+    case VKind::kTagLink: {
+      auto ref = ParseReference(v->key);
+      auto id = ref ? store_.ResolveImage(v->key) : Result<std::string>(Fail(ref.error()));
+      if (!id) return Fail(Errno(ENOENT, "tag gone"));
+      link(TagLinkTarget(*ref, *id));
+      return e;
+    }
+    case VKind::kImportFile: {
+      ASSIGN_OR_RETURN(struct stat real, import_->Stat(v->key));
+      st.st_mode = real.st_mode;
+      st.st_nlink = 1;
+      st.st_size = real.st_size;
+      st.st_blocks = real.st_blocks;
+      st.st_mtim = real.st_mtim;
+      st.st_ctim = real.st_ctim;
+      e.timeout = 0;
+      return e;
+    }
+  }
+  return Fail(Errno(EIO, "unknown node kind"));
+}
+
+Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildren(const VNode& dir) {
+  std::vector<std::pair<std::string, fuse_ino_t>> out;
+  switch (dir.kind) {
+    case VKind::kRoot:
+      out.emplace_back("images", inodes_.Synthetic(VKind::kImagesDir, ""));
+      out.emplace_back("layers", inodes_.Synthetic(VKind::kLayersDir, ""));
+      out.emplace_back("tags", inodes_.Synthetic(VKind::kTagsDir, ""));
+      out.emplace_back("import", inodes_.Synthetic(VKind::kImportDir, ""));
+      break;
+    case VKind::kImagesDir:
+      for (const ImageInfo& image : store_.Images()) {
+        out.emplace_back(image.id, inodes_.Synthetic(VKind::kImageDir, image.id));
+      }
+      break;
+    case VKind::kLayersDir:
+      for (const LayerInfo& layer : store_.Layers()) {
+        out.emplace_back(layer.chain_id.hex(), inodes_.Synthetic(VKind::kLayerDir, layer.chain_id.hex()));
+      }
+      break;
+    case VKind::kMetaDir:
+      out.emplace_back("stats", inodes_.Synthetic(VKind::kStatsFile, ""));
+      break;
+    case VKind::kImportDir:
+      for (const std::string& name : import_->List()) {
+        out.emplace_back(name, inodes_.Synthetic(VKind::kImportFile, name));
+      }
+      break;
+    case VKind::kImageDir: {
+      ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(dir.key));
+      out.emplace_back("config.json", inodes_.Synthetic(VKind::kImageConfig, dir.key));
+      out.emplace_back("image.tar", inodes_.Synthetic(VKind::kImageTar, dir.key));
+      out.emplace_back("layers", inodes_.Synthetic(VKind::kImageLayersDir, dir.key));
+      out.emplace_back("rootfs", TreeRoot(TreeCache::Kind::kMerged, image.top_layer, "image:" + dir.key));
+      break;
+    }
+    case VKind::kImageLayersDir: {
+      ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(dir.key));
+      size_t count = 0;
+      if (image.top_layer) {
+        ASSIGN_OR_RETURN(auto chain, store_.LayerChain(*image.top_layer));
+        count = chain.size();
+      }
+      for (uint32_t i = 0; i < count; ++i) {
+        out.emplace_back(std::to_string(i), inodes_.Synthetic(VKind::kImageLayerLink, dir.key, i));
+      }
+      break;
+    }
+    case VKind::kLayerDir: {
+      ASSIGN_OR_RETURN(Digest chain, Digest::FromHex(dir.key));
+      ASSIGN_OR_RETURN(LayerInfo layer, store_.GetLayer(chain));
+      out.emplace_back("diff", TreeRoot(TreeCache::Kind::kDiff, chain, "layer:" + dir.key));
+      out.emplace_back("layer.tar", inodes_.Synthetic(VKind::kLayerTar, dir.key));
+      if (layer.parent) out.emplace_back("parent", inodes_.Synthetic(VKind::kLayerParent, dir.key));
+      out.emplace_back("rootfs", TreeRoot(TreeCache::Kind::kMerged, chain, "layer:" + dir.key));
+      break;
+    }
+    case VKind::kTagsDir: {
+      const std::string& prefix = dir.key;
+      std::set<std::string> seen;
+      for (const auto& [canonical, id] : store_.Tags()) {
+        auto ref = ParseReference(canonical);
+        if (!ref) continue;
+        std::string name = ref->Name();
+        if (name == prefix) {
+          if (seen.insert(ref->tag).second) {
+            out.emplace_back(ref->tag, inodes_.Synthetic(VKind::kTagLink, canonical));
+          }
+        } else if (prefix.empty() || name.rfind(prefix + "/", 0) == 0) {
+          std::string rest = prefix.empty() ? name : name.substr(prefix.size() + 1);
+          std::string comp = rest.substr(0, rest.find('/'));
+          if (seen.insert(comp).second) {
+            out.emplace_back(comp, inodes_.Synthetic(VKind::kTagsDir, prefix.empty() ? comp : prefix + "/" + comp));
+          }
+        }
+      }
+      break;
+    }
+    default:
+      return Fail(Errno(ENOTDIR, "not a directory"));
+  }
+  return out;
+}
+
+Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::string& name) {
+  uint32_t serial = InodeTable::SerialOf(parent);
+  if (serial != 0) {
+    ASSIGN_OR_RETURN(auto tree, TreeOf(serial));
+    uint32_t node = InodeTable::TreeNodeOf(parent);
+    if (node >= tree->size()) return Fail(Errno(ESTALE, "stale node"));
+    auto child = tree->Lookup(node, name);
+    if (!child) return Fail(Errno(ENOENT, name));
+    return Describe(InodeTable::TreeIno(serial, *child));
+  }
+  auto dir = inodes_.GetSynthetic(parent);
+  if (!dir) return Fail(Errno(ESTALE, "unknown node"));
+  if (dir->kind == VKind::kRoot && name == ".imagefs") return Describe(inodes_.Synthetic(VKind::kMetaDir, ""));
+  if (dir->kind == VKind::kImagesDir || dir->kind == VKind::kLayersDir) {
+    // A unique ID prefix resolves too, without being listed.
+    if (dir->kind == VKind::kImagesDir) {
+      auto id = store_.ResolveImageId(name);
+      if (!id) return Fail(Errno(ENOENT, name));
+      return Describe(inodes_.Synthetic(VKind::kImageDir, *id));
+    }
+    auto chain = store_.ResolveLayerId(name);
+    if (!chain) return Fail(Errno(ENOENT, name));
+    return Describe(inodes_.Synthetic(VKind::kLayerDir, chain->hex()));
+  }
+  if (dir->kind == VKind::kImportDir) {
+    if (!import_->Stat(name)) return Fail(Errno(ENOENT, name));
+    return Describe(inodes_.Synthetic(VKind::kImportFile, name));
+  }
+  ASSIGN_OR_RETURN(auto children, SyntheticChildren(*dir));
+  for (const auto& [child, ino] : children) {
+    if (child == name) return Describe(ino);
+  }
+  return Fail(Errno(ENOENT, name));
+}
+
+void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  if (InodeTable::SerialOf(parent) == 0) (void)store_.Refresh();
+  auto e = ResolveChild(parent, name);
+  if (!e) return ReplyError(req, e.error(), "lookup");
+  fuse_entry_param p{};
+  p.ino = e->ino;
+  p.attr = e->attr;
+  p.attr_timeout = p.entry_timeout = e->timeout;
+  fuse_reply_entry(req, &p);
+}
+
+void ImageFs::GetAttr(fuse_req_t req, fuse_ino_t ino) {
+  if (InodeTable::SerialOf(ino) == 0) (void)store_.Refresh();
+  auto e = Describe(ino);
+  if (!e) return ReplyError(req, e.error(), "getattr");
+  fuse_reply_attr(req, &e->attr, e->timeout);
+}
+
+void ImageFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+  auto v = inodes_.GetSynthetic(ino);
+  if (!v || v->kind != VKind::kImportFile) return (void)fuse_reply_err(req, EROFS);
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    if (auto st = import_->Truncate(v->key, attr->st_size); !st) return ReplyError(req, st.error(), "import");
+  }
+  GetAttr(req, ino);  // modes and times of an upload do not matter: accepted, ignored
+}
+
+void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  uint32_t serial = InodeTable::SerialOf(ino);
+  if (serial != 0) {
+    auto tree = TreeOf(serial);
+    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
+    uint32_t node = InodeTable::TreeNodeOf(ino);
+    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
+    std::string target((*tree)->SymlinkTarget(node));
+    if (target.empty()) return (void)fuse_reply_err(req, EINVAL);
+    return (void)fuse_reply_readlink(req, target.c_str());
+  }
+  auto v = inodes_.GetSynthetic(ino);
+  if (!v) return (void)fuse_reply_err(req, ESTALE);
+  std::string target;
+  if (v->kind == VKind::kImageLayerLink) {
+    auto image = store_.GetImage(v->key);
+    if (!image || !image->top_layer) return (void)fuse_reply_err(req, ENOENT);
+    auto chain = store_.LayerChain(*image->top_layer);
+    if (!chain || v->index >= chain->size()) return (void)fuse_reply_err(req, ENOENT);
+    target = "../../../layers/" + (*chain)[v->index].chain_id.hex();
+  } else if (v->kind == VKind::kLayerParent) {
+    auto layer = store_.GetLayer(*Digest::FromHex(v->key));
+    if (!layer || !layer->parent) return (void)fuse_reply_err(req, ENOENT);
+    target = "../" + layer->parent->hex();
+  } else if (v->kind == VKind::kTagLink) {
+    auto ref = ParseReference(v->key);
+    auto id = store_.ResolveImage(v->key);
+    if (!ref || !id) return (void)fuse_reply_err(req, ENOENT);
+    target = TagLinkTarget(*ref, *id);
+  } else {
+    return (void)fuse_reply_err(req, EINVAL);
+  }
+  fuse_reply_readlink(req, target.c_str());
+}
+
+void ImageFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto handle = std::make_unique<DirHandle>();
+  uint32_t serial = InodeTable::SerialOf(ino);
+  if (serial != 0) {
+    auto tree = TreeOf(serial);
+    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
+    uint32_t node = InodeTable::TreeNodeOf(ino);
+    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
+    if (!(*tree)->IsDir(node)) return (void)fuse_reply_err(req, ENOTDIR);
+    handle->tree = *tree;
+    handle->serial = serial;
+    handle->node = node;
+    fi->cache_readdir = 1;  // immutable
+    fi->keep_cache = 1;
+  } else {
+    (void)store_.Refresh();
+    auto v = inodes_.GetSynthetic(ino);
+    if (!v) return (void)fuse_reply_err(req, ESTALE);
+    auto children = SyntheticChildren(*v);
+    if (!children) return ReplyError(req, children.error(), "readdir");
+    handle->entries = std::move(*children);
+  }
+  fi->fh = reinterpret_cast<uint64_t>(handle.release());
+  fuse_reply_open(req, fi);
+}
+
+void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
+  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
+  std::vector<char> buf(size);
+  size_t used = 0;
+  // Offsets: 1 and 2 are "." and ".."; entry i is at i + 3.
+  size_t count = h->tree ? h->tree->Children(h->node).size() : h->entries.size();
+  for (size_t pos = static_cast<size_t>(off); pos < count + 2; ++pos) {
+    std::string name;
+    fuse_entry_param e{};
+    bool dot = pos < 2;
+    if (dot) {
+      name = pos == 0 ? "." : "..";
+      e.attr.st_ino = pos == 0 ? ino : FUSE_ROOT_ID;
+      e.attr.st_mode = S_IFDIR;
+      e.ino = 0;
+    } else if (h->tree) {
+      uint32_t child = h->tree->Children(h->node)[pos - 2];
+      name = std::string(h->tree->Name(child));
+      e.ino = InodeTable::TreeIno(h->serial, child);
+      FillTreeAttr(*h->tree, h->serial, child, &e.attr);
+      e.attr_timeout = e.entry_timeout = options_.tree_timeout;
+    } else {
+      name = h->entries[pos - 2].first;
+      auto d = Describe(h->entries[pos - 2].second);
+      if (!d) continue;  // gone since opendir
+      e.ino = d->ino;
+      e.attr = d->attr;
+      e.attr_timeout = e.entry_timeout = d->timeout;
+    }
+    size_t need;
+    // A readdirplus reply is all in the plus format; "." and ".." carry ino 0, so the
+    // kernel takes no reference on them.
+    if (plus) {
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, static_cast<off_t>(pos + 1));
+    } else {
+      if (!dot) e.attr.st_ino = e.attr.st_ino ? e.attr.st_ino : e.ino;
+      need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &e.attr, static_cast<off_t>(pos + 1));
+    }
+    if (need > size - used) break;  // the entry did not fit: the kernel asks again from here
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void ImageFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirHandle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
+  auto handle = std::make_unique<Handle>();
+  uint32_t serial = InodeTable::SerialOf(ino);
+  if (serial != 0) {
+    if (writing) return (void)fuse_reply_err(req, EROFS);
+    auto tree = TreeOf(serial);
+    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
+    uint32_t node = InodeTable::TreeNodeOf(ino);
+    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
+    TreeAttr attr = (*tree)->Attr(node);
+    if (!S_ISREG(attr.mode)) return (void)fuse_reply_err(req, S_ISDIR(attr.mode) ? EISDIR : EACCES);
+    auto extent = (*tree)->ContiguousData(node);
+    if (extent) {
+      // One fstat per open (not per read) catches a blob truncated behind our back.
+      struct stat st;
+      if (fstat(extent->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < extent->offset + attr.size) {
+        return ReplyError(req, Errno(EIO, "layer blob is shorter than its index says (truncated?) for " + (*tree)->Path(node)),
+                          "blob_truncated");
+      }
+    }
+    handle->source = Handle::TreeFile{*tree, node, extent, attr.size};
+    fi->keep_cache = 1;
+  } else {
+    auto v = inodes_.GetSynthetic(ino);
+    if (!v) return (void)fuse_reply_err(req, ESTALE);
+    if (writing && v->kind != VKind::kImportFile) return (void)fuse_reply_err(req, EROFS);
+    switch (v->kind) {
+      case VKind::kImageConfig: {
+        auto config = store_.ReadConfig(v->key);
+        if (!config) return ReplyError(req, config.error(), "config_read_failed");
+        handle->source = Handle::Bytes{std::move(*config)};
+        fi->keep_cache = 1;
+        break;
+      }
+      case VKind::kStatsFile:
+        handle->source = Handle::Bytes{stats_.Json()};
+        fi->direct_io = 1;
+        break;
+      case VKind::kLayerTar: {
+        auto layer = store_.GetLayer(*Digest::FromHex(v->key));
+        if (!layer) return ReplyError(req, layer.error(), "layer");
+        auto blob = store_.OpenBlob(layer->diff_id);
+        if (!blob) return ReplyError(req, blob.error(), "blob_open_failed");
+        handle->source = Handle::Blob{*blob};
+        fi->keep_cache = 1;
+        break;
+      }
+      case VKind::kImageTar: {
+        auto archive = ArchiveOf(v->key);
+        if (!archive) return ReplyError(req, archive.error(), "archive_build_failed");
+        handle->source = Handle::Archive{*archive};
+        fi->keep_cache = 1;
+        break;
+      }
+      case VKind::kImportFile: {
+        auto fd = import_->Open(v->key, fi->flags & (O_ACCMODE | O_TRUNC | O_APPEND), 0644);
+        if (!fd) return ReplyError(req, fd.error(), "import");
+        handle->source = Handle::Import{std::move(*fd), v->key};
+        fi->direct_io = 1;
+        break;
+      }
+      default:
+        return (void)fuse_reply_err(req, EISDIR);
+    }
+  }
+  fi->fh = reinterpret_cast<uint64_t>(handle.release());
+  fuse_reply_open(req, fi);
+}
+
+void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  auto dir = inodes_.GetSynthetic(parent);
+  if (!dir || dir->kind != VKind::kImportDir) return (void)fuse_reply_err(req, EROFS);
+  auto fd = import_->Open(name, O_CREAT | O_TRUNC | (fi->flags & O_ACCMODE), mode);
+  if (!fd) return ReplyError(req, fd.error(), "import");
+  auto e = Describe(inodes_.Synthetic(VKind::kImportFile, name));
+  if (!e) return ReplyError(req, e.error(), "import");
+  auto handle = std::make_unique<Handle>();
+  handle->source = Handle::Import{std::move(*fd), name};
+  fi->fh = reinterpret_cast<uint64_t>(handle.release());
+  fi->direct_io = 1;
+  fuse_entry_param p{};
+  p.ino = e->ino;
+  p.attr = e->attr;
+  fuse_reply_create(req, &p, fi);
+}
+
+void ImageFs::Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto reply_fd = [&](int fd, uint64_t base, uint64_t file_size) {
+    if (static_cast<uint64_t>(off) >= file_size) return (void)fuse_reply_buf(req, nullptr, 0);
+    size_t n = static_cast<size_t>(std::min<uint64_t>(size, file_size - off));
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(n);
+    buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = fd;
+    buf.buf[0].pos = static_cast<off_t>(base + off);
+    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+  };
+  auto reply_read = [&](auto&& read_fn, const char* tag) {
+    std::vector<char> buf(size);
+    auto n = read_fn(static_cast<uint64_t>(off), size, buf.data());
+    if (!n) return ReplyError(req, n.error(), tag);
+    fuse_reply_buf(req, buf.data(), *n);
+  };
+  if (auto* t = std::get_if<Handle::TreeFile>(&h->source)) {
+    if (t->extent) return reply_fd(t->extent->fd, t->extent->offset, t->size);
+    return reply_read([&](uint64_t o, size_t l, char* b) { return t->tree->Read(t->node, o, l, b); }, "blob_read_failed");
+  }
+  if (auto* b = std::get_if<Handle::Bytes>(&h->source)) {
+    if (static_cast<uint64_t>(off) >= b->data.size()) return (void)fuse_reply_buf(req, nullptr, 0);
+    return (void)fuse_reply_buf(req, b->data.data() + off, std::min(size, b->data.size() - off));
+  }
+  if (auto* l = std::get_if<Handle::Blob>(&h->source)) return reply_fd(l->blob->fd.get(), 0, l->blob->index->tar_size());
+  if (auto* a = std::get_if<Handle::Archive>(&h->source)) {
+    return reply_read([&](uint64_t o, size_t len, char* buf) { return a->archive->Read(o, len, buf); }, "archive_read_failed");
+  }
+  if (auto* i = std::get_if<Handle::Import>(&h->source)) {
+    std::vector<char> buf(size);
+    ssize_t n = pread(i->fd.get(), buf.data(), size, off);
+    if (n < 0) return (void)fuse_reply_err(req, errno);
+    return (void)fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+  }
+  fuse_reply_err(req, EBADF);
+}
+
+void ImageFs::Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto* i = std::get_if<Handle::Import>(&h->source);
+  if (i == nullptr) return (void)fuse_reply_err(req, EROFS);
+  ssize_t n = pwrite(i->fd.get(), buf, size, off);
+  if (n < 0) return (void)fuse_reply_err(req, errno);
+  i->written = true;
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void ImageFs::Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto* i = std::get_if<Handle::Import>(&h->source);
+  // The writer's close(): load now, so that close() reports whether the image loaded.
+  if (i != nullptr && i->written && !i->finished) {
+    i->finished = true;
+    if (auto st = import_->Finish(i->name); !st) return ReplyError(req, st.error(), "import_failed");
+  }
+  fuse_reply_err(req, 0);
+}
+
+void ImageFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<Handle*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void ImageFs::Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto dir = inodes_.GetSynthetic(parent);
+  if (!dir || dir->kind != VKind::kImportDir) return (void)fuse_reply_err(req, EROFS);
+  if (auto st = import_->Unlink(name); !st) return ReplyError(req, st.error(), "import");
+  fuse_reply_err(req, 0);
+}
+
+void ImageFs::StatFs(fuse_req_t req, fuse_ino_t) {
+  struct statvfs st;
+  if (statvfs(store_.root().c_str(), &st) != 0) return (void)fuse_reply_err(req, errno);
+  st.f_namemax = 255;
+  fuse_reply_statfs(req, &st);
+}
+
+void ImageFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  uint32_t serial = InodeTable::SerialOf(ino);
+  if (serial == 0) return (void)fuse_reply_err(req, ENODATA);
+  auto tree = TreeOf(serial);
+  if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
+  uint32_t node = InodeTable::TreeNodeOf(ino);
+  if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
+  for (const auto& [key, value] : (*tree)->Xattrs(node)) {
+    if (key != name) continue;
+    if (size == 0) return (void)fuse_reply_xattr(req, value.size());
+    if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
+    return (void)fuse_reply_buf(req, value.data(), value.size());
+  }
+  fuse_reply_err(req, ENODATA);
+}
+
+void ImageFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  std::string names;
+  uint32_t serial = InodeTable::SerialOf(ino);
+  if (serial != 0) {
+    auto tree = TreeOf(serial);
+    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
+    uint32_t node = InodeTable::TreeNodeOf(ino);
+    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
+    for (const auto& [key, value] : (*tree)->Xattrs(node)) {
+      names.append(key);
+      names.push_back('\0');
+    }
+  }
+  if (size == 0) return (void)fuse_reply_xattr(req, names.size());
+  if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, names.data(), names.size());
+}
+
+}  // namespace imagefs

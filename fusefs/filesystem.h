@@ -1,0 +1,83 @@
+// ImageFs: the mount's file system, as libfuse low-level operations. Tree content is
+// immutable and served without locks from cached trees; the synthetic directories follow
+// the store as other processes change it. Every op is noexcept at the C boundary
+// (ops.cc) and replies exactly once. No lock is held across a reply.
+#pragma once
+
+#define FUSE_USE_VERSION 314
+#include <fuse_lowlevel.h>
+
+#include <memory>
+#include <optional>
+
+#include "fusefs/import_dir.h"
+#include "fusefs/inode_table.h"
+#include "fusefs/stats.h"
+#include "graph/image_archive.h"
+#include "graph/store.h"
+#include "graph/tree_cache.h"
+
+namespace imagefs {
+
+struct FsOptions {
+  std::optional<uid_t> uid;  // present every entry as owned by this user (-o uid=N)
+  std::optional<gid_t> gid;
+  size_t cache_nodes = 8u << 20;  // tree nodes kept in memory
+  double tree_timeout = 86400;    // entry/attr cache of immutable content, seconds
+  double store_timeout = 1;       // of the synthetic directories that follow the store
+};
+
+class ImageFs {
+ public:
+  static Result<std::unique_ptr<ImageFs>> Create(Store& store, const FsOptions& options);
+  static const fuse_lowlevel_ops& Ops();
+
+  // The operations (called through Ops()).
+  void Init(fuse_conn_info* conn);
+  void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void GetAttr(fuse_req_t req, fuse_ino_t ino);
+  void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
+  void ReadLink(fuse_req_t req, fuse_ino_t ino);
+  void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
+  void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
+  void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi);
+  void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
+  void StatFs(fuse_req_t req, fuse_ino_t ino);
+  void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
+  void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+
+  Stats& stats() { return stats_; }
+
+ private:
+  struct Entry;
+  struct Handle;
+  struct DirHandle;
+  ImageFs(Store& store, const FsOptions& options) : store_(store), options_(options), trees_(store, options.cache_nodes) {}
+
+  Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
+  Result<Entry> ResolveChild(fuse_ino_t parent, const std::string& name);
+  Result<Entry> Describe(fuse_ino_t ino);
+  Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir);
+  Result<std::shared_ptr<const ImageArchive>> ArchiveOf(const std::string& image_id);
+  fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
+  void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
+  void ReplyError(fuse_req_t req, const Error& error, const char* tag);
+
+  Store& store_;
+  const FsOptions options_;
+  TreeCache trees_;
+  InodeTable inodes_;
+  Stats stats_;
+  std::unique_ptr<ImportDir> import_;
+  std::mutex archives_mu_;
+  std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
+  time_t start_time_ = 0;
+};
+
+}  // namespace imagefs

@@ -1,0 +1,41 @@
+// ImportDir: what MOUNT/import/ shows. Files written there are staged as real files in a
+// directory of the store's tmp/; when the writer closes one, it is loaded with the
+// graph loader. On success it vanishes; on failure NAME.error appears beside it with the
+// message, until removed. Thread-safe (the file system is the state; loads are the
+// store's own transactions).
+#pragma once
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "graph/base/error.h"
+#include "graph/base/unique_fd.h"
+#include "graph/store.h"
+
+namespace imagefs {
+
+class ImportDir {
+ public:
+  static Result<std::unique_ptr<ImportDir>> Create(Store& store);
+  ~ImportDir();
+
+  std::vector<std::string> List() const;
+  Result<struct stat> Stat(const std::string& name) const;
+  Result<UniqueFd> Open(const std::string& name, int flags, mode_t mode) const;
+  Status Unlink(const std::string& name) const;
+  Status Truncate(const std::string& name, off_t size) const;
+  // Loads a closed upload; on failure leaves NAME.error and returns the error.
+  Status Finish(const std::string& name) const;
+
+ private:
+  ImportDir(Store& store, std::filesystem::path dir) : store_(store), dir_(std::move(dir)) {}
+  Result<std::filesystem::path> PathOf(const std::string& name) const;
+
+  Store& store_;
+  std::filesystem::path dir_;
+};
+
+}  // namespace imagefs

@@ -1,0 +1,113 @@
+#include "fusefs/session.h"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <sstream>
+
+#include "fusefs/commands.h"
+#include "graph/base/log.h"
+
+namespace imagefs {
+namespace {
+
+auto Log() { return Logger("fusefs"); }
+
+// A mountpoint left by a killed daemon answers ENOTCONN: detach it before mounting again.
+Status RecoverDeadMount(const std::string& mountpoint) {
+  struct stat st;
+  if (stat(mountpoint.c_str(), &st) == 0) {
+    if (!S_ISDIR(st.st_mode)) return Fail(Code::kInvalid, "mountpoint " + mountpoint + " is not a directory");
+    return {};
+  }
+  if (errno != ENOTCONN) return FailErrno("mountpoint " + mountpoint);
+  Log()->warn("mount {}: stale FUSE mount (transport endpoint not connected): detaching it", mountpoint);
+  if (umount2(mountpoint.c_str(), MNT_DETACH) != 0) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      execlp("fusermount3", "fusermount3", "-u", "-z", mountpoint.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    int status = 0;
+    if (pid > 0) waitpid(pid, &status, 0);
+  }
+  if (stat(mountpoint.c_str(), &st) != 0) return FailErrno("mountpoint " + mountpoint + " (after detaching)");
+  return {};
+}
+
+Status ParseOptions(MountOptions& options, std::string& fuse_opts) {
+  for (const std::string& group : options.options) {
+    std::stringstream ss(group);
+    std::string opt;
+    while (std::getline(ss, opt, ',')) {
+      if (opt.empty()) continue;
+      auto number = [&](size_t skip) -> Result<unsigned> {
+        try {
+          size_t used = 0;
+          unsigned long v = std::stoul(opt.substr(skip), &used);
+          if (used != opt.size() - skip || v > UINT32_MAX - 1) throw std::invalid_argument(opt);
+          return static_cast<unsigned>(v);
+        } catch (const std::exception&) {
+          return Fail(Code::kInvalid, "invalid mount option \"" + opt + "\"");
+        }
+      };
+      if (opt.rfind("uid=", 0) == 0) {
+        ASSIGN_OR_RETURN(options.fs.uid, number(4));
+      } else if (opt.rfind("gid=", 0) == 0) {
+        ASSIGN_OR_RETURN(options.fs.gid, number(4));
+      } else {
+        fuse_opts += "," + opt;
+      }
+    }
+  }
+  return {};
+}
+
+struct SessionDeleter {
+  void operator()(fuse_session* se) const { fuse_session_destroy(se); }
+};
+
+}  // namespace
+
+int RunMount(Store& store, MountOptions options) {
+  std::string fuse_opts = "default_permissions,fsname=imagefs,subtype=imagefs";
+  if (auto st = ParseOptions(options, fuse_opts); !st) return ReportError(st.error());
+  if (auto st = RecoverDeadMount(options.mountpoint); !st) return ReportError(st.error());
+  auto fs = ImageFs::Create(store, options.fs);
+  if (!fs) return ReportError(fs.error());
+
+  std::vector<std::string> argv_storage = {"imagefs", "-o", fuse_opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_storage) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  std::unique_ptr<fuse_session, SessionDeleter> se(
+      fuse_session_new(&args, &ImageFs::Ops(), sizeof(fuse_lowlevel_ops), fs->get()));
+  if (!se) return ReportError(Error::Make(Code::kInvalid, "cannot start a FUSE session (bad -o option?)"));
+  if (fuse_set_signal_handlers(se.get()) != 0) return ReportError(Error::Make(Code::kIo, "cannot set signal handlers"));
+  if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
+    fuse_remove_signal_handlers(se.get());
+    return ReportError(Error::Make(Code::kIo, "cannot mount on " + options.mountpoint +
+                                                  " (is /dev/fuse usable? allow_other needs user_allow_other in /etc/fuse.conf)"));
+  }
+  Log()->info("mounted {} on {}", store.root().string(), options.mountpoint);
+  if (options.daemon) {
+    // The mount is up: the parent exits 0 now, the child serves (threads start after this).
+    if (fuse_daemonize(0) != 0) return 1;
+    InitLogging(Logger("fusefs")->level(), /*use_syslog=*/true);
+  }
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  fuse_loop_cfg_set_max_threads(config, 16);
+  fuse_loop_cfg_set_idle_threads(config, 4);
+  int rc = fuse_session_loop_mt(se.get(), config);
+  fuse_loop_cfg_destroy(config);
+  fuse_session_unmount(se.get());
+  fuse_remove_signal_handlers(se.get());
+  Log()->info("unmounted {}", options.mountpoint);
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace imagefs

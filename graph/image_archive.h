@@ -1,0 +1,43 @@
+// ImageArchive: a `docker save` tarball of one image, laid out in advance (exact size)
+// and assembled on read from generated headers and the stored layer blobs, so nothing is
+// copied or written. Modern images get Docker's layout (manifest.json, repositories,
+// <config>.json and a legacy <v1id>/{VERSION,json,layer.tar} directory per layer);
+// legacy images get the legacy layout with their own v1 IDs and JSON, so that loading the
+// archive again gives the same image ID. Immutable and thread-safe once built.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/store.h"
+
+namespace imagefs {
+
+class ImageArchive {
+ public:
+  static Result<std::shared_ptr<const ImageArchive>> Build(const Store& store, const std::string& image_id);
+
+  uint64_t size() const { return size_; }
+  // Reads up to len bytes at off; short only at the end.
+  Result<size_t> Read(uint64_t off, size_t len, char* buf) const;
+
+ private:
+  struct Segment {
+    uint64_t offset;    // in the archive
+    uint64_t length;
+    std::string bytes;  // generated data, or empty when `blob` holds the data
+    std::shared_ptr<const LayerBlob> blob;  // the layer tar, read from its start
+  };
+  void AddBytes(std::string bytes);
+  void AddFile(const std::string& name, std::string content, int64_t mtime);
+  void AddBlobFile(const std::string& name, std::shared_ptr<const LayerBlob> blob, int64_t mtime);
+  void AddDir(const std::string& name, int64_t mtime);
+  void Pad();
+
+  std::vector<Segment> segments_;
+  uint64_t size_ = 0;
+};
+
+}  // namespace imagefs
