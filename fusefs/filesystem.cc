@@ -515,8 +515,11 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     if (!S_ISREG(attr.mode)) return (void)fuse_reply_err(req, S_ISDIR(attr.mode) ? EISDIR : EACCES);
     auto extent = (*tree)->ContiguousData(node);
     if (extent) {
-      // One fstat per open (not per read) catches a blob truncated behind our back.
+      // One fstat per open (not per read) catches a blob deleted or truncated behind our back.
       struct stat st;
+      if (extent->fd < 0) {
+        return ReplyError(req, Errno(EIO, "layer blob missing for " + (*tree)->Path(node)), "blob_missing");
+      }
       if (fstat(extent->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < extent->offset + attr.size) {
         return ReplyError(req, Errno(EIO, "layer blob is shorter than its index says (truncated?) for " + (*tree)->Path(node)),
                           "blob_truncated");

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <iostream>
 #include <sstream>
 
@@ -107,7 +108,8 @@ int RunMount(Store& store, MountOptions options) {
   fuse_session_unmount(se.get());
   fuse_remove_signal_handlers(se.get());
   Log()->info("unmounted {}", options.mountpoint);
-  return rc == 0 ? 0 : 1;
+  // libfuse returns the signal that ended the loop: SIGINT/SIGTERM/SIGHUP are a clean stop.
+  return rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP ? 0 : 1;
 }
 
 }  // namespace imagefs

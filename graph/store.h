@@ -39,8 +39,8 @@ struct ImageSpec {
   std::optional<std::string> parent;
 };
 
-// A stored layer's data: its entry index and an open descriptor of its tar. Immutable;
-// shared by every tree that uses the layer.
+// A stored layer's data: its entry index and an open descriptor of its tar (invalid if
+// the tar is missing: reads then fail). Immutable; shared by every tree using the layer.
 struct LayerBlob {
   Digest diff_id;
   std::shared_ptr<const TarIndex> index;

@@ -7,6 +7,7 @@ TESTS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Fixtures that are slow to make (debootstrap) are cached outside the repo.
 FIXTURE_CACHE=${IMAGEFS_FIXTURE_CACHE:-/var/tmp/imagefs-fixtures}
 SCRATCH=$(mktemp -d /tmp/imagefs-it-XXXXXX)
+chmod 755 "$SCRATCH"  # tests run commands as other users inside it
 export IMAGEFS_STORE=$SCRATCH/store
 failures=0
 

@@ -24,6 +24,8 @@ printf '#!/bin/sh\necho hi\n' > $r/bin/tool && chmod 4755 $r/bin/tool
 ln $r/etc/one $r/bin/hardlink
 ln -s ../etc/one $r/bin/symlink
 echo secret > $r/etc/shadowed && chmod 000 $r/etc/shadowed
+echo private > $r/etc/private && chmod 600 $r/etc/private
+setfattr -n security.capability -v 0sAQAAAgAgAAAAAAAAAAAAAAAAAAA= $r/bin/tool
 mkdir -p $r/tmp && chmod 1777 $r/tmp
 touch -h -d '2001-02-03 04:05:06.789' $r/etc/keep
 repack

@@ -1,0 +1,33 @@
+# Mount helpers for integration tests: start the daemon in the foreground (as a job of
+# this shell), wait for the kernel to list the mount, and always unmount and reap it.
+
+mounted() { awk -v m="$1" '$5 == m' /proc/self/mountinfo | grep -q .; }
+
+# start_mount MOUNTPOINT [imagefs mount options...]: sets MOUNT_PID.
+start_mount() {
+  local mp=$1; shift
+  mkdir -p "$mp" 2>/dev/null || true  # a dead mount (ENOTCONN) is imagefs's to recover
+  "$IMAGEFS" --log-level "${MOUNT_LOG_LEVEL:-warn}" mount "$mp" "$@" 2>>"$SCRATCH/daemon.log" &
+  MOUNT_PID=$!
+  cleanup_hooks+=("stop_mount '$mp' $MOUNT_PID")
+  local i
+  for i in $(seq 1 100); do
+    mounted "$(realpath "$mp")" && return 0
+    kill -0 "$MOUNT_PID" 2>/dev/null || { cat "$SCRATCH/daemon.log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "mount did not come up" >&2
+  return 1
+}
+
+# stop_mount MOUNTPOINT PID: unmounts (lazily if busy) and reaps only our own daemon.
+stop_mount() {
+  local mp=$1 pid=$2
+  if mounted "$(realpath "$mp" 2>/dev/null || echo "$mp")"; then fusermount3 -u -z "$mp" 2>/dev/null || true; fi
+  if kill -0 "$pid" 2>/dev/null; then
+    local i
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
