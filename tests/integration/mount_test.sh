@@ -90,6 +90,20 @@ rm "$m/import/cut.tar.error"; check_eq "which can be removed" "" "$(ls "$m/impor
 cat "$fx/oci.tar" > "$m/import/redirected.tar"; check_eq "a shell redirect imports too" 0 $?
 check_eq "the tag is back" "1" "$(ls "$m/tags/docker.io/example/img" | grep -c '^2$')"
 
+# All three formats through cp (the OCI archive above): a legacy save, whose top image is
+# removed first so that its load really happens, and a docker save.
+"$IMAGEFS" rm example/legacy:v1 >/dev/null
+cp "$fx/legacy.tar" "$m/import/legacy.tar"; check_eq "legacy import by cp" 0 $?
+check_eq "the legacy tag appears" "1" "$(ls "$m/tags/docker.io/example/legacy" | grep -c '^v1$')"
+cp "$fx/docker.tar" "$m/import/"; check_eq "docker-save import by cp" 0 $?
+check_eq "nothing left in import/" "" "$(ls "$m/import")"
+
+# A reader killed in the middle of a read harms nothing.
+big=$(find "$img/rootfs" -type f -size +100k | head -1)
+cat "$big" > /dev/null & reader=$!
+kill -KILL "$reader" 2>/dev/null; wait "$reader" 2>/dev/null || true
+check_eq "reads still work after a killed reader" "$(sha256sum < "$SCRATCH/cp-copy/${big#"$img/rootfs/"}")" "$(sha256sum < "$big")"
+
 # ---- The CLI's changes show up while mounted.
 "$IMAGEFS" tag example/img:1 fresh/name:now >/dev/null
 check_eq "a CLI tag appears" "../../../../images/$id" "$(readlink "$m/tags/docker.io/fresh/name/now")"
