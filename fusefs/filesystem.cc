@@ -55,12 +55,6 @@ struct ImageFs::Handle {
   std::variant<TreeFile, Bytes, Blob, Archive, Import> source;
 };
 
-struct ImageFs::DirHandle {
-  std::vector<std::pair<std::string, fuse_ino_t>> entries;  // synthetic directories
-  std::shared_ptr<const Tree> tree;                           // tree directories
-  uint32_t serial = 0, node = 0;
-};
-
 Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options) {
   std::unique_ptr<ImageFs> fs(new ImageFs(store, options));
   ASSIGN_OR_RETURN(fs->import_, ImportDir::Create(store));
@@ -72,10 +66,13 @@ void ImageFs::Init(fuse_conn_info* conn) {
   // Large requests: reads of 1 MiB, splice from the blob fds where the kernel allows.
   conn->max_write = 1u << 20;
   conn->max_readahead = 1u << 20;
-  for (unsigned cap : {FUSE_CAP_SPLICE_WRITE, FUSE_CAP_SPLICE_MOVE, FUSE_CAP_CACHE_SYMLINKS,
+  for (unsigned cap : {FUSE_CAP_SPLICE_WRITE, FUSE_CAP_CACHE_SYMLINKS,
                        FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_ASYNC_READ, FUSE_CAP_READDIRPLUS}) {
     if (conn->capable & cap) conn->want |= cap;
   }
+  no_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
+  // Content never changes: no attribute revalidation on every cached read.
+  conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
   Log()->info("mount ready: store={}", store_.root().string());
 }
 
@@ -175,20 +172,31 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
   };
   st.st_mode = S_IFDIR | 0555;
   st.st_nlink = 2;
+  // A directory's mtime moves with every change to the store, and its attributes are not
+  // cached: the kernel's cached listing of it is dropped as soon as the store changes.
+  auto follows_store = [&] {
+    uint64_t g = store_.generation();
+    st.st_mtim = {start_time_ + static_cast<time_t>(g / 1000000000), static_cast<long>(g % 1000000000)};
+    e.timeout = 0;
+  };
   switch (v->kind) {
     case VKind::kRoot:
+    case VKind::kMetaDir:
+      return e;
     case VKind::kImagesDir:
     case VKind::kLayersDir:
     case VKind::kTagsDir:
-    case VKind::kMetaDir:
+      follows_store();
       return e;
-    case VKind::kImportDir:
+    case VKind::kImportDir: {
       st.st_mode = S_IFDIR | 0755;
       e.timeout = 0;
+      if (auto real = import_->DirStat()) st.st_mtim = real->st_mtim;
       return e;
+    }
     case VKind::kImageDir:
     case VKind::kImageLayersDir:
-      RETURN_IF_ERROR(store_.GetImage(v->key));
+      RETURN_IF_ERROR(store_.GetImage(v->key));  // an image's own listing never changes
       return e;
     case VKind::kLayerDir:
       RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
@@ -427,37 +435,41 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void ImageFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto handle = std::make_unique<DirHandle>();
-  uint32_t serial = InodeTable::SerialOf(ino);
+  // With no opendir/releasedir round trips the kernel caches every directory's entries
+  // (FOPEN_CACHE_DIR) and drops the cache when the directory's mtime moves: tree
+  // directories never change, and synthetic ones move their mtime with the store.
+  if (no_opendir_) return (void)fuse_reply_err(req, ENOSYS);
+  auto e = Describe(ino);
+  if (!e) return ReplyError(req, e.error(), "opendir");
+  if (!S_ISDIR(e->attr.st_mode)) return (void)fuse_reply_err(req, ENOTDIR);
+  fi->cache_readdir = InodeTable::SerialOf(ino) != 0;
+  fi->keep_cache = fi->cache_readdir;
+  fuse_reply_open(req, fi);
+}
+
+void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*, bool plus) {
+  std::shared_ptr<const Tree> tree;
+  uint32_t serial = InodeTable::SerialOf(ino), node = 0;
+  std::vector<std::pair<std::string, fuse_ino_t>> entries;
   if (serial != 0) {
-    auto tree = TreeOf(serial);
-    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
-    uint32_t node = InodeTable::TreeNodeOf(ino);
-    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
-    if (!(*tree)->IsDir(node)) return (void)fuse_reply_err(req, ENOTDIR);
-    handle->tree = *tree;
-    handle->serial = serial;
-    handle->node = node;
-    fi->cache_readdir = 1;  // immutable
-    fi->keep_cache = 1;
+    auto t = TreeOf(serial);
+    if (!t) return ReplyError(req, t.error(), "tree_build_failed");
+    tree = *t;
+    node = InodeTable::TreeNodeOf(ino);
+    if (node >= tree->size()) return (void)fuse_reply_err(req, ESTALE);
+    if (!tree->IsDir(node)) return (void)fuse_reply_err(req, ENOTDIR);
   } else {
-    (void)store_.Refresh();
+    if (off == 0) (void)store_.Refresh();
     auto v = inodes_.GetSynthetic(ino);
     if (!v) return (void)fuse_reply_err(req, ESTALE);
     auto children = SyntheticChildren(*v);
     if (!children) return ReplyError(req, children.error(), "readdir");
-    handle->entries = std::move(*children);
+    entries = std::move(*children);
   }
-  fi->fh = reinterpret_cast<uint64_t>(handle.release());
-  fuse_reply_open(req, fi);
-}
-
-void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus) {
-  auto* h = reinterpret_cast<DirHandle*>(fi->fh);
   std::vector<char> buf(size);
   size_t used = 0;
   // Offsets: 1 and 2 are "." and ".."; entry i is at i + 3.
-  size_t count = h->tree ? h->tree->Children(h->node).size() : h->entries.size();
+  size_t count = tree ? tree->Children(node).size() : entries.size();
   for (size_t pos = static_cast<size_t>(off); pos < count + 2; ++pos) {
     std::string name;
     fuse_entry_param e{};
@@ -466,17 +478,16 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
       name = pos == 0 ? "." : "..";
       e.attr.st_ino = pos == 0 ? ino : FUSE_ROOT_ID;
       e.attr.st_mode = S_IFDIR;
-      e.ino = 0;
-    } else if (h->tree) {
-      uint32_t child = h->tree->Children(h->node)[pos - 2];
-      name = std::string(h->tree->Name(child));
-      e.ino = InodeTable::TreeIno(h->serial, child);
-      FillTreeAttr(*h->tree, h->serial, child, &e.attr);
+    } else if (tree) {
+      uint32_t child = tree->Children(node)[pos - 2];
+      name = std::string(tree->Name(child));
+      e.ino = InodeTable::TreeIno(serial, child);
+      FillTreeAttr(*tree, serial, child, &e.attr);
       e.attr_timeout = e.entry_timeout = options_.tree_timeout;
     } else {
-      name = h->entries[pos - 2].first;
-      auto d = Describe(h->entries[pos - 2].second);
-      if (!d) continue;  // gone since opendir
+      name = entries[pos - 2].first;
+      auto d = Describe(entries[pos - 2].second);
+      if (!d) continue;  // gone meanwhile
       e.ino = d->ino;
       e.attr = d->attr;
       e.attr_timeout = e.entry_timeout = d->timeout;
@@ -496,10 +507,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
   fuse_reply_buf(req, buf.data(), used);
 }
 
-void ImageFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<DirHandle*>(fi->fh);
-  fuse_reply_err(req, 0);
-}
+void ImageFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
@@ -600,7 +608,7 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file
     buf.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
     buf.buf[0].fd = fd;
     buf.buf[0].pos = static_cast<off_t>(base + off);
-    fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+    fuse_reply_data(req, &buf, static_cast<fuse_buf_copy_flags>(0));
   };
   auto reply_read = [&](auto&& read_fn, const char* tag) {
     std::vector<char> buf(size);

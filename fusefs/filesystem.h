@@ -57,7 +57,6 @@ class ImageFs {
  private:
   struct Entry;
   struct Handle;
-  struct DirHandle;
   ImageFs(Store& store, const FsOptions& options) : store_(store), options_(options), trees_(store, options.cache_nodes) {}
 
   Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
@@ -78,6 +77,7 @@ class ImageFs {
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;
+  bool no_opendir_ = false;  // set once in Init, before any other op
 };
 
 }  // namespace imagefs

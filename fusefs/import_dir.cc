@@ -35,6 +35,12 @@ std::vector<std::string> ImportDir::List() const {
   return out;
 }
 
+Result<struct stat> ImportDir::DirStat() const {
+  struct stat st;
+  if (::stat(dir_.c_str(), &st) != 0) return FailErrno("stat " + dir_.string());
+  return st;
+}
+
 Result<struct stat> ImportDir::Stat(const std::string& name) const {
   ASSIGN_OR_RETURN(auto path, PathOf(name));
   struct stat st;

@@ -23,6 +23,7 @@ class ImportDir {
   ~ImportDir();
 
   std::vector<std::string> List() const;
+  Result<struct stat> DirStat() const;
   Result<struct stat> Stat(const std::string& name) const;
   Result<UniqueFd> Open(const std::string& name, int flags, mode_t mode) const;
   Status Unlink(const std::string& name) const;

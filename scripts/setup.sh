@@ -8,7 +8,7 @@ packages=(
   libfuse3-dev fuse3 libarchive-dev nlohmann-json3-dev libssl-dev libcurl4-openssl-dev
   libspdlog-dev libgtest-dev libexpected-dev libcli11-dev
   docker-registry skopeo umoci debootstrap busybox-static python3
-  attr zstd xz-utils bzip2 rsync
+  attr zstd xz-utils bzip2 rsync bc
 )
 
 missing=()

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Benchmarks the mount against the same trees unpacked natively by `umoci unpack`, in one
+# run on this machine, and prints a table of medians and ratios (native time / imagefs
+# time: 1.0 is native speed, higher is faster). Data is made once and cached in
+# $IMAGEFS_BENCH_DIR (default /var/tmp/imagefs-bench). Needs root (drop_caches, mount).
+#   scripts/bench.sh [RUNS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+dir=${IMAGEFS_BENCH_DIR:-/var/tmp/imagefs-bench}
+scripts/setup.sh
+scripts/build.sh -DIMAGEFS_BUILD_TESTS=ON >/dev/null
+imagefs=$PWD/build/fusefs/imagefs
+export IMAGEFS_STORE=$dir/store
+mkdir -p "$dir"
+
+# ---- Data, once.
+if [ ! -s "$dir/big.tar" ]; then
+  echo "bench: making a 1 GiB file image" >&2
+  rm -rf "$dir/big-root" && mkdir -p "$dir/big-root/data"
+  head -c 1G /dev/urandom > "$dir/big-root/data/big.bin"
+  python3 scripts/make_image_archive.py "$dir/big-root" "$dir/big.tar.tmp" bench/big:1
+  rm -rf "$dir/big-root" && mv "$dir/big.tar.tmp" "$dir/big.tar"
+fi
+if [ ! -s "$dir/many.tar" ]; then
+  echo "bench: making a 100,000-file, 60-layer image" >&2
+  python3 scripts/make_many_files_image.py "$dir/many.tar.tmp" bench/many:1 100000 60
+  mv "$dir/many.tar.tmp" "$dir/many.tar"
+fi
+for name in big many; do
+  "$imagefs" inspect "bench/$name:1" >/dev/null 2>&1 || "$imagefs" load -q "$dir/$name.tar" >/dev/null
+  if [ ! -d "$dir/native-$name/rootfs" ]; then
+    echo "bench: umoci unpack of $name" >&2
+    rm -rf "$dir/oci-$name" "$dir/native-$name"
+    skopeo copy -q "docker-archive:$dir/$name.tar" "oci:$dir/oci-$name:img"
+    umoci unpack --image "$dir/oci-$name:img" "$dir/native-$name" >/dev/null
+    rm -rf "$dir/oci-$name"
+  fi
+done
+
+# ---- The mount.
+mnt=$dir/mnt
+mkdir -p "$mnt" 2>/dev/null || true
+"$imagefs" mount "$mnt" 2>"$dir/daemon.log" &
+pid=$!
+trap 'fusermount3 -u -z "$mnt" 2>/dev/null || true; kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do awk -v m="$mnt" '$5 == m' /proc/self/mountinfo | grep -q . && break; sleep 0.1; done
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+measure() {  # measure cold|warm CMD...: the median of $runs timings
+  local mode=$1; shift
+  [ "$mode" = warm ] && "$@" >/dev/null  # warm-up
+  for _ in $(seq 1 "$runs"); do
+    [ "$mode" = cold ] && drop
+    seconds "$@"
+  done | median
+}
+read_file() { cat "$1"; }
+find_lstat() { find "$1" -ls; }
+
+big_native=$dir/native-big/rootfs/data/big.bin
+big_mount=$mnt/tags/docker.io/bench/big/1/rootfs/data/big.bin
+many_native=$dir/native-many/rootfs
+many_mount=$mnt/tags/docker.io/bench/many/1/rootfs
+cmp -s <(head -c 1M "$big_native") <(head -c 1M "$big_mount") || { echo "bench: the two trees differ" >&2; exit 1; }
+
+declare -A result
+for mode in warm cold; do
+  result[read-$mode-native]=$(measure $mode read_file "$big_native")
+  result[read-$mode-imagefs]=$(measure $mode read_file "$big_mount")
+  result[find-$mode-native]=$(measure $mode find_lstat "$many_native")
+  result[find-$mode-imagefs]=$(measure $mode find_lstat "$many_mount")
+done
+tree=$(build/tests/tools/tree_bench "$IMAGEFS_STORE" bench/many:1 "$runs")
+
+echo
+echo "imagefs bench, $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
+echo "median of $runs runs; ratio = native time / imagefs time (1.0 = native speed)"
+printf '%-44s %12s %12s %8s %s\n' "workload" "native s" "imagefs s" "ratio" "goal"
+row() { printf '%-44s %12.3f %12.3f %8.2f %s\n' "$1" "${result[$2-native]}" "${result[$2-imagefs]}" \
+        "$(echo "${result[$2-native]} / ${result[$2-imagefs]}" | bc -l)" "$3"; }
+row "sequential read, 1 GiB file, warm cache" read-warm ">= 0.90"
+row "sequential read, 1 GiB file, cold cache" read-cold ""
+row "find -ls (lstat all), 100k files, warm" find-warm ">= 0.80"
+row "find -ls (lstat all), 100k files, cold" find-cold ""
+echo "merged tree of the 100k-file, 60-layer image: $tree"
