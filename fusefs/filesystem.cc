@@ -93,6 +93,13 @@ Result<std::shared_ptr<const Tree>> ImageFs::TreeOf(uint32_t serial) {
   return trees_.Get(key->kind, key->top);
 }
 
+Result<std::pair<std::shared_ptr<const Tree>, uint32_t>> ImageFs::TreeNode(fuse_ino_t ino) {
+  ASSIGN_OR_RETURN(auto tree, TreeOf(InodeTable::SerialOf(ino)));
+  uint32_t node = InodeTable::TreeNodeOf(ino);
+  if (node >= tree->size()) return Fail(Errno(ESTALE, "stale node"));
+  return std::make_pair(std::move(tree), node);
+}
+
 fuse_ino_t ImageFs::TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner) {
   return InodeTable::TreeIno(inodes_.TreeSerial({kind, top, owner}), Tree::kRoot);
 }
@@ -402,11 +409,10 @@ void ImageFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
 void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
   uint32_t serial = InodeTable::SerialOf(ino);
   if (serial != 0) {
-    auto tree = TreeOf(serial);
-    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
-    uint32_t node = InodeTable::TreeNodeOf(ino);
-    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
-    std::string target((*tree)->SymlinkTarget(node));
+    auto tree_node = TreeNode(ino);
+    if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
+    auto& [tree, node] = *tree_node;
+    std::string target(tree->SymlinkTarget(node));
     if (target.empty()) return (void)fuse_reply_err(req, EINVAL);
     return (void)fuse_reply_readlink(req, target.c_str());
   }
@@ -515,25 +521,24 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   uint32_t serial = InodeTable::SerialOf(ino);
   if (serial != 0) {
     if (writing) return (void)fuse_reply_err(req, EROFS);
-    auto tree = TreeOf(serial);
-    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
-    uint32_t node = InodeTable::TreeNodeOf(ino);
-    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
-    TreeAttr attr = (*tree)->Attr(node);
+    auto tree_node = TreeNode(ino);
+    if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
+    auto& [tree, node] = *tree_node;
+    TreeAttr attr = tree->Attr(node);
     if (!S_ISREG(attr.mode)) return (void)fuse_reply_err(req, S_ISDIR(attr.mode) ? EISDIR : EACCES);
-    auto extent = (*tree)->ContiguousData(node);
+    auto extent = tree->ContiguousData(node);
     if (extent) {
       // One fstat per open (not per read) catches a blob deleted or truncated behind our back.
       struct stat st;
       if (extent->fd < 0) {
-        return ReplyError(req, Errno(EIO, "layer blob missing for " + (*tree)->Path(node)), "blob_missing");
+        return ReplyError(req, Errno(EIO, "layer blob missing for " + tree->Path(node)), "blob_missing");
       }
       if (fstat(extent->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < extent->offset + attr.size) {
-        return ReplyError(req, Errno(EIO, "layer blob is shorter than its index says (truncated?) for " + (*tree)->Path(node)),
+        return ReplyError(req, Errno(EIO, "layer blob is shorter than its index says (truncated?) for " + tree->Path(node)),
                           "blob_truncated");
       }
     }
-    handle->source = Handle::TreeFile{*tree, node, extent, attr.size};
+    handle->source = Handle::TreeFile{tree, node, extent, attr.size};
     fi->keep_cache = 1;
   } else {
     auto v = inodes_.GetSynthetic(ino);
@@ -680,11 +685,10 @@ void ImageFs::StatFs(fuse_req_t req, fuse_ino_t) {
 void ImageFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   uint32_t serial = InodeTable::SerialOf(ino);
   if (serial == 0) return (void)fuse_reply_err(req, ENODATA);
-  auto tree = TreeOf(serial);
-  if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
-  uint32_t node = InodeTable::TreeNodeOf(ino);
-  if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
-  for (const auto& [key, value] : (*tree)->Xattrs(node)) {
+  auto tree_node = TreeNode(ino);
+  if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
+  auto& [tree, node] = *tree_node;
+  for (const auto& [key, value] : tree->Xattrs(node)) {
     if (key != name) continue;
     if (size == 0) return (void)fuse_reply_xattr(req, value.size());
     if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
@@ -697,11 +701,10 @@ void ImageFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::string names;
   uint32_t serial = InodeTable::SerialOf(ino);
   if (serial != 0) {
-    auto tree = TreeOf(serial);
-    if (!tree) return ReplyError(req, tree.error(), "tree_build_failed");
-    uint32_t node = InodeTable::TreeNodeOf(ino);
-    if (node >= (*tree)->size()) return (void)fuse_reply_err(req, ESTALE);
-    for (const auto& [key, value] : (*tree)->Xattrs(node)) {
+    auto tree_node = TreeNode(ino);
+    if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
+    auto& [tree, node] = *tree_node;
+    for (const auto& [key, value] : tree->Xattrs(node)) {
       names.append(key);
       names.push_back('\0');
     }

@@ -60,6 +60,8 @@ class ImageFs {
   ImageFs(Store& store, const FsOptions& options) : store_(store), options_(options), trees_(store, options.cache_nodes) {}
 
   Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
+  // The tree and node an id names (serial != 0); ESTALE for a node the tree lacks.
+  Result<std::pair<std::shared_ptr<const Tree>, uint32_t>> TreeNode(fuse_ino_t ino);
   Result<Entry> ResolveChild(fuse_ino_t parent, const std::string& name);
   Result<Entry> Describe(fuse_ino_t ino);
   Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir);

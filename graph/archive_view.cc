@@ -34,27 +34,14 @@ Result<std::string> ResolveLinkTarget(const std::string& link, const std::string
     return Fail(Code::kInvalid, archive_name + ": member \"" + link +
                                     "\" is a symlink to an absolute path (\"" + target + "\")");
   }
-  std::vector<std::string> parts;
   std::string joined = DirName(link).empty() ? target : DirName(link) + "/" + target;
-  size_t i = 0;
-  while (i <= joined.size()) {
-    size_t j = joined.find('/', i);
-    if (j == std::string::npos) j = joined.size();
-    std::string comp = joined.substr(i, j - i);
-    if (comp == "..") {
-      if (parts.empty()) {
-        return Fail(Code::kInvalid, archive_name + ": member \"" + link +
-                                        "\" is a symlink that escapes the archive (\"" + target + "\")");
-      }
-      parts.pop_back();
-    } else if (!comp.empty() && comp != ".") {
-      parts.push_back(comp);
-    }
-    i = j + 1;
+  bool escaped = false;
+  std::string resolved = CleanPath(joined, &escaped);
+  if (escaped) {
+    return Fail(Code::kInvalid, archive_name + ": member \"" + link +
+                                    "\" is a symlink that escapes the archive (\"" + target + "\")");
   }
-  std::string out;
-  for (const auto& p : parts) out += (out.empty() ? "" : "/") + p;
-  return out;
+  return resolved;
 }
 
 struct Member {

@@ -76,7 +76,8 @@ uint32_t TypeBits(EntryKind k) {
 
 }  // namespace
 
-std::string CleanTarPath(std::string_view name) {
+std::string CleanPath(std::string_view name, bool* escaped) {
+  if (escaped) *escaped = false;
   std::vector<std::string_view> parts;
   size_t i = 0;
   while (i <= name.size()) {
@@ -84,7 +85,11 @@ std::string CleanTarPath(std::string_view name) {
     if (j == std::string_view::npos) j = name.size();
     std::string_view comp = name.substr(i, j - i);
     if (comp == "..") {
-      if (!parts.empty()) parts.pop_back();
+      if (!parts.empty()) {
+        parts.pop_back();
+      } else if (escaped) {
+        *escaped = true;
+      }
     } else if (!comp.empty() && comp != ".") {
       parts.push_back(comp);
     }

@@ -107,8 +107,11 @@ class TarIndex {
 Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e,
                              uint64_t off, size_t len, char* buf);
 
-// Lexically cleans a tar member name as umoci's securejoin does: no leading "/" or
-// "./", no empty or "." components, ".." clamped at the root, no trailing "/".
-std::string CleanTarPath(std::string_view name);
+// Lexically cleans a path: no leading "/" or "./", no empty or "." components, ".."
+// clamped at the root, no trailing "/". *escaped (if given) says whether a ".." tried to
+// leave the root.
+std::string CleanPath(std::string_view path, bool* escaped = nullptr);
+// A tar member name cleaned as umoci's securejoin does.
+inline std::string CleanTarPath(std::string_view name) { return CleanPath(name); }
 
 }  // namespace imagefs

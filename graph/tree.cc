@@ -436,8 +436,14 @@ Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) cons
     return Fail(Code::kInvalid, "not a regular file");
   }
   const LayerBlob& blob = *layers_[nodes_[id].layer];
+  if (!blob.fd.valid()) {
+    return Fail(Error{Code::kIo, EIO, "read " + Path(id) + ": layer blob " + blob.diff_id.str() + " is missing"});
+  }
   auto n = ReadEntryData(blob.fd.get(), *blob.index, *e, off, len, buf);
-  if (!n) return Fail(n.error().WithContext("read " + Path(id) + " from layer " + blob.diff_id.str()));
+  if (!n) {
+    // Whatever the blob's fault (short, unreadable), the reader sees EIO.
+    return Fail(Error{Code::kIo, EIO, "read " + Path(id) + " from layer " + blob.diff_id.str() + ": " + n.error().msg});
+  }
   return n;
 }
 
