@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -45,10 +46,13 @@ int CmdImages(Store& store, const ImagesOptions& options) {
   });
   Table table({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"});
   int64_t now = time(nullptr);
+  std::map<std::string, std::vector<Reference>> tags_by_image;  // one pass, not one per image
+  for (const auto& [name, id] : store.Tags()) {
+    if (auto ref = ParseReference(name)) tags_by_image[id].push_back(*ref);
+  }
   for (const ImageInfo& image : images) {
-    auto tags = store.TagsOf(image.id);
     std::vector<std::pair<std::string, std::string>> rows;
-    for (const Reference& ref : tags) rows.emplace_back(ref.FamiliarName(), ref.tag);
+    for (const Reference& ref : tags_by_image[image.id]) rows.emplace_back(ref.FamiliarName(), ref.tag);
     if (rows.empty()) rows.emplace_back("<none>", "<none>");
     for (const auto& [repo, tag] : rows) {
       int64_t created = CreatedUnix(image);

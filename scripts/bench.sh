@@ -86,3 +86,13 @@ row "sequential read, 1 GiB file, cold cache" read-cold ""
 row "find -ls (lstat all), 100k files, warm" find-warm ">= 0.80"
 row "find -ls (lstat all), 100k files, cold" find-cold ""
 echo "merged tree of the 100k-file, 60-layer image: $tree"
+
+# A store with 1,000 images: what a command pays to open it.
+thousand=$dir/thousand-store
+if [ ! -d "$thousand/images" ]; then
+  python3 scripts/make_thousand_images.py "$dir/thousand.tar" 1000
+  IMAGEFS_STORE=$thousand "$imagefs" load -q "$dir/thousand.tar" >/dev/null
+fi
+open_s=$(for _ in $(seq 1 "$runs"); do seconds env IMAGEFS_STORE="$thousand" "$imagefs" images; done | median)
+rss=$( { IMAGEFS_STORE=$thousand /usr/bin/time -f %M "$imagefs" images >/dev/null; } 2>&1 | tail -1)
+echo "imagefs images on a store of $(ls "$thousand/images" | wc -l) images: median ${open_s}s, max RSS ${rss} KiB"

@@ -32,6 +32,12 @@ run "$IMAGEFS" load "$fx/oci"; check_eq "load OCI layout directory" 0 "$rc"
 check_eq "OCI ref.name \"img\" becomes a tag" "Loaded image: img:latest" "$out"
 check_eq "layers shared across formats" 2 "$("$IMAGEFS" layers | tail -n +2 | wc -l)"
 
+# zstd and gzip layers of the same image (written by skopeo) give the same image.
+skopeo copy -q --dest-compress-format zstd "oci:$fx/oci:img" "oci:$SCRATCH/zstd:img"
+grep -q 'tar+zstd' "$SCRATCH"/zstd/blobs/sha256/* && echo "ok: the layout has zstd layers" || fail "skopeo wrote no zstd layer"
+run "$IMAGEFS" load "$SCRATCH/zstd"; check_eq "load OCI layout with zstd layers" 0 "$rc"
+check_eq "zstd layers are the same layers" 2 "$("$IMAGEFS" layers | tail -n +2 | wc -l)"
+
 top_v1=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["example/legacy"]["v1"])' < <(tar -xOf "$fx/legacy.tar" repositories))
 run "$IMAGEFS" load "$fx/legacy.tar"; check_eq "load legacy" 0 "$rc"
 check_eq "legacy output" "Loaded image: example/legacy:v1" "$(grep 'Loaded image:' <<<"$out")"

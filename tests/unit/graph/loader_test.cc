@@ -5,6 +5,7 @@
 #include <zlib.h>
 
 #include <functional>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -176,6 +177,23 @@ TEST_F(LoaderTest, PartialArchiveKeepsGoodImagesAndNamesTheBadOne) {
   EXPECT_FALSE(store_->ResolveImage("bad:1"));
 }
 
+TEST_F(LoaderTest, TwoConcurrentLoadsDoTheWorkOnce) {
+  fs::path path = Write("a.tar", MakeTar(DockerArchive()));
+  auto other = Store::Open(dir_ / "store");  // as another process would
+  ASSERT_TRUE(other);
+  Result<LoadReport> first(Fail(Code::kIo, "not run")), second(Fail(Code::kIo, "not run"));
+  std::thread t1([&] { first = LoadArchive(*store_, path); });
+  std::thread t2([&] { second = LoadArchive(**other, path); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->images.size(), 1u);
+  EXPECT_EQ(second->images.size(), 1u);
+  EXPECT_EQ(first->layers_stored + second->layers_stored, 2u) << "each layer stored by one load only";
+  ASSERT_TRUE(store_->Refresh());
+  EXPECT_EQ(store_->Layers().size(), 2u);
+}
+
 TEST_F(LoaderTest, PlatformSelectionFromIndex) {
   // Two platform manifests of the same image under one nested index, plus an attestation.
   auto members = OciArchive();
@@ -203,6 +221,11 @@ TEST_F(LoaderTest, PlatformSelectionFromIndex) {
   ASSERT_TRUE(arm) << arm.error().msg;
   ASSERT_EQ(arm->images.size(), 1u);
   EXPECT_EQ(arm->images[0].tags.at(0).FamiliarString(), "example/multi:1");
+  auto v5 = LoadArchive(*store_, path, {Platform{"linux", "arm", "v5"}, false});  // v5 cannot run v6
+  ASSERT_FALSE(v5);
+  auto all = LoadArchive(*store_, path, {Platform{"linux", "amd64", ""}, true});  // every platform
+  ASSERT_TRUE(all) << all.error().msg;
+  EXPECT_EQ(all->images.size(), 1u) << "the attestation is skipped";
 }
 
 struct HostileCase {
