@@ -63,7 +63,14 @@ Platform HostPlatform() {
 
 std::optional<int> MatchRank(const Platform& wanted_raw, const Platform& candidate_raw) {
   Platform wanted = Normalize(wanted_raw), candidate = Normalize(candidate_raw);
-  if (wanted.os != candidate.os || wanted.architecture != candidate.architecture) return std::nullopt;
+  if (wanted.os != candidate.os) return std::nullopt;
+  // 64-bit arm runs 32-bit arm images, v8 first (as containerd matches for Docker).
+  if (wanted.architecture == "arm64" && candidate.architecture == "arm" && candidate.variant.size() == 2) {
+    int c = candidate.variant[1] - '0';
+    if (c >= 5 && c <= 8) return 100 + (8 - c);
+    return std::nullopt;
+  }
+  if (wanted.architecture != candidate.architecture) return std::nullopt;
   if (wanted.variant == candidate.variant) return 0;
   if (wanted.architecture == "arm" && wanted.variant.size() == 2 && candidate.variant.size() == 2) {
     int w = wanted.variant[1] - '0', c = candidate.variant[1] - '0';

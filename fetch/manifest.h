@@ -1,0 +1,75 @@
+// Registry manifests: decoding of OCI image manifests and indexes, Docker schema2
+// manifests and manifest lists, and Docker schema1 (signed or not), with schema1's
+// layers checked and repaired as Docker's fixManifestLayers did, and platform choice
+// from an index as Docker makes it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "graph/base/digest.h"
+#include "graph/base/error.h"
+#include "graph/platform.h"
+
+namespace imagefs::fetch {
+
+inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
+inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
+inline constexpr std::string_view kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view kDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view kDockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json";
+inline constexpr std::string_view kDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+// The Accept header: every kind, preferred first.
+std::string AcceptHeader();
+
+struct Descriptor {
+  std::string media_type;
+  Digest digest;
+  uint64_t size = 0;
+  std::optional<Platform> platform;
+  nlohmann::json annotations = nlohmann::json::object();
+  std::vector<std::string> urls;  // foreign layers
+};
+
+// A list of platform manifests (OCI index or Docker manifest list).
+struct ManifestIndex {
+  std::vector<Descriptor> manifests;
+};
+
+// One image: its config blob and layers, base first.
+struct ImageManifest {
+  Descriptor config;
+  std::vector<Descriptor> layers;
+};
+
+// A schema1 manifest after repair: layers and v1 JSON, base first.
+struct Schema1Manifest {
+  std::string name, tag, architecture;
+  std::vector<Digest> blob_sums;            // per layer
+  std::vector<std::string> v1_compatibility;  // per layer, the v1 image JSON
+};
+
+struct Manifest {
+  std::string media_type;  // as detected
+  std::optional<ManifestIndex> index;
+  std::optional<ImageManifest> image;
+  std::optional<Schema1Manifest> schema1;
+};
+
+// Decodes a manifest. content_type is the server's Content-Type (may be empty or wrong:
+// the document's own mediaType and shape decide when they are clear).
+Result<Manifest> ParseManifest(std::string_view bytes, std::string_view content_type);
+
+// The digest a registry gives a manifest: sha256 of its bytes, except for signed schema1,
+// whose digest covers the payload without the signatures.
+Result<Digest> ManifestDigest(std::string_view bytes, std::string_view media_type);
+
+// Picks the manifest for `wanted` from an index, skipping attestations; the best match by
+// Docker's rules (arm64 hosts fall back to arm v8, v7, v6, v5).
+Result<Descriptor> SelectPlatform(const ManifestIndex& index, const Platform& wanted);
+
+}  // namespace imagefs::fetch
