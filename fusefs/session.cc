@@ -108,6 +108,7 @@ int RunMount(Store& store, MountOptions options) {
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   std::unique_ptr<fuse_session, SessionDeleter> se(
       fuse_session_new(&args, &ImageFs::Ops(), sizeof(fuse_lowlevel_ops), fs->get()));
+  fuse_opt_free_args(&args);  // libfuse may have copied them while parsing
   if (!se) return ReportError(Error::Make(Code::kInvalid, "cannot start a FUSE session (bad -o option?)"));
   if (fuse_set_signal_handlers(se.get()) != 0) return ReportError(Error::Make(Code::kIo, "cannot set signal handlers"));
   if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
