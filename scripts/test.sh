@@ -1,30 +1,46 @@
 #!/usr/bin/env bash
 # Sets up, builds (warnings as errors) and runs every test: unit tests and integration
-# tests that mount for real and start their own servers. The last line of output is
-# "N passed, N failed".
+# tests that mount for real and start their own servers. With CI=true (or
+# IMAGEFS_SANITIZE_TESTS=1) the whole suite runs a second time on an ASan+UBSan build.
+# The last line of output is "N passed, N failed" over all runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
-if ! scripts/build.sh -DIMAGEFS_WERROR=ON -DIMAGEFS_BUILD_TESTS=ON; then
-  echo "build failed"
-  echo "0 passed, 1 failed"
-  exit 1
-fi
 
-build_dir=${IMAGEFS_BUILD_DIR:-build}
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-(cd "$build_dir" && ctest --output-on-failure -j2 --timeout 900 "$@") 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+passed=0
+failed=0
+# run_suite BUILD_DIR [cmake args...]: builds into BUILD_DIR and runs ctest there.
+run_suite() {
+  local build_dir=$1; shift
+  if ! IMAGEFS_BUILD_DIR=$build_dir scripts/build.sh -DIMAGEFS_WERROR=ON -DIMAGEFS_BUILD_TESTS=ON "$@"; then
+    echo "build failed ($build_dir)"
+    failed=$((failed + 1))
+    return
+  fi
+  local log
+  log=$(mktemp)
+  (cd "$build_dir" && ctest --output-on-failure -j2 --timeout 900) 2>&1 | tee "$log"
+  local summary
+  summary=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
+  rm -f "$log"
+  if [ -z "$summary" ]; then
+    echo "no test ran ($build_dir)"
+    failed=$((failed + 1))
+    return
+  fi
+  local f t
+  f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$summary")
+  t=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$summary")
+  passed=$((passed + t - f))
+  failed=$((failed + f))
+}
 
-summary=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
-if [ -z "$summary" ]; then
-  echo "no test ran"
-  echo "0 passed, 1 failed"
-  exit 1
+run_suite "${IMAGEFS_BUILD_DIR:-build}"
+if [ "${CI:-}" = true ] || [ "${IMAGEFS_SANITIZE_TESTS:-}" = 1 ]; then
+  echo "== the same tests on an ASan+UBSan build =="
+  export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  run_suite build-asan -DIMAGEFS_SANITIZE=address,undefined
 fi
-failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$summary")
-total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$summary")
-echo "$((total - failed)) passed, $failed failed"
-[ "$rc" -eq 0 ] && [ "$failed" -eq 0 ]
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
