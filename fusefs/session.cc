@@ -1,11 +1,13 @@
 #include "fusefs/session.h"
 
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -95,7 +97,18 @@ struct SessionDeleter {
 
 }  // namespace
 
+// Every layer served keeps its blob open (fd and index cached per DiffID): a store of
+// thousands of layers needs more than the usual 1024 descriptors.
+static void RaiseFileLimit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) Log()->debug("raise RLIMIT_NOFILE: {}", std::strerror(errno));
+  }
+}
+
 int RunMount(Store& store, MountOptions options) {
+  RaiseFileLimit();
   std::string fuse_opts = "default_permissions,fsname=imagefs,subtype=imagefs";
   if (auto st = ParseOptions(options, fuse_opts); !st) return ReportError(st.error());
   if (auto st = RecoverDeadMount(options.mountpoint); !st) return ReportError(st.error());
