@@ -15,33 +15,6 @@ std::string AcceptHeader() {
 
 namespace {
 
-Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
-  if (!j.is_object()) return Fail(Code::kInvalid, what + ": descriptor is not an object");
-  Descriptor d;
-  if (j.contains("mediaType")) {
-    if (!j["mediaType"].is_string()) return Fail(Code::kInvalid, what + ": mediaType is not a string");
-    d.media_type = j["mediaType"].get<std::string>();
-  }
-  if (!j.contains("digest") || !j["digest"].is_string()) return Fail(Code::kInvalid, what + ": no digest");
-  auto digest = Digest::Parse(j["digest"].get<std::string>());
-  if (!digest) return Fail(digest.error().WithContext(what));
-  d.digest = *digest;
-  if (!j.contains("size") || !j["size"].is_number_unsigned()) return Fail(Code::kInvalid, what + ": no valid size");
-  d.size = j["size"].get<uint64_t>();
-  if (j.contains("platform") && j["platform"].is_object()) {
-    const json& p = j["platform"];
-    auto str = [&](const char* k) { return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : ""; };
-    d.platform = Platform{str("os"), str("architecture"), str("variant")};
-  }
-  if (j.contains("annotations") && j["annotations"].is_object()) d.annotations = j["annotations"];
-  if (j.contains("urls") && j["urls"].is_array()) {
-    for (const auto& u : j["urls"]) {
-      if (u.is_string()) d.urls.push_back(u.get<std::string>());
-    }
-  }
-  return d;
-}
-
 Result<std::vector<Descriptor>> ParseDescriptors(const json& j, const char* key, const std::string& what) {
   if (!j.contains(key) || !j[key].is_array()) return Fail(Code::kInvalid, what + ": no \"" + key + "\" array");
   std::vector<Descriptor> out;
@@ -204,9 +177,7 @@ Result<Descriptor> SelectPlatform(const ManifestIndex& index, const Platform& wa
   int best_rank = 0;
   std::string available;
   for (const Descriptor& d : index.manifests) {
-    bool attestation = d.annotations.value("vnd.docker.reference.type", "") == "attestation-manifest" ||
-                       (d.platform && d.platform->os == "unknown" && d.platform->architecture == "unknown");
-    if (attestation) continue;
+    if (IsAttestation(d)) continue;
     Platform p = d.platform.value_or(Platform{"linux", "amd64", ""});
     available += (available.empty() ? "" : ", ") + Normalize(p).String();
     auto rank = MatchRank(wanted, p);

@@ -13,6 +13,7 @@
 
 #include "graph/base/digest.h"
 #include "graph/base/error.h"
+#include "graph/descriptor.h"
 #include "graph/platform.h"
 
 namespace imagefs::fetch {
@@ -26,14 +27,7 @@ inline constexpr std::string_view kDockerSchema1Signed = "application/vnd.docker
 // The Accept header: every kind, preferred first.
 std::string AcceptHeader();
 
-struct Descriptor {
-  std::string media_type;
-  Digest digest;
-  uint64_t size = 0;
-  std::optional<Platform> platform;
-  nlohmann::json annotations = nlohmann::json::object();
-  std::vector<std::string> urls;  // foreign layers
-};
+using imagefs::Descriptor;
 
 // A list of platform manifests (OCI index or Docker manifest list).
 struct ManifestIndex {
