@@ -1,0 +1,45 @@
+// HttpClient: one blocking HTTP request at a time over libcurl (an easy handle per call),
+// with the body either collected (bounded) or streamed to a sink. Redirects are
+// followed (http/https only); curl does not send our Authorization header to another
+// host. Thread-compatible: use one per thread or guard it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "graph/base/error.h"
+
+namespace imagefs::fetch {
+
+struct HttpRequest {
+  std::string method = "GET";  // GET or HEAD
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+};
+
+struct HttpResponse {
+  long status = 0;
+  std::map<std::string, std::string> headers;  // of the final response; names lowercased
+  std::string body;                            // when no sink was given
+  std::string effective_url;
+};
+
+// Receives body bytes as they arrive; an error aborts the transfer.
+using BodySink = std::function<Status(const char* data, size_t len)>;
+
+class HttpClient {
+ public:
+  // Called with each response's status as its headers arrive (the last call before any
+  // body bytes is the final response's), so a sink can tell an error page from data.
+  using StatusHook = std::function<void(long status)>;
+
+  HttpClient();
+  // max_body bounds a collected body (hostile servers); a sink gets the whole stream.
+  Result<HttpResponse> Perform(const HttpRequest& request, const BodySink* sink = nullptr,
+                               uint64_t max_body = 8u << 20, const StatusHook* hook = nullptr);
+};
+
+}  // namespace imagefs::fetch

@@ -1,0 +1,145 @@
+// The client against a real registry (Debian's docker-registry) on 127.0.0.1, started by
+// the test on a free port with fixtures pushed by skopeo; only its own PID is killed.
+#include "fetch/registry_client.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "test_util.h"
+
+namespace imagefs::fetch {
+namespace {
+
+using testing::Shell;
+
+int FreePort() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(s);
+  return ntohs(addr.sin_port);
+}
+
+class RegistryTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::ScratchDir();
+    host_ = "127.0.0.1:" + std::to_string(FreePort());
+    std::string d = dir_->path().string();
+    testing::WriteAll(dir_->path() / "config.yml", "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+                                                   "    rootdirectory: " + d + "/data\nhttp:\n  addr: " + host_ + "\n");
+    pid_ = fork();
+    if (pid_ == 0) {
+      execlp("docker-registry", "docker-registry", "serve", (d + "/config.yml").c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    for (int i = 0; i < 100 && Shell("curl -sf http://" + host_ + "/v2/ >/dev/null").status != 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    auto r = Shell("set -e; H=" + host_ + "; cd " + d + R"SH(
+      umoci init --layout oci >/dev/null && umoci new --image oci:img >/dev/null
+      umoci unpack --image oci:img b >/dev/null
+      echo one > b/rootfs/one && umoci repack --refresh-bundle --image oci:img b >/dev/null
+      head -c 300000 /dev/urandom > b/rootfs/two && umoci repack --refresh-bundle --image oci:img b >/dev/null
+      skopeo copy -q --dest-tls-verify=false oci:oci:img docker://$H/test/oci:1
+      skopeo copy -q --format v2s2 --dest-tls-verify=false oci:oci:img docker://$H/test/v2s2:1
+    )SH" + " 2>&1");
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    delete dir_;
+  }
+  Reference Ref(const std::string& s) { return *ParseReference(host_ + "/" + s); }
+
+  static inline testing::ScratchDir* dir_ = nullptr;
+  static inline std::string host_;
+  static inline pid_t pid_ = -1;
+  HttpClient http_;
+  RegistryClient client_{http_};
+};
+
+TEST_F(RegistryTest, ManifestsByTagAndDigestAndVerifiedBlobs) {
+  for (const char* repo : {"test/oci:1", "test/v2s2:1"}) {
+    SCOPED_TRACE(repo);
+    auto m = client_.GetManifest(Ref(repo));
+    ASSERT_TRUE(m) << m.error().msg;
+    ASSERT_TRUE(m->manifest.image);
+    EXPECT_EQ(m->manifest.image->layers.size(), 2u);
+    EXPECT_EQ(m->digest, Sha256::Of(m->bytes));
+    Reference by_digest = Ref(repo);
+    by_digest.tag.clear();
+    by_digest.digest = m->digest;
+    auto again = client_.GetManifest(by_digest);
+    ASSERT_TRUE(again) << again.error().msg;
+    EXPECT_EQ(again->bytes, m->bytes);
+    std::vector<Descriptor> blobs = m->manifest.image->layers;
+    blobs.push_back(m->manifest.image->config);
+    for (const Descriptor& blob : blobs) {
+      std::string data;
+      auto st = client_.GetBlob(Ref(repo), blob, [&](const char* p, size_t n) -> Status {
+        data.append(p, n);
+        return {};
+      });
+      ASSERT_TRUE(st) << st.error().msg;
+      EXPECT_EQ(Sha256::Of(data), blob.digest);
+    }
+  }
+}
+
+TEST_F(RegistryTest, ErrorsCarryTheRegistrysWords) {
+  auto unknown = client_.GetManifest(Ref("test/nothing:1"));
+  ASSERT_FALSE(unknown);
+  EXPECT_EQ(unknown.error().code, Code::kNotFound);
+  EXPECT_NE(unknown.error().msg.find("MANIFEST_UNKNOWN: manifest unknown"), std::string::npos) << unknown.error().msg;
+  Reference missing = Ref("test/oci");
+  missing.digest = Sha256::Of("no such manifest");
+  auto m = client_.GetManifest(missing);
+  ASSERT_FALSE(m);
+  EXPECT_EQ(m.error().code, Code::kNotFound);
+  auto down = RegistryClient(http_).GetManifest(*ParseReference("127.0.0.1:1/x/y:z"));
+  ASSERT_FALSE(down);
+  EXPECT_EQ(down.error().code, Code::kNetwork);
+}
+
+TEST_F(RegistryTest, TamperedBlobIsRefused) {
+  auto m = client_.GetManifest(Ref("test/oci:1"));
+  ASSERT_TRUE(m);
+  const Descriptor& layer = m->manifest.image->layers[1];
+  // Flip a byte of the blob in the registry's own storage.
+  std::string path = (dir_->path() / "data/docker/registry/v2/blobs/sha256" / layer.digest.hex().substr(0, 2) /
+                      layer.digest.hex() / "data").string();
+  ASSERT_EQ(Shell("printf 'X' | dd of=" + path + " bs=1 seek=100 conv=notrunc status=none").status, 0);
+  uint64_t delivered = 0;
+  auto st = client_.GetBlob(Ref("test/oci:1"), layer, [&](const char*, size_t n) -> Status {
+    delivered += n;
+    return {};
+  });
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, Code::kCorrupt);
+  EXPECT_NE(st.error().msg.find("digest mismatch"), std::string::npos) << st.error().msg;
+}
+
+TEST(RegistryBaseUrl, LoopbackIsPlainHttp) {
+  EXPECT_EQ(RegistryClient::BaseUrl("docker.io"), "https://registry-1.docker.io");
+  EXPECT_EQ(RegistryClient::BaseUrl("127.0.0.1:5000"), "http://127.0.0.1:5000");
+  EXPECT_EQ(RegistryClient::BaseUrl("localhost:5000"), "http://localhost:5000");
+  EXPECT_EQ(RegistryClient::BaseUrl("[::1]:5000"), "http://[::1]:5000");
+  EXPECT_EQ(RegistryClient::BaseUrl("quay.io"), "https://quay.io");
+}
+
+}  // namespace
+}  // namespace imagefs::fetch
