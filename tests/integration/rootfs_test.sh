@@ -41,6 +41,19 @@ compare_export() {  # compare_export NAME
   check_eq "$1: tar -tvf lists every path" "$(wc -l < "$SCRATCH/$1.ours")" "$(tar -tvf "$SCRATCH/$1-export.tar" | wc -l)"
 }
 
+# image_from_layers NAME:TAG LAYOUT-TAG LAYER...: an image of hand-made layer tars
+# (layer-LAYER.tar, made by make_layer.py unless it exists), loaded into the store.
+image_from_layers() {
+  local ref=$1 tag=$2 layer; shift 2
+  umoci new --image "oci:$tag" >/dev/null
+  for layer in "$@"; do
+    [ -f "layer-$layer.tar" ] || python3 "$TESTS_DIR/make_layer.py" "layer-$layer.tar" "$layer"
+    umoci raw add-layer --image "oci:$tag" "layer-$layer.tar" >/dev/null
+  done
+  skopeo copy -q "oci:oci:$tag" "docker-archive:$tag.tar:$ref"
+  "$IMAGEFS" load -q "$tag.tar" >/dev/null
+}
+
 cd "$SCRATCH"
 umoci init --layout oci >/dev/null
 
@@ -89,13 +102,7 @@ tar --format=pax -S --xattrs --xattrs-include='*' --numeric-owner -cf layer-gnup
 truncate -s 1M g2/oldgnu/sparse && printf 'tail' >> g2/oldgnu/sparse
 echo long > "g2/oldgnu/$(printf 'L%.0s' $(seq 1 180))"
 tar --format=gnu -S --numeric-owner -cf layer-oldgnu.tar -C g2 oldgnu
-umoci new --image oci:awkward >/dev/null
-for layer in base awkward gnupax later; do
-  [ -f "layer-$layer.tar" ] || python3 "$TESTS_DIR/make_layer.py" "layer-$layer.tar" "$layer"
-  umoci raw add-layer --image oci:awkward "layer-$layer.tar" >/dev/null
-done
-skopeo copy -q oci:oci:awkward docker-archive:awkward.tar:test/awkward:1
-"$IMAGEFS" load -q awkward.tar >/dev/null
+image_from_layers test/awkward:1 awkward base awkward gnupax later
 compare_with_umoci test/awkward:1 oci:awkward
 compare_export test/awkward:1
 ours=$SCRATCH/test_awkward_1.ours
@@ -110,13 +117,7 @@ check_contains "PAX sparse content" "|$(sha256sum < g1/gnupax/sparse | cut -c1-6
 # rules only say the link names the target's inode, so imagefs resolves it at the end of
 # the layer; (2) follows a symlink when resolving a whiteout's path, deleting a file the
 # spec keeps; (3) cannot read old-GNU sparse members ("unknown typeflag 'S'").
-umoci new --image oci:early >/dev/null
-for layer in base early oldgnu later; do
-  [ -f "layer-$layer.tar" ] || python3 "$TESTS_DIR/make_layer.py" "layer-$layer.tar" "$layer"
-  umoci raw add-layer --image oci:early "layer-$layer.tar" >/dev/null
-done
-skopeo copy -q oci:oci:early docker-archive:early.tar:test/early:1
-"$IMAGEFS" load -q early.tar >/dev/null
+image_from_layers test/early:1 early base early oldgnu later
 "$TREE_LIST" "$IMAGEFS_STORE" test/early:1 | LC_ALL=C sort > early.ours
 late_sha=$(printf 'late target\n' | sha256sum | cut -c1-64)
 check_contains "links/early shows the target's data" "|f|0640|0|0|12|1600000000.0|-|$late_sha|" "$(grep '^links/early|' early.ours)"
