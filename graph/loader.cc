@@ -236,7 +236,7 @@ class LegacyLoader {
                                       "index.json, no legacy image directories)");
     }
     RETURN_IF_ERROR(ReadRepositories());
-    for (const auto& [id, image] : images_) (void)Load(id, {});
+    for (const auto& [id, image] : images_) (void)Load(id);
     for (const auto& [id, error] : failed_) report_.failures.push_back(error);
     return {};
   }
@@ -282,25 +282,34 @@ class LegacyLoader {
     return {};
   }
 
-  // Loads an image after its parents, once; remembers a failure for the report.
-  Result<std::optional<Digest>> Load(const std::string& id, const std::vector<std::string>& stack) {
+  // Loads an image after its parents, once; remembers a failure for the report. The
+  // chain being loaded is chain_ (child first), so recursion depth is bounded by
+  // kMaxChain and a cycle is seen without copying the chain.
+  Result<std::optional<Digest>> Load(const std::string& id) {
     if (auto it = failed_.find(id); it != failed_.end()) return Fail(it->second);
-    auto result = LoadOnce(id, stack);
-    if (!result) failed_.emplace(id, result.error());
+    if (on_chain_.count(id)) {
+      std::string cycle;
+      for (const auto& c : chain_) cycle += c.substr(0, 12) + " -> ";
+      return Fail(Code::kInvalid, archive_.name() + ": parent cycle: " + cycle + id.substr(0, 12));
+    }
+    if (chain_.size() >= kMaxChain) {
+      return Fail(Code::kInvalid, archive_.name() + ": parent chain longer than " + std::to_string(kMaxChain) + " images");
+    }
+    chain_.push_back(id);
+    on_chain_.insert(id);
+    auto result = LoadOnce(id);
+    on_chain_.erase(id);
+    chain_.pop_back();
+    if (!result) {
+      failed_.emplace(id, result.error());
+      root_cause_.emplace(id, result.error().msg);  // unless LoadOnce named its parent's
+    }
     return result;
   }
 
   // Returns the image's top layer (none for a layerless image).
-  Result<std::optional<Digest>> LoadOnce(const std::string& id, std::vector<std::string> stack) {
+  Result<std::optional<Digest>> LoadOnce(const std::string& id) {
     if (auto existing = store_.GetImage(id)) return existing->top_layer;
-    for (const auto& s : stack) {
-      if (s == id) {
-        std::string cycle;
-        for (const auto& c : stack) cycle += c.substr(0, 12) + " -> ";
-        return Fail(Code::kInvalid, archive_.name() + ": parent cycle: " + cycle + id.substr(0, 12));
-      }
-    }
-    stack.push_back(id);
     const LegacyImage& image = images_.at(id);
     std::optional<Digest> parent_top;
     if (image.parent) {
@@ -308,10 +317,14 @@ class LegacyLoader {
         return Fail(Code::kNotFound, archive_.name() + ": image " + id.substr(0, 12) + ": parent " +
                                          *image.parent + " is neither in the archive nor in the store");
       }
-      auto parent = Load(*image.parent, stack);
+      auto parent = Load(*image.parent);
       if (!parent) {
-        return Fail(Code::kInvalid, archive_.name() + ": image " + id.substr(0, 12) +
-                                        ": its parent " + image.parent->substr(0, 12) + " failed to load");
+        // Say why once, however deep: the first failure down the chain.
+        auto cause = root_cause_.find(*image.parent);
+        std::string root = cause != root_cause_.end() ? cause->second : parent.error().msg;
+        root_cause_[id] = root;
+        return Fail(Code::kInvalid, archive_.name() + ": image " + id.substr(0, 12) + ": its parent " +
+                                        image.parent->substr(0, 12) + " failed to load: " + root);
       }
       parent_top = *parent;
     }
@@ -338,6 +351,11 @@ class LegacyLoader {
   std::map<std::string, LegacyImage> images_;
   std::map<std::string, std::vector<Reference>> tags_;
   std::map<std::string, Error> failed_;
+  // Docker's layer stores cap chains near 125; real v1 chains stay far below this.
+  static constexpr size_t kMaxChain = 1024;
+  std::vector<std::string> chain_;
+  std::set<std::string> on_chain_;
+  std::map<std::string, std::string> root_cause_;  // image -> the failure that doomed it
 };
 
 }  // namespace

@@ -260,15 +260,21 @@ class TreeBuilder {
     return true;
   }
 
-  void Remove(uint32_t id) {
-    BNode& n = nodes_[id];
-    if (!n.alive) return;
-    n.alive = false;
-    auto it = children_.find({n.parent, n.name});
-    if (it != children_.end() && it->second == id) children_.erase(it);
-    if (n.is_dir) {
-      for (uint32_t k : n.kids) Remove(k);
-      n.kids.clear();
+  // Removes a subtree, iteratively: a hostile layer may nest directories very deep.
+  void Remove(uint32_t root) {
+    std::vector<uint32_t> pending{root};
+    while (!pending.empty()) {
+      uint32_t id = pending.back();
+      pending.pop_back();
+      BNode& n = nodes_[id];
+      if (!n.alive) continue;
+      n.alive = false;
+      auto it = children_.find({n.parent, n.name});
+      if (it != children_.end() && it->second == id) children_.erase(it);
+      if (n.is_dir) {
+        pending.insert(pending.end(), n.kids.begin(), n.kids.end());
+        n.kids.clear();
+      }
     }
   }
 

@@ -348,6 +348,29 @@ TEST_F(LoaderTest, HostileArchivesFailClearlyAndChangeNothing) {
   }
 }
 
+TEST_F(LoaderTest, OverlongLegacyChainFailsWithoutDeepRecursion) {
+  // 1,100 v1 images, each the parent of the next, the base's parent absent. IDs fall as
+  // the chain rises, so the loader (in ID order) starts at the top and descends.
+  std::vector<TarMember> members;
+  auto id_of = [](int i) {
+    char buf[65];
+    std::snprintf(buf, sizeof buf, "%064x", 5000 - i);
+    return std::string(buf);
+  };
+  for (int i = 0; i < 1100; ++i) {
+    members.push_back({id_of(i) + "/json", V1Json(id_of(i), id_of(i - 1))});
+    members.push_back({id_of(i) + "/layer.tar", kLayer1});
+  }
+  std::string before = Snapshot();
+  auto report = LoadArchive(*store_, Write("chain.tar", MakeTar(members)));
+  ASSERT_TRUE(report) << report.error().msg;
+  EXPECT_TRUE(report->images.empty());
+  bool too_long = false;
+  for (const Error& e : report->failures) too_long |= e.msg.find("parent chain longer than 1024") != std::string::npos;
+  EXPECT_TRUE(too_long);
+  EXPECT_EQ(Snapshot(), before);
+}
+
 TEST_F(LoaderTest, DecompressionBombIsRefused) {
   store_.reset();
   StoreOptions small;

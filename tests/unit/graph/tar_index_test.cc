@@ -242,7 +242,7 @@ TEST(TarIndex, SizesOver8GiB) {
   testing::ScratchDir dir;
   ASSERT_EQ(testing::Shell("cd " + dir.path().string() +
                            " && mkdir s && truncate -s 9G s/huge && printf 'END' >> s/huge"
-                           " && tar --format=gnu -S -cf t.tar -C s huge && od -An -c -j 124 -N 1 t.tar")
+                           " && tar --format=gnu -S -cf t.tar -C s huge")
                 .status,
             0);
   std::string tar = testing::ReadAll(dir / "t.tar");
