@@ -282,52 +282,67 @@ class LegacyLoader {
     return {};
   }
 
-  // Loads an image after its parents, once; remembers a failure for the report. The
-  // chain being loaded is chain_ (child first), so recursion depth is bounded by
-  // kMaxChain and a cycle is seen without copying the chain.
-  Result<std::optional<Digest>> Load(const std::string& id) {
-    if (auto it = failed_.find(id); it != failed_.end()) return Fail(it->second);
-    if (on_chain_.count(id)) {
-      std::string cycle;
-      for (const auto& c : chain_) cycle += c.substr(0, 12) + " -> ";
-      return Fail(Code::kInvalid, archive_.name() + ": parent cycle: " + cycle + id.substr(0, 12));
+  // Loads an image after its parents, without recursion: first walks down the parent
+  // links (bounded by kMaxChain, refusing cycles) to an image already stored or the base,
+  // then loads the chain base first. A failure is remembered for every image it dooms,
+  // each naming the root cause once.
+  Result<std::optional<Digest>> Load(const std::string& start) {
+    std::vector<std::string> chain;  // start first, base last
+    std::set<std::string> seen;
+    std::optional<Digest> below;     // top layer under chain.back()
+    for (std::string cur = start;;) {
+      if (auto it = failed_.find(cur); it != failed_.end()) return FailChain(chain, cur, root_cause_[cur]);
+      if (auto existing = store_.GetImage(cur)) {
+        below = existing->top_layer;
+        break;
+      }
+      if (!seen.insert(cur).second) {
+        std::string cycle;
+        for (const auto& c : chain) cycle += c.substr(0, 12) + " -> ";
+        return FailChain(chain, "", archive_.name() + ": parent cycle: " + cycle + cur.substr(0, 12));
+      }
+      if (chain.size() >= kMaxChain) {
+        return FailChain(chain, "", archive_.name() + ": parent chain longer than " + std::to_string(kMaxChain) + " images");
+      }
+      chain.push_back(cur);
+      const LegacyImage& image = images_.at(cur);
+      if (!image.parent) break;
+      if (!images_.count(*image.parent) && !store_.GetImage(*image.parent)) {
+        return FailChain(chain, "", archive_.name() + ": image " + cur.substr(0, 12) + ": parent " + *image.parent +
+                                        " is neither in the archive nor in the store");
+      }
+      cur = *image.parent;
     }
-    if (chain_.size() >= kMaxChain) {
-      return Fail(Code::kInvalid, archive_.name() + ": parent chain longer than " + std::to_string(kMaxChain) + " images");
+    for (size_t i = chain.size(); i-- > 0;) {
+      auto top = LoadOne(chain[i], below);
+      if (!top) {
+        chain.resize(i + 1);
+        return FailChain(chain, "", top.error().msg);
+      }
+      below = *top;
     }
-    chain_.push_back(id);
-    on_chain_.insert(id);
-    auto result = LoadOnce(id);
-    on_chain_.erase(id);
-    chain_.pop_back();
-    if (!result) {
-      failed_.emplace(id, result.error());
-      root_cause_.emplace(id, result.error().msg);  // unless LoadOnce named its parent's
-    }
-    return result;
+    return below;
   }
 
-  // Returns the image's top layer (none for a layerless image).
-  Result<std::optional<Digest>> LoadOnce(const std::string& id) {
-    if (auto existing = store_.GetImage(id)) return existing->top_layer;
-    const LegacyImage& image = images_.at(id);
-    std::optional<Digest> parent_top;
-    if (image.parent) {
-      if (!images_.count(*image.parent) && !store_.GetImage(*image.parent)) {
-        return Fail(Code::kNotFound, archive_.name() + ": image " + id.substr(0, 12) + ": parent " +
-                                         *image.parent + " is neither in the archive nor in the store");
-      }
-      auto parent = Load(*image.parent);
-      if (!parent) {
-        // Say why once, however deep: the first failure down the chain.
-        auto cause = root_cause_.find(*image.parent);
-        std::string root = cause != root_cause_.end() ? cause->second : parent.error().msg;
-        root_cause_[id] = root;
-        return Fail(Code::kInvalid, archive_.name() + ": image " + id.substr(0, 12) + ": its parent " +
-                                        image.parent->substr(0, 12) + " failed to load: " + root);
-      }
-      parent_top = *parent;
+  // Records `root` as the failure of every image in chain (child first): the last one
+  // fails with root itself (when failed_parent is empty), the others because of it.
+  tl::unexpected<Error> FailChain(const std::vector<std::string>& chain, const std::string& failed_parent,
+                                  const std::string& root) {
+    for (size_t i = chain.size(); i-- > 0;) {
+      const std::string& id = chain[i];
+      std::string parent = i + 1 < chain.size() ? chain[i + 1] : failed_parent;
+      std::string msg = parent.empty() ? root
+                                       : archive_.name() + ": image " + id.substr(0, 12) + ": its parent " +
+                                             parent.substr(0, 12) + " failed to load: " + root;
+      failed_.emplace(id, Error::Make(Code::kInvalid, msg));
+      root_cause_.emplace(id, root);
     }
+    return Fail(Code::kInvalid, root);
+  }
+
+  // Registers one image whose parent (if any) is stored, with `below` its top layer.
+  Result<std::optional<Digest>> LoadOne(const std::string& id, const std::optional<Digest>& below) {
+    const LegacyImage& image = images_.at(id);
     ASSIGN_OR_RETURN(UniqueFd lock, store_.LockKey("image:" + id));
     RETURN_IF_ERROR(store_.Refresh());
     if (auto existing = store_.GetImage(id)) return existing->top_layer;
@@ -338,7 +353,7 @@ class LegacyLoader {
                                       (why ? "layer.tar unreadable" : why.error().msg));
     }
     ImageTransaction tx(store_, archive_, progress_, report_);
-    ASSIGN_OR_RETURN(Digest top, tx.AddLayer(parent_top, {layer_member, {}, {}, {}}));
+    ASSIGN_OR_RETURN(Digest top, tx.AddLayer(below, {layer_member, {}, {}, {}}));
     auto committed = tx.Commit({id, image.json_bytes, top, image.parent}, tags_[id]);
     if (!committed) return Fail(committed.error().WithContext("image " + id.substr(0, 12)));
     return std::optional<Digest>(top);
@@ -353,8 +368,6 @@ class LegacyLoader {
   std::map<std::string, Error> failed_;
   // Docker's layer stores cap chains near 125; real v1 chains stay far below this.
   static constexpr size_t kMaxChain = 1024;
-  std::vector<std::string> chain_;
-  std::set<std::string> on_chain_;
   std::map<std::string, std::string> root_cause_;  // image -> the failure that doomed it
 };
 
