@@ -364,8 +364,23 @@ Result<LayerInfo> Store::RegisterLayer(const std::optional<Digest>& parent, Byte
 
 Result<LayerInfo> Store::IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
                                      const std::optional<Digest>& expected_diff_id, bool* created) {
-  LayerInfo layer;
+  ASSIGN_OR_RETURN(LayerInfo layer, IngestDiffLocked(tar, expected_diff_id));
   layer.parent = parent;
+  layer.chain_id = ChainIdOf(parent ? &*parent : nullptr, layer.diff_id);
+  RETURN_IF_ERROR(Step("layer:commit-record"));
+  return CommitLayerRecord(layer, created);
+}
+
+Result<bool> Store::StoreDiff(ByteSource& tar, const Digest& diff_id) {
+  if (fs::exists(root_ / "diffs" / diff_id.hex() / "index")) return false;
+  ASSIGN_OR_RETURN(UniqueFd ingest_lock, LockFile(root_ / "locks" / diff_id.hex(), LOCK_EX));
+  if (fs::exists(root_ / "diffs" / diff_id.hex() / "index")) return false;
+  RETURN_IF_ERROR(IngestDiffLocked(tar, diff_id));
+  return true;
+}
+
+Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<Digest>& expected_diff_id) {
+  LayerInfo layer;
   fs::path diff_dir = expected_diff_id ? root_ / "diffs" / expected_diff_id->hex() : fs::path();
   if (expected_diff_id && fs::exists(diff_dir / "index")) {
     // Another chain stores the same DiffID already: the blob is shared, not read again.
@@ -374,64 +389,62 @@ Result<LayerInfo> Store::IngestLayer(const std::optional<Digest>& parent, ByteSo
     layer.tar_size = index->tar_size();
     layer.content_size = index->content_bytes();
     layer.entries = index->entries().size();
+    return layer;
+  }
+  ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create(root_ / "tmp", "ingest-"));
+  fs::path tar_path = tmp.path() / "layer.tar";
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tar_path, O_RDWR | O_CREAT | O_EXCL, 0644));
+  Sha256 hash;
+  std::vector<char> buf(kCopyBuffer);
+  uint64_t total = 0;
+  while (true) {
+    ASSIGN_OR_RETURN(size_t n, tar.Read(buf.data(), buf.size()));
+    if (n == 0) break;
+    total += n;
+    if (total > options_.max_layer_bytes) {
+      return Fail(Code::kInvalid, "layer is larger than the limit of " +
+                                      std::to_string(options_.max_layer_bytes) + " bytes");
+    }
+    hash.Update(buf.data(), n);
+    RETURN_IF_ERROR(WriteAll(fd.get(), buf.data(), n));
+  }
+  RETURN_IF_ERROR(Step("layer:stream"));
+  layer.diff_id = hash.Finish();
+  layer.tar_size = total;
+  if (expected_diff_id && layer.diff_id != *expected_diff_id) {
+    return Fail(Code::kCorrupt, "layer content does not match its DiffID: expected " +
+                                    expected_diff_id->str() + ", got " + layer.diff_id.str());
+  }
+  diff_dir = root_ / "diffs" / layer.diff_id.hex();
+  if (fs::exists(diff_dir / "index")) {
+    ASSIGN_OR_RETURN(auto index, OpenIndex(layer.diff_id));  // stored already: keep that one
+    layer.content_size = index->content_bytes();
+    layer.entries = index->entries().size();
   } else {
-    ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create(root_ / "tmp", "ingest-"));
-    fs::path tar_path = tmp.path() / "layer.tar";
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tar_path, O_RDWR | O_CREAT | O_EXCL, 0644));
-    Sha256 hash;
-    std::vector<char> buf(kCopyBuffer);
-    uint64_t total = 0;
-    while (true) {
-      ASSIGN_OR_RETURN(size_t n, tar.Read(buf.data(), buf.size()));
-      if (n == 0) break;
-      total += n;
-      if (total > options_.max_layer_bytes) {
-        return Fail(Code::kInvalid, "layer is larger than the limit of " +
-                                        std::to_string(options_.max_layer_bytes) + " bytes");
-      }
-      hash.Update(buf.data(), n);
-      RETURN_IF_ERROR(WriteAll(fd.get(), buf.data(), n));
-    }
-    RETURN_IF_ERROR(Step("layer:stream"));
-    layer.diff_id = hash.Finish();
-    layer.tar_size = total;
-    if (expected_diff_id && layer.diff_id != *expected_diff_id) {
-      return Fail(Code::kCorrupt, "layer content does not match its DiffID: expected " +
-                                      expected_diff_id->str() + ", got " + layer.diff_id.str());
-    }
-    diff_dir = root_ / "diffs" / layer.diff_id.hex();
-    if (fs::exists(diff_dir / "index")) {
-      ASSIGN_OR_RETURN(auto index, OpenIndex(layer.diff_id));  // stored already: keep that one
-      layer.content_size = index->content_bytes();
-      layer.entries = index->entries().size();
+    IndexSummary summary;
+    if (total > 0) {
+      void* map = mmap(nullptr, total, PROT_READ, MAP_SHARED, fd.get(), 0);
+      if (map == MAP_FAILED) return FailErrno("mmap " + tar_path.string());
+      ScopeGuard unmap([&] { munmap(map, total); });
+      madvise(map, total, MADV_SEQUENTIAL);
+      auto indexed = WriteTarIndex(static_cast<const char*>(map), total, tmp.path() / "index",
+                                   /*drop_behind=*/true);
+      if (!indexed) return Fail(indexed.error().WithContext("index layer " + layer.diff_id.str()));
+      summary = *indexed;
     } else {
-      IndexSummary summary;
-      if (total > 0) {
-        void* map = mmap(nullptr, total, PROT_READ, MAP_SHARED, fd.get(), 0);
-        if (map == MAP_FAILED) return FailErrno("mmap " + tar_path.string());
-        ScopeGuard unmap([&] { munmap(map, total); });
-        madvise(map, total, MADV_SEQUENTIAL);
-        auto indexed = WriteTarIndex(static_cast<const char*>(map), total, tmp.path() / "index",
-                                     /*drop_behind=*/true);
-        if (!indexed) return Fail(indexed.error().WithContext("index layer " + layer.diff_id.str()));
-        summary = *indexed;
-      } else {
-        ASSIGN_OR_RETURN(summary, WriteTarIndex(nullptr, 0, tmp.path() / "index"));
-      }
-      layer.content_size = summary.content_bytes;
-      layer.entries = summary.entries;
-      RETURN_IF_ERROR(Step("layer:index"));
-      fd.Reset();
-      chmod(tar_path.c_str(), 0444);
-      RETURN_IF_ERROR(Step("layer:commit-diff"));
-      if (auto st = tmp.Commit(diff_dir); !st && st.error().code != Code::kExists) {
-        return Fail(st.error());
-      }
+      ASSIGN_OR_RETURN(summary, WriteTarIndex(nullptr, 0, tmp.path() / "index"));
+    }
+    layer.content_size = summary.content_bytes;
+    layer.entries = summary.entries;
+    RETURN_IF_ERROR(Step("layer:index"));
+    fd.Reset();
+    chmod(tar_path.c_str(), 0444);
+    RETURN_IF_ERROR(Step("layer:commit-diff"));
+    if (auto st = tmp.Commit(diff_dir); !st && st.error().code != Code::kExists) {
+      return Fail(st.error());
     }
   }
-  layer.chain_id = ChainIdOf(parent ? &*parent : nullptr, layer.diff_id);
-  RETURN_IF_ERROR(Step("layer:commit-record"));
-  return CommitLayerRecord(layer, created);
+  return layer;
 }
 
 Result<LayerInfo> Store::CommitLayerRecord(const LayerInfo& layer, bool* created) {

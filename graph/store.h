@@ -74,6 +74,12 @@ class Store {
   Result<LayerInfo> RegisterLayer(const std::optional<Digest>& parent, ByteSource& tar,
                                   const std::optional<Digest>& expected_diff_id = std::nullopt,
                                   bool* created = nullptr);
+  // Stores a layer's tar under its DiffID without recording a layer, so that the layers of
+  // one image can be ingested concurrently and recorded in chain order afterwards (with
+  // RegisterLayer, which then finds the tar and reads nothing). Same locking as
+  // RegisterLayer; returns false when the DiffID was stored already (tar unread). Until a
+  // layer records it, the first process to open the store again removes it.
+  Result<bool> StoreDiff(ByteSource& tar, const Digest& diff_id);
   Result<LayerInfo> GetLayer(const Digest& chain_id) const;
   std::vector<LayerInfo> Layers() const;
   // The chain from the base layer up to and including `top`.
@@ -138,6 +144,7 @@ class Store {
   Status Step(std::string_view name);
   Result<LayerInfo> IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
                                 const std::optional<Digest>& expected_diff_id, bool* created);
+  Result<LayerInfo> IngestDiffLocked(ByteSource& tar, const std::optional<Digest>& expected_diff_id);
   Result<LayerInfo> CommitLayerRecord(const LayerInfo& layer, bool* created);
   Status RemoveLayerLocked(const LayerInfo& layer);
   Status CollectLayersLocked(std::optional<Digest> from);
