@@ -40,4 +40,21 @@ bool IsAttestation(const Descriptor& d) {
   return d.platform && d.platform->os == "unknown" && d.platform->architecture == "unknown";
 }
 
+Result<std::vector<Digest>> DiffIdsOf(const nlohmann::json& config, const std::string& what) {
+  if (!config.is_object()) return Fail(Code::kInvalid, what + ": config is not a JSON object");
+  auto rootfs = config.find("rootfs");
+  if (rootfs == config.end() || !rootfs->is_object() || !rootfs->contains("diff_ids") ||
+      !(*rootfs)["diff_ids"].is_array()) {
+    return Fail(Code::kInvalid, what + ": config has no rootfs.diff_ids array");
+  }
+  std::vector<Digest> out;
+  for (const auto& d : (*rootfs)["diff_ids"]) {
+    if (!d.is_string()) return Fail(Code::kInvalid, what + ": rootfs.diff_ids holds a non-string");
+    auto digest = Digest::Parse(d.get<std::string>());
+    if (!digest) return Fail(digest.error().WithContext(what + ": rootfs.diff_ids"));
+    out.push_back(*digest);
+  }
+  return out;
+}
+
 }  // namespace imagefs

@@ -23,6 +23,9 @@ struct Descriptor {
   std::vector<std::string> urls;  // foreign layers
 };
 
+// An image config's rootfs.diff_ids, validated; `what` names the config in errors.
+Result<std::vector<Digest>> DiffIdsOf(const nlohmann::json& config, const std::string& what);
+
 // Validates and decodes a descriptor; `what` names it in errors.
 Result<Descriptor> ParseDescriptor(const nlohmann::json& j, const std::string& what);
 // A build attestation (BuildKit's unknown/unknown manifests), never an image to run.

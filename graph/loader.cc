@@ -62,22 +62,6 @@ Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names, 
   return out;
 }
 
-Result<std::vector<Digest>> DiffIdsOf(const json& config, const std::string& what) {
-  if (!config.is_object()) return Fail(Code::kInvalid, what + ": config is not a JSON object");
-  auto rootfs = config.find("rootfs");
-  if (rootfs == config.end() || !rootfs->is_object() || !rootfs->contains("diff_ids") ||
-      !(*rootfs)["diff_ids"].is_array()) {
-    return Fail(Code::kInvalid, what + ": config has no rootfs.diff_ids array");
-  }
-  std::vector<Digest> out;
-  for (const auto& d : (*rootfs)["diff_ids"]) {
-    if (!d.is_string()) return Fail(Code::kInvalid, what + ": rootfs.diff_ids holds a non-string");
-    auto digest = Digest::Parse(d.get<std::string>());
-    if (!digest) return Fail(digest.error().WithContext(what + ": rootfs.diff_ids"));
-    out.push_back(*digest);
-  }
-  return out;
-}
 
 ImageTransaction::~ImageTransaction() {
   if (committed_) return;

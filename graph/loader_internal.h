@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/archive_view.h"
+#include "graph/descriptor.h"
 #include "graph/loader.h"
 
 namespace imagefs::loader {
@@ -46,8 +47,7 @@ class ImageTransaction {
 Result<nlohmann::json> ParseJson(const std::string& text, const std::string& what);
 // Parses RepoTags-style names into references with a tag.
 Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names, const std::string& what);
-// config.rootfs.diff_ids, validated.
-Result<std::vector<Digest>> DiffIdsOf(const nlohmann::json& config, const std::string& what);
+using imagefs::DiffIdsOf;
 
 Status LoadOciLayout(Store& store, const ArchiveView& archive, const LoadOptions& options,
                      LoadProgress* progress, LoadReport& report);
