@@ -23,6 +23,7 @@ struct Transfer {
   uint64_t max_body;
   const HttpClient::StatusHook* hook;
   Error error{Code::kOk, 0, ""};
+  long status = 0;
 };
 
 size_t OnBody(char* data, size_t size, size_t count, void* user) noexcept {
@@ -56,7 +57,11 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) noexcept {
     if (line.rfind("HTTP/", 0) == 0) {
       t->response->headers.clear();  // a new response (after a redirect or 100-continue)
       size_t space = line.find(' ');
-      if (t->hook != nullptr && space != std::string::npos) (*t->hook)(std::strtol(line.c_str() + space + 1, nullptr, 10));
+      t->status = space == std::string::npos ? 0 : std::strtol(line.c_str() + space + 1, nullptr, 10);
+      return len;
+    }
+    if (line == "\r\n" || line == "\n") {
+      if (t->hook != nullptr) (*t->hook)(t->status, t->response->headers);
       return len;
     }
     size_t colon = line.find(':');
@@ -96,6 +101,7 @@ Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const BodyS
   }
   CURL* c = curl.get();
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  if (!request.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, request.ca_file.c_str());
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers.get());
   if (request.method == "HEAD") curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
   curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);

@@ -18,6 +18,7 @@ struct HttpRequest {
   std::string method = "GET";  // GET or HEAD
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
+  std::string ca_file;               // extra CA bundle (the system's are always used)
 };
 
 struct HttpResponse {
@@ -32,9 +33,10 @@ using BodySink = std::function<Status(const char* data, size_t len)>;
 
 class HttpClient {
  public:
-  // Called with each response's status as its headers arrive (the last call before any
-  // body bytes is the final response's), so a sink can tell an error page from data.
-  using StatusHook = std::function<void(long status)>;
+  // Called when each response's headers are complete (the last call before any body
+  // bytes is the final response's), so a sink can tell an error page or a wrong range
+  // from data. Header names are lowercased.
+  using StatusHook = std::function<void(long status, const std::map<std::string, std::string>& headers)>;
 
   HttpClient();
   // max_body bounds a collected body (hostile servers); a sink gets the whole stream.

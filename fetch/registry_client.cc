@@ -1,21 +1,26 @@
 #include "fetch/registry_client.h"
 
+#include <openssl/evp.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
 #include <nlohmann/json.hpp>
+
+#include "fetch/auth_challenge.h"
+#include "graph/base/fs_util.h"
+#include "graph/base/log.h"
 
 namespace imagefs::fetch {
 namespace {
 
-constexpr uint64_t kMaxManifestBytes = 4u << 20;
+auto Log() { return Logger("fetch"); }
 
-bool IsLoopback(const std::string& domain) {
-  std::string host = domain;
-  if (!host.empty() && host.front() == '[') {
-    host = host.substr(1, host.find(']') - 1);
-  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
-    host = host.substr(0, colon);
-  }
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
-}
+constexpr uint64_t kMaxManifestBytes = 4u << 20;
+constexpr uint64_t kMaxConfigBytes = 16u << 20;
+constexpr long kMaxRetryAfterSeconds = 60;
 
 // The registry's own words, from its JSON error body when it sent one.
 std::string RegistryError(const HttpResponse& r) {
@@ -36,76 +41,413 @@ Error StatusError(const HttpResponse& r, const std::string& what) {
   Code code = Code::kNetwork;
   if (r.status == 404) code = Code::kNotFound;
   if (r.status == 401 || r.status == 403) code = Code::kAuth;
-  std::string msg = what + ": " + RegistryError(r);
-  if (r.status == 401) msg += " (authentication is not supported yet)";
-  return Error::Make(code, msg);
+  return Error::Make(code, what + ": " + RegistryError(r));
+}
+
+std::string Base64(const std::string& in) {
+  std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+  int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+std::string UrlEscape(const std::string& s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/' || c == ':') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string Selector(const Reference& ref) {
+  return ref.digest ? ref.digest->str() : (ref.tag.empty() ? "latest" : ref.tag);
+}
+
+bool Retryable(const Result<HttpResponse>& r) {
+  if (!r) return r.error().code == Code::kNetwork;
+  return r->status == 429 || r->status >= 500;
+}
+
+long RetryAfter(const Result<HttpResponse>& r) {
+  if (!r || r->status != 429) return -1;
+  auto it = r->headers.find("retry-after");
+  if (it == r->headers.end()) return -1;
+  char* end = nullptr;
+  long s = std::strtol(it->second.c_str(), &end, 10);
+  if (end == it->second.c_str() || s < 0) return -1;  // an HTTP date: use our own backoff
+  return std::min(s, kMaxRetryAfterSeconds);
+}
+
+// "bytes START-END/TOTAL" starting where we asked.
+bool RangeStartsAt(const std::map<std::string, std::string>& headers, uint64_t start) {
+  auto it = headers.find("content-range");
+  if (it == headers.end()) return false;
+  unsigned long long s = 0;
+  return std::sscanf(it->second.c_str(), "bytes %llu-", &s) == 1 && s == start;
 }
 
 }  // namespace
 
-std::string RegistryClient::BaseUrl(const std::string& domain) {
-  if (domain == "docker.io") return "https://registry-1.docker.io";
-  return (IsLoopback(domain) ? "http://" : "https://") + domain;
+RegistryClient::RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir)
+    : config_(std::move(config)), credentials_(std::move(credentials)), cache_dir_(std::move(cache_dir)) {}
+
+std::string RegistryClient::CredentialDomain(const Endpoint& endpoint, const Reference& ref) const {
+  return endpoint.mirror ? endpoint.host : ref.domain;
 }
 
-Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
-  std::string selector = ref.digest ? ref.digest->str() : (ref.tag.empty() ? "latest" : ref.tag);
+void RegistryClient::Backoff(unsigned attempt, long retry_after_s, const std::atomic<bool>* cancel) const {
+  long ms = retry_after_s >= 0 ? retry_after_s * 1000
+                               : std::min<long>(10000, static_cast<long>(config_.retry_base_ms) << std::min(attempt, 16u));
+  thread_local std::mt19937 rng{std::random_device{}()};
+  if (retry_after_s < 0 && ms > 1) ms = ms / 2 + static_cast<long>(rng() % static_cast<unsigned long>(ms / 2 + 1));
+  auto until = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < until) {
+    if (cancel != nullptr && cancel->load()) return;
+    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(50), until - Clock::now()));
+  }
+}
+
+Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& ref, const std::string& header) {
+  std::string what = "authenticate to " + endpoint.host;
+  ASSIGN_OR_RETURN(auto challenges, ParseAuthChallenges(header));
+  ASSIGN_OR_RETURN(std::optional<Credentials> creds, credentials_.Lookup(CredentialDomain(endpoint, ref)));
+  std::string basic = creds ? "Basic " + Base64(creds->username + ":" + creds->password) : "";
+  const AuthChallenge* bearer = nullptr;
+  const AuthChallenge* basic_challenge = nullptr;
+  for (const auto& c : challenges) {
+    if (c.scheme == "bearer" && bearer == nullptr) bearer = &c;
+    if (c.scheme == "basic" && basic_challenge == nullptr) basic_challenge = &c;
+  }
+  Auth auth;
+  if (bearer != nullptr) {
+    auto realm = bearer->params.find("realm");
+    if (realm == bearer->params.end() ||
+        (realm->second.rfind("https://", 0) != 0 && realm->second.rfind("http://", 0) != 0)) {
+      return Fail(Code::kAuth, what + ": the Bearer challenge has no http(s) realm");
+    }
+    std::string url = realm->second + (realm->second.find('?') == std::string::npos ? "?" : "&");
+    if (auto s = bearer->params.find("service"); s != bearer->params.end()) url += "service=" + UrlEscape(s->second) + "&";
+    url += "scope=" + UrlEscape("repository:" + ref.path + ":pull");
+    HttpRequest request{"GET", url, {}, endpoint.ca_file};
+    if (creds) request.headers.push_back("Authorization: " + basic);
+    Log()->debug("fetch token realm={} scope=repository:{}:pull with_credentials={}", realm->second, ref.path, creds.has_value());
+    ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, nullptr, 1u << 20));
+    if (response.status != 200) {
+      Error e = StatusError(response, what + ": token server " + realm->second);
+      if (response.status == 401 || response.status == 403) e.code = Code::kAuth;
+      return Fail(e);
+    }
+    auto j = nlohmann::json::parse(response.body, nullptr, false);
+    std::string token;
+    if (j.is_object()) {
+      if (j.contains("token") && j["token"].is_string()) token = j["token"];
+      if (token.empty() && j.contains("access_token") && j["access_token"].is_string()) token = j["access_token"];
+    }
+    if (token.empty()) return Fail(Code::kAuth, what + ": the token server's answer has no token");
+    long expires_in = 60;  // the spec's default, and Docker's minimum
+    if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
+      expires_in = std::max<long>(60, j["expires_in"].get<long>());
+    }
+    auth.header = "Bearer " + token;
+    // Renew a little early: a token must not expire in flight.
+    auth.expires = Clock::now() + std::chrono::seconds(expires_in - expires_in / 10);
+  } else if (basic_challenge != nullptr) {
+    if (!creds) {
+      return Fail(Code::kAuth, what + ": the registry asks for credentials and none are configured "
+                                      "(use --creds USER:PASS or docker login)");
+    }
+    auth.header = basic;
+    auth.expires = Clock::time_point::max();
+  } else {
+    return Fail(Code::kAuth, what + ": no supported challenge in \"" + header + "\"");
+  }
+  std::lock_guard lock(mu_);
+  challenges_[endpoint.host] = header;
+  auth_[endpoint.host + " " + ref.path] = std::move(auth);
+  return {};
+}
+
+Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Reference& ref, HttpRequest request,
+                                              const BodySink* sink, uint64_t max_body,
+                                              const HttpClient::StatusHook* hook) {
+  const std::string key = endpoint.host + " " + ref.path;
+  const size_t base_headers = request.headers.size();
+  bool authenticated = false;
+  while (true) {
+    std::optional<std::string> header, known_challenge;
+    {
+      std::lock_guard lock(mu_);
+      if (auto it = auth_.find(key); it != auth_.end() && it->second.expires > Clock::now()) {
+        header = it->second.header;
+      } else if (auto c = challenges_.find(endpoint.host); c != challenges_.end()) {
+        known_challenge = c->second;
+      }
+    }
+    if (!header && known_challenge && !authenticated) {
+      // The host wants a token and ours is missing or expired: get one before asking.
+      authenticated = true;
+      RETURN_IF_ERROR(Authenticate(endpoint, ref, *known_challenge));
+      continue;
+    }
+    request.headers.resize(base_headers);
+    if (header) request.headers.push_back("Authorization: " + *header);
+    ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, sink, max_body, hook));
+    if ((response.status == 401 || response.status == 403) && !authenticated) {
+      // Answer the challenge (credentials re-read: they may have changed since).
+      authenticated = true;
+      std::string challenge = response.headers["www-authenticate"];
+      if (challenge.empty() && known_challenge) challenge = *known_challenge;
+      if (challenge.empty()) {
+        std::lock_guard lock(mu_);
+        if (auto c = challenges_.find(endpoint.host); c != challenges_.end()) challenge = c->second;
+      }
+      if (challenge.empty()) return response;
+      {
+        std::lock_guard lock(mu_);
+        auth_.erase(key);
+      }
+      RETURN_IF_ERROR(Authenticate(endpoint, ref, challenge));
+      continue;
+    }
+    return response;
+  }
+}
+
+Result<HttpResponse> RegistryClient::Retrying(const Endpoint& endpoint, const Reference& ref, const HttpRequest& request,
+                                              const BodySink* sink, uint64_t max_body,
+                                              const HttpClient::StatusHook* hook, const std::atomic<bool>* cancel) {
+  for (unsigned attempt = 0;; ++attempt) {
+    auto r = Exchange(endpoint, ref, request, sink, max_body, hook);
+    if (!Retryable(r) || attempt >= config_.retries || (cancel != nullptr && cancel->load())) return r;
+    Log()->warn("retry {} {} attempt={}: {}", request.method, request.url, attempt + 1,
+                r ? "HTTP " + std::to_string(r->status) : r.error().msg);
+    Backoff(attempt, RetryAfter(r), cancel);
+  }
+}
+
+std::optional<FetchedManifest> RegistryClient::CachedManifest(const Digest& digest) {
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = manifests_.find(digest.str()); it != manifests_.end()) return it->second;
+  }
+  if (cache_dir_.empty()) return std::nullopt;
+  std::ifstream in(cache_dir_ / "manifests" / digest.hex());
+  if (!in) return std::nullopt;
+  std::stringstream text;
+  text << in.rdbuf();
+  auto parsed = ParseManifest(text.str(), "");
+  if (!parsed) return std::nullopt;
+  auto d = ManifestDigest(text.str(), parsed->media_type);
+  if (!d || *d != digest) return std::nullopt;  // a damaged cache entry is just refetched
+  FetchedManifest m{text.str(), parsed->media_type, digest, std::move(*parsed)};
+  std::lock_guard lock(mu_);
+  manifests_[digest.str()] = m;
+  return m;
+}
+
+void RegistryClient::CacheManifest(const FetchedManifest& m) {
+  {
+    std::lock_guard lock(mu_);
+    manifests_[m.digest.str()] = m;
+  }
+  if (cache_dir_.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(cache_dir_ / "manifests", ec);
+  auto tmp = cache_dir_ / "manifests" / (".tmp-" + m.digest.hex() + "-" + std::to_string(getpid()));
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << m.bytes;
+    if (!out) return;
+  }
+  std::filesystem::rename(tmp, cache_dir_ / "manifests" / m.digest.hex(), ec);
+  if (ec) std::filesystem::remove(tmp, ec);
+}
+
+Result<FetchedManifest> RegistryClient::DecodeManifest(std::string bytes, const std::string& content_type,
+                                                       const Reference& ref, const std::optional<Digest>& expected,
+                                                       const std::string& header_digest) {
   std::string what = "manifest " + ref.String();
-  HttpRequest request{"GET", BaseUrl(ref.domain) + "/v2/" + ref.path + "/manifests/" + selector,
-                      {"Accept: " + AcceptHeader()}};
-  ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, nullptr, kMaxManifestBytes));
-  if (response.status != 200) return Fail(StatusError(response, what));
   FetchedManifest out;
-  out.bytes = std::move(response.body);
-  std::string content_type = response.headers["content-type"];
+  out.bytes = std::move(bytes);
   auto parsed = ParseManifest(out.bytes, content_type);
   if (!parsed) return Fail(parsed.error().WithContext(what));
   out.manifest = std::move(*parsed);
   out.media_type = out.manifest.media_type;
   ASSIGN_OR_RETURN(out.digest, ManifestDigest(out.bytes, out.media_type));
-  if (ref.digest && out.digest != *ref.digest) {
-    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() + ", not the one asked for");
+  if (expected && out.digest != *expected) {
+    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() + ", not " + expected->str());
   }
-  if (auto header = response.headers["docker-content-digest"]; !header.empty() && header != out.digest.str()) {
-    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() + ", the registry says " + header);
+  if (!header_digest.empty() && header_digest != out.digest.str()) {
+    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() + ", the registry says " + header_digest);
   }
   return out;
 }
 
-Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, const BodySink& sink) {
-  std::string what = "blob " + blob.digest.str() + " of " + ref.Name();
-  Sha256 hash;
-  uint64_t received = 0;
-  BodySink verify = [&](const char* data, size_t len) -> Status {
-    received += len;
-    if (received > blob.size) {
-      return Fail(Code::kCorrupt, what + ": more than the " + std::to_string(blob.size) + " bytes its descriptor says");
+Result<Digest> RegistryClient::ResolveDigest(const Reference& ref) {
+  if (ref.digest) return *ref.digest;
+  std::string what = "manifest " + ref.String();
+  std::optional<Error> last;
+  for (const Endpoint& endpoint : config_.EndpointsFor(ref.domain)) {
+    HttpRequest head{"HEAD", endpoint.base_url + "/v2/" + ref.path + "/manifests/" + Selector(ref),
+                     {"Accept: " + AcceptHeader()}, endpoint.ca_file};
+    auto r = Retrying(endpoint, ref, head, nullptr, 0, nullptr);
+    if (r && r->status == 200) {
+      if (auto d = Digest::Parse(r->headers["docker-content-digest"])) return *d;
     }
-    hash.Update(data, len);
-    return sink(data, len);
-  };
-  HttpRequest request{"GET", BaseUrl(ref.domain) + "/v2/" + ref.path + "/blobs/" + blob.digest.str(), {}};
-  // An error body is not blob data: collect it apart and report it.
-  std::string error_body;
+    if (r) {
+      // No digest header, HEAD refused, or an error without the registry's words: a GET
+      // says more (the manifest itself, or the error body).
+      HttpRequest get = head;
+      get.method = "GET";
+      auto g = Retrying(endpoint, ref, get, nullptr, kMaxManifestBytes, nullptr);
+      if (g && g->status == 200) {
+        ASSIGN_OR_RETURN(FetchedManifest m, DecodeManifest(std::move(g->body), g->headers["content-type"], ref,
+                                                           std::nullopt, g->headers["docker-content-digest"]));
+        CacheManifest(m);
+        return m.digest;
+      }
+      r = std::move(g);
+    }
+    last = r ? StatusError(*r, what) : r.error();
+    if (endpoint.mirror) Log()->debug("mirror {} failed, falling back: {}", endpoint.base_url, last->msg);
+  }
+  return Fail(*last);
+}
+
+Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
+  ASSIGN_OR_RETURN(Digest digest, ResolveDigest(ref));
+  if (auto cached = CachedManifest(digest)) return *cached;
+  std::string what = "manifest " + ref.String();
+  std::optional<Error> last;
+  for (const Endpoint& endpoint : config_.EndpointsFor(ref.domain)) {
+    HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/manifests/" + digest.str(),
+                    {"Accept: " + AcceptHeader()}, endpoint.ca_file};
+    auto r = Retrying(endpoint, ref, get, nullptr, kMaxManifestBytes, nullptr);
+    if (r && r->status == 200) {
+      auto m = DecodeManifest(std::move(r->body), r->headers["content-type"], ref, digest, r->headers["docker-content-digest"]);
+      if (m) {
+        CacheManifest(*m);
+        return m;
+      }
+      last = m.error();
+    } else {
+      last = r ? StatusError(*r, what) : r.error();
+    }
+    if (endpoint.mirror) Log()->debug("mirror {} failed, falling back: {}", endpoint.base_url, last->msg);
+  }
+  return Fail(*last);
+}
+
+Result<bool> RegistryClient::RepositoryExists(const Reference& ref) {
+  Endpoint endpoint = config_.EndpointsFor(ref.domain).back();
+  HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/tags/list?n=1", {}, endpoint.ca_file};
+  ASSIGN_OR_RETURN(HttpResponse r, Retrying(endpoint, ref, get, nullptr, 1u << 20, nullptr));
+  if (r.status == 200) return true;
+  if (r.status == 404 || r.status == 401 || r.status == 403) return false;
+  return Fail(StatusError(r, "repository " + ref.Name()));
+}
+
+Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, const BodySink& sink,
+                               const std::atomic<bool>* cancel) {
+  std::string what = "blob " + blob.digest.str() + " of " + ref.Name();
+  const bool sized = blob.size != kUnknownSize;
+  Sha256 hash;
+  uint64_t received = 0;  // verified bytes handed to sink
+  uint64_t skip = 0;      // bytes of a restarted body we already have
   long status = 0;
+  std::string error_body;
+  std::optional<Error> range_error;
   BodySink route = [&](const char* data, size_t len) -> Status {
-    if (status != 200) {
+    if (status != 200 && status != 206) {
       if (error_body.size() < 65536) error_body.append(data, len);
       return {};
     }
-    return verify(data, len);
+    if (range_error) return Fail(*range_error);
+    if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, what + ": cancelled");
+    size_t drop = static_cast<size_t>(std::min<uint64_t>(skip, len));
+    skip -= drop;
+    data += drop;
+    len -= drop;
+    if (len == 0) return {};
+    if (sized && received + len > blob.size) {
+      return Fail(Code::kCorrupt, what + ": more than the " + std::to_string(blob.size) + " bytes its descriptor says");
+    }
+    received += len;
+    hash.Update(data, len);
+    return sink(data, len);
   };
-  HttpClient::StatusHook hook = [&](long s) { status = s; };
-  ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, &route, 0, &hook));
-  if (response.status != 200) {
-    response.body = error_body;
-    return Fail(StatusError(response, what));
+  HttpClient::StatusHook hook = [&](long s, const std::map<std::string, std::string>& headers) {
+    status = s;
+    error_body.clear();
+    range_error.reset();
+    if (s == 200) skip = received;  // the whole body is coming again
+    if (s == 206 && !RangeStartsAt(headers, received)) {
+      range_error = Error::Make(Code::kNetwork, what + ": the server answered a resume with the wrong range");
+    }
+  };
+  std::optional<Error> last;
+  auto endpoints = config_.EndpointsFor(ref.domain);
+  for (size_t e = 0; e < endpoints.size(); ++e) {
+    const Endpoint& endpoint = endpoints[e];
+    for (unsigned attempt = 0;; ++attempt) {
+      HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(), {}, endpoint.ca_file};
+      if (received > 0) get.headers.push_back("Range: bytes=" + std::to_string(received) + "-");
+      uint64_t before = received;
+      skip = 0;
+      auto r = Exchange(endpoint, ref, get, &route, 0, &hook);
+      if (r && (r->status == 200 || r->status == 206)) {
+        if (!sized || received == blob.size) {
+          if (hash.Finish() != blob.digest) return Fail(Code::kCorrupt, what + ": digest mismatch");
+          return {};
+        }
+        last = Error::Make(Code::kNetwork, what + ": the body ended after " + std::to_string(received) + " of " +
+                                               std::to_string(blob.size) + " bytes");
+      } else if (r) {
+        r->body = error_body;
+        last = StatusError(*r, what);
+      } else {
+        last = r.error();
+      }
+      bool retry = r ? (r->status == 429 || r->status >= 500 || r->status == 200 || r->status == 206)
+                     : last->code == Code::kNetwork;
+      if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, what + ": cancelled");
+      // Progress earns a fresh attempt: only transfers that keep failing give up.
+      if (received > before) attempt = 0;
+      if (!retry || attempt >= config_.retries) break;
+      Log()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempt + 1, received, blob.size, last->msg);
+      Backoff(attempt, RetryAfter(r), cancel);
+    }
+    if (endpoint.mirror) Log()->debug("mirror {} failed, falling back: {}", endpoint.base_url, last->msg);
   }
-  if (received != blob.size) {
-    return Fail(Code::kCorrupt, what + ": got " + std::to_string(received) + " of " + std::to_string(blob.size) + " bytes");
+  return Fail(*last);
+}
+
+Result<std::string> RegistryClient::GetSmallBlob(const Reference& ref, const Descriptor& blob) {
+  if (blob.size > kMaxConfigBytes) {
+    return Fail(Code::kInvalid, "blob " + blob.digest.str() + " of " + ref.Name() + ": " +
+                                    std::to_string(blob.size) + " bytes is too large for a config");
   }
-  if (hash.Finish() != blob.digest) return Fail(Code::kCorrupt, what + ": digest mismatch");
-  return {};
+  std::string out;
+  BodySink sink = [&](const char* data, size_t len) -> Status {
+    out.append(data, len);
+    return {};
+  };
+  // Wrong bytes in memory cost nothing to drop: fetch again.
+  for (unsigned attempt = 0;; ++attempt) {
+    out.clear();
+    Status st = GetBlob(ref, blob, sink);
+    if (st) return out;
+    if (st.error().code != Code::kCorrupt || attempt >= config_.retries) return Fail(st.error());
+    Log()->warn("retry blob {} attempt={}: {}", blob.digest.str(), attempt + 1, st.error().msg);
+  }
 }
 
 }  // namespace imagefs::fetch

@@ -1,12 +1,23 @@
-// RegistryClient: reads manifests and blobs of a registry (OCI distribution API v2).
-// Every manifest is checked against its digest (the one asked for, or the registry's
-// Docker-Content-Digest), every blob is hashed as it streams and refused on mismatch.
-// Today it speaks to registries that allow anonymous reads; token and basic auth come
-// with the rest of the fetch issue (a 401 is reported as such).
+// RegistryClient: the OCI distribution (registry v2) API for pulls. Per registry it tries
+// the configured mirrors first and falls back to the registry itself; it answers auth
+// challenges (Bearer tokens, tracked to their expiry and renewed; Basic) instead of
+// sending credentials up front, and after a 401 or 403 re-reads the credentials and
+// authenticates once more. Network errors, 5xx and 429 (honouring Retry-After) are retried
+// with exponential backoff; a blob transfer that drops is resumed with a Range request.
+// Every manifest is checked against its digest and cached by it; every blob is hashed as
+// it streams and refused on mismatch. Thread-safe: mu_ guards the auth and manifest caches
+// and is never held across network I/O.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
 #include <string>
 
+#include "fetch/credentials.h"
+#include "fetch/fetch_config.h"
 #include "fetch/http_client.h"
 #include "fetch/manifest.h"
 #include "graph/reference.h"
@@ -22,18 +33,57 @@ struct FetchedManifest {
 
 class RegistryClient {
  public:
-  explicit RegistryClient(HttpClient& http) : http_(http) {}
+  // cache_dir, when given, keeps manifests by digest across processes.
+  RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir = {});
 
-  // https://registry-1.docker.io for docker.io; plain http for loopback registries
-  // (127.0.0.0/8, localhost, ::1), as Docker allows without configuration.
-  static std::string BaseUrl(const std::string& domain);
+  const FetchConfig& config() const { return config_; }
 
+  // The digest a tag names now (a HEAD request where the registry allows it); a digest
+  // reference answers itself.
+  Result<Digest> ResolveDigest(const Reference& ref);
+  // The manifest a reference names, verified against its digest.
   Result<FetchedManifest> GetManifest(const Reference& ref);
-  // Streams a blob of ref's repository to sink, verifying digest and size.
-  Status GetBlob(const Reference& ref, const Descriptor& blob, const BodySink& sink);
+  // Whether ref's repository exists (its tag list can be read).
+  Result<bool> RepositoryExists(const Reference& ref);
+  // Streams a blob to sink, verifying size and digest (a size of kUnknownSize: schema1
+  // layers, digest only). cancel, when set, aborts it.
+  static constexpr uint64_t kUnknownSize = UINT64_MAX;
+  Status GetBlob(const Reference& ref, const Descriptor& blob, const BodySink& sink,
+                 const std::atomic<bool>* cancel = nullptr);
+  // A small blob (an image config), verified, in memory.
+  Result<std::string> GetSmallBlob(const Reference& ref, const Descriptor& blob);
 
  private:
-  HttpClient& http_;
+  struct Auth {
+    std::string header;  // "Bearer …" or "Basic …"; never logged
+    std::chrono::steady_clock::time_point expires;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  // One request to one endpoint, answering an auth challenge once.
+  Result<HttpResponse> Exchange(const Endpoint& endpoint, const Reference& ref, HttpRequest request,
+                                const BodySink* sink, uint64_t max_body, const HttpClient::StatusHook* hook);
+  // Exchange with bounded retries and backoff on network errors, 5xx and 429.
+  Result<HttpResponse> Retrying(const Endpoint& endpoint, const Reference& ref, const HttpRequest& request,
+                                const BodySink* sink, uint64_t max_body, const HttpClient::StatusHook* hook,
+                                const std::atomic<bool>* cancel = nullptr);
+  Status Authenticate(const Endpoint& endpoint, const Reference& ref, const std::string& challenge_header);
+  std::string CredentialDomain(const Endpoint& endpoint, const Reference& ref) const;
+  Result<FetchedManifest> DecodeManifest(std::string bytes, const std::string& content_type, const Reference& ref,
+                                         const std::optional<Digest>& expected, const std::string& header_digest);
+  std::optional<FetchedManifest> CachedManifest(const Digest& digest);
+  void CacheManifest(const FetchedManifest& m);
+  // Sleeps for attempt's backoff (or the server's Retry-After), waking early on cancel.
+  void Backoff(unsigned attempt, long retry_after_s, const std::atomic<bool>* cancel) const;
+
+  const FetchConfig config_;
+  const CredentialSource credentials_;
+  const std::filesystem::path cache_dir_;
+  HttpClient http_;
+  std::mutex mu_;
+  std::map<std::string, Auth> auth_;               // by "host repo"; guarded by mu_
+  std::map<std::string, std::string> challenges_;  // last WWW-Authenticate by host; guarded by mu_
+  std::map<std::string, FetchedManifest> manifests_;  // by digest; guarded by mu_
 };
 
 }  // namespace imagefs::fetch

@@ -68,8 +68,13 @@ class RegistryTest : public ::testing::Test {
   static inline testing::ScratchDir* dir_ = nullptr;
   static inline std::string host_;
   static inline pid_t pid_ = -1;
-  HttpClient http_;
-  RegistryClient client_{http_};
+  static FetchConfig FastRetries() {
+    FetchConfig c;
+    c.retries = 2;
+    c.retry_base_ms = 10;
+    return c;
+  }
+  RegistryClient client_{FastRetries(), CredentialSource(std::nullopt, "/nonexistent/config.json")};
 };
 
 TEST_F(RegistryTest, ManifestsByTagAndDigestAndVerifiedBlobs) {
@@ -110,7 +115,7 @@ TEST_F(RegistryTest, ErrorsCarryTheRegistrysWords) {
   auto m = client_.GetManifest(missing);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code, Code::kNotFound);
-  auto down = RegistryClient(http_).GetManifest(*ParseReference("127.0.0.1:1/x/y:z"));
+  auto down = RegistryClient(FastRetries(), CredentialSource(std::nullopt, "/nonexistent")).GetManifest(*ParseReference("127.0.0.1:1/x/y:z"));
   ASSERT_FALSE(down);
   EXPECT_EQ(down.error().code, Code::kNetwork);
 }
@@ -133,12 +138,63 @@ TEST_F(RegistryTest, TamperedBlobIsRefused) {
   EXPECT_NE(st.error().msg.find("digest mismatch"), std::string::npos) << st.error().msg;
 }
 
-TEST(RegistryBaseUrl, LoopbackIsPlainHttp) {
-  EXPECT_EQ(RegistryClient::BaseUrl("docker.io"), "https://registry-1.docker.io");
-  EXPECT_EQ(RegistryClient::BaseUrl("127.0.0.1:5000"), "http://127.0.0.1:5000");
-  EXPECT_EQ(RegistryClient::BaseUrl("localhost:5000"), "http://localhost:5000");
-  EXPECT_EQ(RegistryClient::BaseUrl("[::1]:5000"), "http://[::1]:5000");
-  EXPECT_EQ(RegistryClient::BaseUrl("quay.io"), "https://quay.io");
+std::string BaseUrl(const FetchConfig& c, const std::string& domain) { return c.EndpointsFor(domain).back().base_url; }
+
+TEST(RegistryEndpoints, LoopbackIsPlainHttpAndMirrorsComeFirst) {
+  FetchConfig c;
+  EXPECT_EQ(BaseUrl(c, "docker.io"), "https://registry-1.docker.io");
+  EXPECT_EQ(BaseUrl(c, "127.0.0.1:5000"), "http://127.0.0.1:5000");
+  EXPECT_EQ(BaseUrl(c, "localhost:5000"), "http://localhost:5000");
+  EXPECT_EQ(BaseUrl(c, "[::1]:5000"), "http://[::1]:5000");
+  EXPECT_EQ(BaseUrl(c, "quay.io"), "https://quay.io");
+  auto parsed = FetchConfig::Parse(R"({"registries": {"docker.io": {"mirrors": ["127.0.0.1:5001", "https://m.example/"]},
+    "10.1.1.1:5000": {"insecure": true}, "q.example": {"ca_file": "/ca.pem"}}, "concurrency": 5})", "reg.json");
+  ASSERT_TRUE(parsed) << parsed.error().msg;
+  auto e = parsed->EndpointsFor("docker.io");
+  ASSERT_EQ(e.size(), 3u);
+  EXPECT_EQ(e[0].base_url, "http://127.0.0.1:5001");
+  EXPECT_TRUE(e[0].mirror);
+  EXPECT_EQ(e[1].base_url, "https://m.example");
+  EXPECT_EQ(e[2].base_url, "https://registry-1.docker.io");
+  EXPECT_FALSE(e[2].mirror);
+  EXPECT_EQ(BaseUrl(*parsed, "10.1.1.1:5000"), "http://10.1.1.1:5000");
+  EXPECT_EQ(parsed->EndpointsFor("q.example").back().ca_file, "/ca.pem");
+  EXPECT_EQ(parsed->concurrency, 5u);
+  for (const char* bad : {R"([])", R"({"concurrency": -1})", R"({"registries": {"x": {"mirrors": "m"}}})",
+                          R"({"registries": {"x": {"mirrors": ["ftp://m"]}}})", R"({"registries": {"x": {"insecure": 1}}})"}) {
+    auto r = FetchConfig::Parse(bad, "reg.json");
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.error().msg.find("reg.json"), std::string::npos) << r.error().msg;
+  }
+}
+
+TEST(Credentials, DockerConfigAndFlag) {
+  testing::ScratchDir dir;
+  testing::WriteAll(dir.path() / "config.json", R"({"auths": {
+    "https://index.docker.io/v1/": {"auth": "aHViOnNlY3JldA=="},
+    "127.0.0.1:5000": {"auth": "YWxpY2U6cDQ6c3M="},
+    "https://reg.example": {"username": "bob", "password": "pw"}}})");
+  CredentialSource source(std::nullopt, dir.path() / "config.json");
+  auto hub = source.Lookup("docker.io");
+  ASSERT_TRUE(hub && *hub);
+  EXPECT_EQ((*hub)->username, "hub");
+  EXPECT_EQ((*hub)->password, "secret");
+  auto local = source.Lookup("127.0.0.1:5000");
+  ASSERT_TRUE(local && *local);
+  EXPECT_EQ((*local)->password, "p4:ss");
+  auto bob = source.Lookup("reg.example");
+  ASSERT_TRUE(bob && *bob);
+  EXPECT_EQ((*bob)->username, "bob");
+  auto none = source.Lookup("quay.io");
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  CredentialSource flag(*ParseCredsFlag("u:p:q"), dir.path() / "config.json");
+  EXPECT_EQ((*flag.Lookup("docker.io"))->password, "p:q");
+  EXPECT_FALSE(ParseCredsFlag("nopassword"));
+  testing::WriteAll(dir.path() / "config.json", R"({"auths": {"h": {"auth": "!!!"}}})");
+  auto bad = source.Lookup("h");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().msg.find("config.json"), std::string::npos);
 }
 
 }  // namespace
