@@ -55,8 +55,9 @@ struct ImageFs::Handle {
   std::variant<TreeFile, Bytes, Blob, Archive, Import> source;
 };
 
-Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options) {
+Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options, RemoteImages* remote) {
   std::unique_ptr<ImageFs> fs(new ImageFs(store, options));
+  fs->remote_ = remote;
   ASSIGN_OR_RETURN(fs->import_, ImportDir::Create(store));
   fs->start_time_ = time(nullptr);
   return fs;
@@ -143,7 +144,28 @@ std::string TagLinkTarget(const Reference& ref, const std::string& id) {
   return up + "images/" + id;
 }
 
+// registry/<path>/layers/N -> ../…/layers/<chain>, up to the mount's root.
+std::string RegistryLayerTarget(const std::string& key, const std::string& chain_hex) {
+  std::string path = key.substr(0, key.find('@'));
+  size_t components = 1 + std::count(path.begin(), path.end(), '/');
+  std::string up;
+  for (size_t i = 0; i < components + 2; ++i) up += "../";
+  return up + "layers/" + chain_hex;
+}
+
 }  // namespace
+
+Result<size_t> ImageFs::ChainLength(const std::string& image_id) {
+  ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(image_id));
+  if (!image.top_layer) return size_t{0};
+  ASSIGN_OR_RETURN(auto chain, store_.LayerChain(*image.top_layer));
+  return chain.size();
+}
+
+Result<std::string> ImageFs::Materialized(const std::string& key) {
+  if (remote_ == nullptr) return Fail(Errno(ENOENT, key));
+  return remote_->Materialize(key);
+}
 
 Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
   Entry e;
@@ -190,6 +212,36 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
     case VKind::kRoot:
     case VKind::kMetaDir:
       return e;
+    case VKind::kRegistryDir:
+      // registry/ lists the hosts looked up so far: its mtime moves as the list grows, so
+      // the kernel drops its cached listing.
+      if (v->key.empty() && remote_ != nullptr) st.st_mtim.tv_nsec = static_cast<long>(remote_->Hosts().size());
+      e.timeout = 0;
+      return e;
+    case VKind::kRegistryImage:
+      e.timeout = options_.tree_timeout;  // the key names a digest: immutable
+      return e;
+    case VKind::kRegistryLayersDir: {
+      ASSIGN_OR_RETURN(std::string id, Materialized(v->key));
+      return e;
+    }
+    case VKind::kRegistryConfig: {
+      if (remote_ == nullptr) return Fail(Errno(ENOENT, v->key));
+      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(v->key));
+      file(image.config.size());
+      e.timeout = options_.tree_timeout;
+      return e;
+    }
+    case VKind::kRegistryLayerLink:
+      link(RegistryLayerTarget(v->key, std::string(64, 'x')));
+      e.timeout = options_.tree_timeout;
+      return e;
+    case VKind::kMetaFile: {
+      auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
+      file(files.count(v->key) ? files[v->key].size() : 0);
+      e.timeout = 0;
+      return e;
+    }
     case VKind::kImagesDir:
     case VKind::kLayersDir:
     case VKind::kTagsDir:
@@ -269,6 +321,7 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       out.emplace_back("layers", inodes_.Synthetic(VKind::kLayersDir, ""));
       out.emplace_back("tags", inodes_.Synthetic(VKind::kTagsDir, ""));
       out.emplace_back("import", inodes_.Synthetic(VKind::kImportDir, ""));
+      out.emplace_back("registry", inodes_.Synthetic(VKind::kRegistryDir, ""));
       break;
     case VKind::kImagesDir:
       for (const ImageInfo& image : store_.Images()) {
@@ -282,7 +335,38 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       break;
     case VKind::kMetaDir:
       out.emplace_back("stats", inodes_.Synthetic(VKind::kStatsFile, ""));
+      if (remote_ != nullptr) {
+        for (const auto& [name, text] : remote_->StatusFiles()) out.emplace_back(name, inodes_.Synthetic(VKind::kMetaFile, name));
+      }
       break;
+    case VKind::kRegistryDir:
+      if (dir.key.empty() && remote_ != nullptr) {
+        for (const std::string& host : remote_->Hosts()) out.emplace_back(host, inodes_.Synthetic(VKind::kRegistryDir, host));
+      }
+      break;  // below a host, names resolve on lookup only: registries cannot list them all
+    case VKind::kRegistryImage: {
+      if (remote_ == nullptr) return Fail(Errno(ENOENT, dir.key));
+      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(dir.key));
+      std::optional<Digest> top = image.top_layer;
+      if (!top) {  // schema1: the chain is known only once pulled
+        ASSIGN_OR_RETURN(std::string id, Materialized(dir.key));
+        ASSIGN_OR_RETURN(ImageInfo info, store_.GetImage(id));
+        top = info.top_layer;
+      }
+      out.emplace_back("config.json", inodes_.Synthetic(VKind::kRegistryConfig, dir.key));
+      out.emplace_back("image.tar", inodes_.Synthetic(VKind::kImageTar, image.image_id));
+      out.emplace_back("layers", inodes_.Synthetic(VKind::kRegistryLayersDir, dir.key));
+      out.emplace_back("rootfs", TreeRoot(TreeCache::Kind::kMerged, top, "registry:" + dir.key));
+      break;
+    }
+    case VKind::kRegistryLayersDir: {
+      ASSIGN_OR_RETURN(std::string id, Materialized(dir.key));
+      ASSIGN_OR_RETURN(size_t count, ChainLength(id));
+      for (uint32_t i = 0; i < count; ++i) {
+        out.emplace_back(std::to_string(i), inodes_.Synthetic(VKind::kRegistryLayerLink, dir.key, i));
+      }
+      break;
+    }
     case VKind::kImportDir:
       for (const std::string& name : import_->List()) {
         out.emplace_back(name, inodes_.Synthetic(VKind::kImportFile, name));
@@ -297,12 +381,7 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       break;
     }
     case VKind::kImageLayersDir: {
-      ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(dir.key));
-      size_t count = 0;
-      if (image.top_layer) {
-        ASSIGN_OR_RETURN(auto chain, store_.LayerChain(*image.top_layer));
-        count = chain.size();
-      }
+      ASSIGN_OR_RETURN(size_t count, ChainLength(dir.key));
       for (uint32_t i = 0; i < count; ++i) {
         out.emplace_back(std::to_string(i), inodes_.Synthetic(VKind::kImageLayerLink, dir.key, i));
       }
@@ -368,6 +447,18 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
     if (!chain) return Fail(Errno(ENOENT, name));
     return Describe(inodes_.Synthetic(VKind::kLayerDir, chain->hex()));
   }
+  if (dir->kind == VKind::kRegistryDir) {
+    if (remote_ == nullptr) return Fail(Errno(ENOENT, name));
+    ASSIGN_OR_RETURN(RemoteEntry entry, remote_->Lookup(dir->key, name));
+    VKind kind = entry.kind == RemoteEntry::Kind::kImage ? VKind::kRegistryImage : VKind::kRegistryDir;
+    ASSIGN_OR_RETURN(Entry e, Describe(inodes_.Synthetic(kind, entry.key)));
+    e.timeout = entry.ttl;  // a tag may move: the kernel asks again after its cache time
+    return e;
+  }
+  if (dir->kind == VKind::kRegistryImage && name != "config.json") {
+    // The first access to anything but the config pulls the image.
+    ASSIGN_OR_RETURN(std::string id, Materialized(dir->key));
+  }
   if (dir->kind == VKind::kImportDir) {
     if (!import_->Stat(name)) return Fail(Errno(ENOENT, name));
     return Describe(inodes_.Synthetic(VKind::kImportFile, name));
@@ -425,6 +516,13 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
     auto chain = store_.LayerChain(*image->top_layer);
     if (!chain || v->index >= chain->size()) return (void)fuse_reply_err(req, ENOENT);
     target = "../../../layers/" + (*chain)[v->index].chain_id.hex();
+  } else if (v->kind == VKind::kRegistryLayerLink) {
+    auto id = Materialized(v->key);
+    auto image = id ? store_.GetImage(*id) : Result<ImageInfo>(Fail(id.error()));
+    if (!image || !image->top_layer) return (void)fuse_reply_err(req, ENOENT);
+    auto chain = store_.LayerChain(*image->top_layer);
+    if (!chain || v->index >= chain->size()) return (void)fuse_reply_err(req, ENOENT);
+    target = RegistryLayerTarget(v->key, (*chain)[v->index].chain_id.hex());
   } else if (v->kind == VKind::kLayerParent) {
     auto layer = store_.GetLayer(*Digest::FromHex(v->key));
     if (!layer || !layer->parent) return (void)fuse_reply_err(req, ENOENT);
@@ -457,6 +555,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
   std::shared_ptr<const Tree> tree;
   uint32_t serial = InodeTable::SerialOf(ino), node = 0;
   std::vector<std::pair<std::string, fuse_ino_t>> entries;
+  bool lazy_image = false;
   if (serial != 0) {
     auto t = TreeOf(serial);
     if (!t) return ReplyError(req, t.error(), "tree_build_failed");
@@ -471,6 +570,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
     auto children = SyntheticChildren(*v);
     if (!children) return ReplyError(req, children.error(), "readdir");
     entries = std::move(*children);
+    lazy_image = v->kind == VKind::kRegistryImage && remote_ != nullptr && !remote_->IsMaterialized(v->key);
   }
   std::vector<char> buf(size);
   size_t used = 0;
@@ -490,6 +590,12 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
       e.ino = InodeTable::TreeIno(serial, child);
       FillTreeAttr(*tree, serial, child, &e.attr);
       e.attr_timeout = e.entry_timeout = options_.tree_timeout;
+    } else if (lazy_image && entries[pos - 2].first != "config.json") {
+      // Not pulled yet: a listing must not pull, so no attributes (ino 0 in a plus reply
+      // makes the kernel look the name up when it is used).
+      name = entries[pos - 2].first;
+      e.attr.st_ino = entries[pos - 2].second;
+      e.attr.st_mode = name == "image.tar" ? S_IFREG : S_IFDIR;
     } else {
       name = entries[pos - 2].first;
       auto d = Describe(entries[pos - 2].second);
@@ -556,6 +662,19 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         handle->source = Handle::Bytes{stats_.Json()};
         fi->direct_io = 1;
         break;
+      case VKind::kMetaFile: {
+        auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
+        handle->source = Handle::Bytes{files[v->key]};
+        fi->direct_io = 1;
+        break;
+      }
+      case VKind::kRegistryConfig: {
+        auto image = remote_ ? remote_->Image(v->key) : Result<RemoteImage>(Fail(Errno(ENOENT, v->key)));
+        if (!image) return ReplyError(req, image.error(), "config_read_failed");
+        handle->source = Handle::Bytes{std::move(image->config)};
+        fi->keep_cache = 1;
+        break;
+      }
       case VKind::kLayerTar: {
         auto layer = store_.GetLayer(*Digest::FromHex(v->key));
         if (!layer) return ReplyError(req, layer.error(), "layer");

@@ -14,6 +14,7 @@
 #include "fusefs/inode_table.h"
 #include "fusefs/stats.h"
 #include "graph/image_archive.h"
+#include "graph/remote_images.h"
 #include "graph/store.h"
 #include "graph/tree_cache.h"
 
@@ -29,7 +30,9 @@ struct FsOptions {
 
 class ImageFs {
  public:
-  static Result<std::unique_ptr<ImageFs>> Create(Store& store, const FsOptions& options);
+  // remote, when given, serves registry/ (lazy pulls); it must outlive the ImageFs.
+  static Result<std::unique_ptr<ImageFs>> Create(Store& store, const FsOptions& options,
+                                                 RemoteImages* remote = nullptr);
   static const fuse_lowlevel_ops& Ops();
 
   // The operations (called through Ops()).
@@ -66,6 +69,10 @@ class ImageFs {
   Result<Entry> Describe(fuse_ino_t ino);
   Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir);
   Result<std::shared_ptr<const ImageArchive>> ArchiveOf(const std::string& image_id);
+  // The image ID behind a registry image node, pulling it first if need be.
+  Result<std::string> Materialized(const std::string& key);
+  Result<size_t> ChainLength(const std::string& image_id);
+  Result<ImageFs::Entry> RegistryChild(const VNode& dir, const std::string& name);
   fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
@@ -76,6 +83,7 @@ class ImageFs {
   InodeTable inodes_;
   Stats stats_;
   std::unique_ptr<ImportDir> import_;
+  RemoteImages* remote_ = nullptr;
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;

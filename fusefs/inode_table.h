@@ -38,6 +38,12 @@ enum class VKind : uint8_t {
   kLayerParent,
   kTagLink,        // key = canonical reference
   kImportFile,     // key = name in import/
+  kMetaFile,       // key = name in .imagefs/ (pull status JSON)
+  kRegistryDir,    // registry/ and the host and repository directories below; key = path
+  kRegistryImage,  // a resolved tag or digest; key = RemoteEntry::key ("path@digest")
+  kRegistryConfig,
+  kRegistryLayersDir,
+  kRegistryLayerLink,  // key = registry image key, index = position in the chain
 };
 
 struct VNode {

@@ -112,7 +112,7 @@ int RunMount(Store& store, MountOptions options) {
   std::string fuse_opts = "default_permissions,fsname=imagefs,subtype=imagefs";
   if (auto st = ParseOptions(options, fuse_opts); !st) return ReportError(st.error());
   if (auto st = RecoverDeadMount(options.mountpoint); !st) return ReportError(st.error());
-  auto fs = ImageFs::Create(store, options.fs);
+  auto fs = ImageFs::Create(store, options.fs, options.remote);
   if (!fs) return ReportError(fs.error());
 
   std::vector<std::string> argv_storage = {"imagefs", "-o", fuse_opts};

@@ -14,6 +14,7 @@ struct MountOptions {
   bool daemon = false;
   std::vector<std::string> options;  // -o values; uid= and gid= are ours, the rest libfuse's
   FsOptions fs;
+  RemoteImages* remote = nullptr;  // serves registry/; outlives the mount
 };
 
 // Serves until unmounted; returns the process exit code.

@@ -15,7 +15,7 @@ start_mount "$m" -o allow_other
 img=$m/images/$id
 
 # ---- The tree.
-check_eq "top level" "images import layers tags" "$(ls "$m" | xargs)"
+check_eq "top level" "images import layers registry tags" "$(ls "$m" | xargs)"
 check_contains "images/ lists the image" "$id" "$(ls "$m/images")"
 check_eq "a unique prefix resolves" "$(ls "$img")" "$(ls "$m/images/${id:0:10}")"
 check_eq "but is not listed" 0 "$(ls "$m/images" | grep -c "^${id:0:10}\$" || true)"
@@ -153,7 +153,7 @@ start_mount "$m"
 kill -KILL "$MOUNT_PID"; wait "$MOUNT_PID" 2>/dev/null || true
 run ls "$m"; check_contains "a killed daemon leaves a dead mount" "not connected" "$out"
 start_mount "$m" -o uid=4321,gid=4322
-check_eq "remounted over it" "images import layers tags" "$(ls "$m" | xargs)"
+check_eq "remounted over it" "images import layers registry tags" "$(ls "$m" | xargs)"
 check_eq "st_ino is stable across restarts" "$ino_before" "$(stat -c %i "$img/rootfs/etc/keep")"
 check_eq "-o uid,gid present one owner" "4321:4322" "$(stat -c %u:%g "$img/rootfs/etc/keep")"
 stop_mount "$m" "$MOUNT_PID"

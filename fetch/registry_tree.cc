@@ -1,0 +1,260 @@
+#include "fetch/registry_tree.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <ctime>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "graph/base/log.h"
+
+namespace imagefs::fetch {
+namespace {
+
+auto Log() { return Logger("fetch"); }
+
+constexpr double kDigestTtl = 86400;
+constexpr size_t kMaxErrors = 20;
+
+int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+
+// A host as Docker recognises one: has a dot or a port, or is localhost.
+bool ValidHost(const std::string& name) {
+  auto ref = ParseReference(name + "/x");
+  return ref && ref->domain == name;
+}
+
+}  // namespace
+
+// Feeds one pull's progress into active_ for .imagefs/pulls.json.
+class RegistryTree::Observer final : public PullObserver {
+ public:
+  Observer(RegistryTree& tree, std::string key) : tree_(tree), key_(std::move(key)) {}
+  void LayerStatus(const std::string& id, const std::string& status, uint64_t current, uint64_t total) override {
+    std::lock_guard lock(tree_.mu_);
+    auto& layer = tree_.active_[key_].layers[id];
+    layer.status = status;
+    if (total != 0) layer.total = total;
+    layer.current = status == "Download complete" || status == "Pull complete" ? layer.total : current;
+  }
+  void Message(const std::string&) override {}
+
+ private:
+  RegistryTree& tree_;
+  std::string key_;
+};
+
+void RegistryTree::RecordError(const std::string& what, const Error& error) {
+  nlohmann::json j = {{"time", Now()}, {"ref", what}, {"errno", error.ToErrno()}, {"error", error.msg}};
+  std::lock_guard lock(mu_);
+  errors_.push_back(j.dump());
+  while (errors_.size() > kMaxErrors) errors_.pop_front();
+}
+
+Result<RemoteEntry> RegistryTree::ResolveImage(const std::string& path, const Reference& ref, double ttl) {
+  ASSIGN_OR_RETURN(ResolvedImage image, puller_.Resolve(ref, platform_));
+  RemoteEntry entry{RemoteEntry::Kind::kImage, path + "@" + image.digest.str(), ttl};
+  std::lock_guard lock(mu_);
+  images_.emplace(entry.key, std::move(image));
+  lookups_[path] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
+  return entry;
+}
+
+Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::string& name) {
+  // Shells and file managers probe for hidden names: never ask a registry about them.
+  if (name.empty() || name[0] == '.') return Fail(Code::kNotFound, name + ": not a registry name");
+  const double ttl = client_.config().tag_cache_seconds;
+  if (dir.empty()) {
+    if (!ValidHost(name)) return Fail(Code::kNotFound, name + ": not a registry host (want host.domain or host:port)");
+    std::lock_guard lock(mu_);
+    hosts_.insert(name);
+    return RemoteEntry{RemoteEntry::Kind::kDirectory, name, kDigestTtl};
+  }
+  const std::string path = dir + "/" + name;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = lookups_.find(path); it != lookups_.end() && it->second.second > Clock::now()) return it->second.first;
+  }
+  size_t slash = dir.find('/');
+  std::string repo = slash == std::string::npos ? "" : dir.substr(slash + 1);
+  auto as_directory = [&]() -> Result<RemoteEntry> {
+    if (!ParseReference(path)) return Fail(Code::kNotFound, path + ": not a valid repository name");
+    RemoteEntry entry{RemoteEntry::Kind::kDirectory, path, ttl};
+    std::lock_guard lock(mu_);
+    lookups_[path] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
+    return entry;
+  };
+  if (repo.empty()) return as_directory();
+  if (name[0] == '@') {
+    auto digest = Digest::Parse(name.substr(1));
+    if (!digest) return Fail(Code::kNotFound, path + ": not a digest");
+    ASSIGN_OR_RETURN(Reference ref, ParseReference(dir));
+    ref.digest = *digest;
+    auto entry = ResolveImage(path, ref, kDigestTtl);
+    if (!entry) RecordError(ref.String(), entry.error());
+    return entry;
+  }
+  if (!IsValidTag(name)) return as_directory();
+  auto ref = ParseReference(dir + ":" + name);
+  if (!ref) return as_directory();
+  auto entry = ResolveImage(path, *ref, ttl);
+  if (entry) return entry;
+  if (entry.error().code != Code::kNotFound) {
+    RecordError(ref->String(), entry.error());
+    Log()->error("resolve {}: {}", ref->String(), entry.error().msg);
+    return entry;
+  }
+  // Not a tag of dir: a longer repository path, unless dir is a repository (then the tag
+  // is simply unknown) and dir/name is not one too.
+  ASSIGN_OR_RETURN(Reference repo_ref, ParseReference(dir));
+  auto exists = client_.RepositoryExists(repo_ref);
+  if (exists && *exists) {
+    auto deeper = ParseReference(path);
+    auto deeper_exists = deeper ? client_.RepositoryExists(*deeper) : Result<bool>(false);
+    if (deeper_exists && *deeper_exists) return as_directory();
+    RecordError(ref->String(), entry.error());
+    return entry;
+  }
+  return as_directory();
+}
+
+Result<RemoteImage> RegistryTree::Image(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = images_.find(key);
+  if (it == images_.end()) return Fail(Code::kNotFound, key + ": not resolved");
+  RemoteImage out{it->second.image_id, it->second.config, std::nullopt};
+  if (!it->second.diff_ids.empty()) {
+    Digest chain = ChainIdOf(nullptr, it->second.diff_ids[0]);
+    for (size_t i = 1; i < it->second.diff_ids.size(); ++i) chain = ChainIdOf(&chain, it->second.diff_ids[i]);
+    out.top_layer = chain;
+  }
+  return out;
+}
+
+bool RegistryTree::IsMaterialized(const std::string& key) {
+  std::string id;
+  {
+    std::lock_guard lock(mu_);
+    auto it = images_.find(key);
+    if (it == images_.end()) return false;
+    id = it->second.image_id;
+  }
+  return static_cast<bool>(store_.GetImage(id));
+}
+
+void RegistryTree::Touch(const std::string& image_id) {
+  auto marker = store_.root() / "cache" / "lazy" / image_id;
+  (void)utimensat(AT_FDCWD, marker.c_str(), nullptr, 0);  // fails for images not pulled lazily
+}
+
+Result<std::string> RegistryTree::Materialize(const std::string& key) {
+  ResolvedImage image;
+  std::shared_future<Result<std::string>> waiting;
+  std::promise<Result<std::string>> promise;
+  {
+    std::lock_guard lock(mu_);
+    auto it = images_.find(key);
+    if (it == images_.end()) return Fail(Code::kNotFound, key + ": not resolved");
+    image = it->second;
+    if (auto p = pulls_.find(key); p != pulls_.end()) {
+      waiting = p->second;
+    } else {
+      pulls_[key] = promise.get_future().share();
+    }
+  }
+  if (waiting.valid()) return waiting.get();
+  (void)store_.Refresh();
+  bool existed = static_cast<bool>(store_.GetImage(image.image_id));
+  {
+    std::lock_guard lock(mu_);
+    active_[key] = ActivePull{image.ref.String(), Now(), {}};
+  }
+  Observer observer(*this, key);
+  Result<std::string> result = puller_.Pull(image, &observer);  // tags it, fetching what is missing
+  {
+    std::lock_guard lock(mu_);
+    active_.erase(key);
+  }
+  if (!result) {
+    RecordError(image.ref.String(), result.error());
+    Log()->error("pull {}: {}", image.ref.String(), result.error().msg);
+  } else if (!existed) {
+    std::error_code ec;
+    std::filesystem::create_directories(store_.root() / "cache" / "lazy", ec);
+    std::ofstream(store_.root() / "cache" / "lazy" / *result).put('\n');
+    EnforceQuota(*result);
+  } else {
+    Touch(image.image_id);
+  }
+  {
+    std::lock_guard lock(mu_);
+    pulls_.erase(key);
+  }
+  promise.set_value(result);
+  return result;
+}
+
+std::vector<std::string> RegistryTree::EnforceQuota(const std::string& keep) {
+  std::vector<std::string> evicted;
+  uint64_t quota = client_.config().quota_bytes;
+  if (quota == 0) return evicted;
+  auto used = [&] {
+    std::map<std::string, uint64_t> diffs;
+    for (const LayerInfo& l : store_.Layers()) diffs[l.diff_id.hex()] = l.tar_size;
+    uint64_t total = 0;
+    for (const auto& [d, size] : diffs) total += size;
+    return total;
+  };
+  std::vector<std::pair<int64_t, std::string>> lazy;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(store_.root() / "cache" / "lazy", ec)) {
+    struct stat st;
+    if (stat(e.path().c_str(), &st) == 0) lazy.emplace_back(st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec, e.path().filename().string());
+  }
+  std::sort(lazy.begin(), lazy.end());
+  for (const auto& [mtime, id] : lazy) {
+    if (used() <= quota) break;
+    if (id == keep) continue;
+    if (!store_.GetImage(id)) {
+      std::filesystem::remove(store_.root() / "cache" / "lazy" / id, ec);
+      continue;
+    }
+    if (auto st = store_.DeleteImage(id, /*force=*/true); !st) {
+      Log()->debug("evict image id={} skipped: {}", id, st.error().msg);
+      continue;
+    }
+    std::filesystem::remove(store_.root() / "cache" / "lazy" / id, ec);
+    Log()->info("evict image id={} reason=quota quota_bytes={}", id, quota);
+    evicted.push_back(id);
+  }
+  return evicted;
+}
+
+std::vector<std::string> RegistryTree::Hosts() {
+  std::lock_guard lock(mu_);
+  return {hosts_.begin(), hosts_.end()};
+}
+
+std::map<std::string, std::string> RegistryTree::StatusFiles() {
+  std::lock_guard lock(mu_);
+  nlohmann::json pulls = nlohmann::json::array();
+  for (const auto& [key, pull] : active_) {
+    nlohmann::json layers = nlohmann::json::array();
+    uint64_t current = 0, total = 0;
+    for (const auto& [id, l] : pull.layers) {
+      layers.push_back({{"layer", id}, {"status", l.status}, {"bytes", l.current}, {"total", l.total}});
+      current += l.current;
+      total += l.total;
+    }
+    pulls.push_back({{"ref", pull.ref}, {"started", pull.started}, {"bytes", current}, {"total", total}, {"layers", layers}});
+  }
+  std::string errors = "[";
+  for (size_t i = 0; i < errors_.size(); ++i) errors += (i ? ",\n " : "\n ") + errors_[i];
+  errors += errors_.empty() ? "]\n" : "\n]\n";
+  return {{"pulls.json", pulls.dump(1) + "\n"}, {"errors.json", errors}};
+}
+
+}  // namespace imagefs::fetch

@@ -1,0 +1,67 @@
+// RegistryTree: the RemoteImages behind the mount's registry/ directory. A lookup of a tag
+// fetches its manifest and config only; Materialize pulls the missing layers (one pull
+// per image however many processes wait). Tag lookups are trusted for
+// FetchConfig::tag_cache_seconds, digests for good. Images pulled here are marked lazy
+// (<store>/cache/lazy/<id>, mtime = last use) and are the only ones the quota evicts,
+// least recently used first. Thread-safe: mu_ guards every table and is never held
+// across network I/O.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <set>
+
+#include "fetch/puller.h"
+#include "graph/remote_images.h"
+
+namespace imagefs::fetch {
+
+class RegistryTree final : public RemoteImages {
+ public:
+  RegistryTree(Store& store, RegistryClient& client, Puller& puller, std::optional<Platform> platform)
+      : store_(store), client_(client), puller_(puller), platform_(std::move(platform)) {}
+
+  Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name) override;
+  Result<RemoteImage> Image(const std::string& key) override;
+  Result<std::string> Materialize(const std::string& key) override;
+  bool IsMaterialized(const std::string& key) override;
+  std::vector<std::string> Hosts() override;
+  std::map<std::string, std::string> StatusFiles() override;
+
+  // Evicts least recently used lazy images until the store fits quota_bytes; `keep` is
+  // never evicted. Returns the IDs removed.
+  std::vector<std::string> EnforceQuota(const std::string& keep);
+
+ private:
+  struct LayerState {
+    std::string status;
+    uint64_t current = 0, total = 0;
+  };
+  struct ActivePull {
+    std::string ref;
+    int64_t started = 0;
+    std::map<std::string, LayerState> layers;
+  };
+  class Observer;
+  using Clock = std::chrono::steady_clock;
+
+  Result<RemoteEntry> ResolveImage(const std::string& path, const Reference& ref, double ttl);
+  void RecordError(const std::string& what, const Error& error);
+  void Touch(const std::string& image_id);
+
+  Store& store_;
+  RegistryClient& client_;
+  Puller& puller_;
+  const std::optional<Platform> platform_;
+  std::mutex mu_;
+  std::map<std::string, ResolvedImage> images_;  // by key; guarded by mu_
+  std::map<std::string, std::pair<RemoteEntry, Clock::time_point>> lookups_;  // by path; guarded by mu_
+  std::map<std::string, std::shared_future<Result<std::string>>> pulls_;      // by key; guarded by mu_
+  std::map<std::string, ActivePull> active_;  // by key; guarded by mu_
+  std::set<std::string> hosts_;               // guarded by mu_
+  std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_
+};
+
+}  // namespace imagefs::fetch

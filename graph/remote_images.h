@@ -1,0 +1,50 @@
+// RemoteImages: what the mount's registry/ tree asks of a registry, declared here so that
+// fusefs needs no registry client (fetch implements it; the CLI wires it in).
+// Implementations are thread-safe and may block on the network.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/base/digest.h"
+#include "graph/base/error.h"
+
+namespace imagefs {
+
+struct RemoteEntry {
+  enum class Kind { kDirectory, kImage };
+  Kind kind = Kind::kDirectory;
+  // Directories: the path below registry/ ("host/a/b"). Images: a key naming the path and
+  // the manifest digest it resolved to ("host/a/b/tag@sha256:…"), stable for that digest.
+  std::string key;
+  double ttl = 0;  // how long the kernel may trust this lookup, seconds
+};
+
+// What a resolved image entry knows before any layer is fetched.
+struct RemoteImage {
+  std::string image_id;
+  std::string config;              // config bytes as the registry serves them
+  std::optional<Digest> top_layer;  // ChainID of the top layer (none for schema1 until pulled)
+};
+
+class RemoteImages {
+ public:
+  virtual ~RemoteImages() = default;
+  // Looks up `name` in the registry directory `dir` ("" is registry/ itself, then "host",
+  // "host/repo", …). An unknown tag of an existing repository is kNotFound; refused
+  // credentials kAuth.
+  virtual Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name) = 0;
+  virtual Result<RemoteImage> Image(const std::string& key) = 0;
+  // Fetches what the image lacks and registers it (once, however many callers wait);
+  // returns the image ID. A failure is not remembered: the next call tries again.
+  virtual Result<std::string> Materialize(const std::string& key) = 0;
+  virtual bool IsMaterialized(const std::string& key) = 0;
+  // Hosts looked up so far: registry/'s listing.
+  virtual std::vector<std::string> Hosts() = 0;
+  // Small JSON status documents by file name (pulls in progress, recent errors).
+  virtual std::map<std::string, std::string> StatusFiles() = 0;
+};
+
+}  // namespace imagefs
