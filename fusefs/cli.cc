@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "fusefs/commands.h"
+#include "fusefs/fetch_commands.h"
 #include "fusefs/session.h"
 #include "graph/base/log.h"
 #include "graph/store.h"
@@ -100,6 +101,25 @@ int RunCli(int argc, char** argv) {
   mount->add_option("--cache-nodes", mount_options.fs.cache_nodes, "tree nodes kept in memory (about 50 bytes each)")
       ->capture_default_str();
 
+  RegistryCmdOptions registry_options;
+  auto add_registry_options = [&](CLI::App* cmd) {
+    cmd->add_option("--registries", registry_options.registries_config,
+                    "registries config (mirrors, CA files, insecure hosts, quota); default: $IMAGEFS_REGISTRIES, "
+                    "else $XDG_CONFIG_HOME/imagefs/registries.json, else ~/.config/imagefs/registries.json");
+    cmd->add_option("--creds", registry_options.creds, "USER:PASS for the registry (default: ~/.docker/config.json)");
+    cmd->add_option("--platform", registry_options.platform, "os/arch[/variant] to pick from a multi-platform image");
+  };
+  add_registry_options(mount);
+  std::string pull_ref;
+  bool pull_quiet = false;
+  auto* pull = app.add_subcommand("pull", "download an image from a registry into the store");
+  pull->add_option("NAME", pull_ref, "NAME[:TAG|@DIGEST], e.g. busybox, localhost:5000/app:1")->required();
+  pull->add_flag("-q,--quiet", pull_quiet, "no progress output");
+  add_registry_options(pull);
+  bool prune_all = false;
+  auto* prune = app.add_subcommand("prune", "remove layers no image uses (and with --all, images no tag names)");
+  prune->add_flag("-a,--all", prune_all, "also remove untagged images that no other image builds on");
+
   std::vector<std::string> rm_names;
   bool rm_force = false;
   auto* rm = app.add_subcommand(
@@ -132,7 +152,9 @@ int RunCli(int argc, char** argv) {
   if (*untag) return CmdUntag(s, untag_names);
   if (*rm) return CmdRm(s, rm_names, rm_force);
   if (*load) return CmdLoad(s, load_options);
-  if (*mount) return RunMount(s, mount_options);
+  if (*mount) return RunMountWithRegistry(s, mount_options, registry_options);
+  if (*pull) return CmdPull(s, pull_ref, registry_options, pull_quiet);
+  if (*prune) return CmdPrune(s, prune_all);
   if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
   return kUsageError;
 }
