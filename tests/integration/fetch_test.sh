@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# Fetch against real registries on 127.0.0.1: Debian's docker-registry (open, htpasswd and
+# token auth over one storage), a token server and a fault-injecting proxy written for
+# the tests (registry_servers.py). Fixtures are made by umoci and pushed by skopeo.
+source "$(dirname "$0")/lib.sh"
+source "$TESTS_DIR/mount_lib.sh"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+started_pids=()
+cleanup_hooks+=('for p in "${started_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done')
+wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no server at $1" >&2; return 1; }
+
+# One registry per auth mode, all serving the same storage.
+start_registry() {  # start_registry PORT AUTH_YAML
+  cat > "$SCRATCH/reg-$1.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $SCRATCH/registry}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$1}
+$2
+YML
+  docker-registry serve "$SCRATCH/reg-$1.yml" >>"$SCRATCH/registry.log" 2>&1 &
+  started_pids+=($!)
+  wait_http "http://127.0.0.1:$1/v2/"
+}
+OPEN=$(free_port); BASIC=$(free_port); TOKEN=$(free_port); TOKSRV=$(free_port); PROXY=$(free_port)
+start_registry "$OPEN" ""
+htpasswd -Bbc "$SCRATCH/htpasswd" alice 's3cr:et' 2>/dev/null
+start_registry "$BASIC" "auth: {htpasswd: {realm: test, path: $SCRATCH/htpasswd}}"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SCRATCH/key.pem" -out "$SCRATCH/cert.pem" -subj /CN=token -days 1 2>/dev/null
+# Tokens live 2 s, so later requests need a fresh one.
+python3 "$TESTS_DIR/registry_servers.py" token "$TOKSRV" "$SCRATCH" test-issuer test-service bob hunter2 2 &
+started_pids+=($!)
+start_registry "$TOKEN" "auth: {token: {realm: http://127.0.0.1:$TOKSRV/token, service: test-service, issuer: test-issuer, rootcertbundle: $SCRATCH/cert.pem}}"
+python3 "$TESTS_DIR/registry_servers.py" proxy "$PROXY" "127.0.0.1:$OPEN" "$SCRATCH" &
+started_pids+=($!)
+wait_http "http://127.0.0.1:$PROXY/_proxy/log"
+fault() { curl -sf -X POST -d "{\"match\": \"$1\", \"kind\": \"$2\", \"times\": ${3:-1}}" "http://127.0.0.1:$PROXY/_proxy/fault"; }
+proxy_log() { curl -sf "http://127.0.0.1:$PROXY/_proxy/log"; }
+proxy_reset() { curl -sf -X DELETE "http://127.0.0.1:$PROXY/_proxy/log" >/dev/null; }
+
+# ---- Fixtures: an image with whiteouts, links and a 2 MB file, in several formats.
+cd "$SCRATCH"
+umoci init --layout oci >/dev/null
+umoci new --image oci:img >/dev/null
+umoci unpack --image oci:img b >/dev/null
+mkdir -p b/rootfs/etc b/rootfs/dir/sub b/rootfs/gone
+echo 'PRETTY_NAME="imagefs fetch fixture"' > b/rootfs/etc/os-release
+echo one > b/rootfs/dir/one; echo x > b/rootfs/gone/x; ln -s ../etc/os-release b/rootfs/dir/link
+umoci repack --refresh-bundle --image oci:img b >/dev/null
+rm -rf b/rootfs/gone; ln b/rootfs/dir/one b/rootfs/dir/hard; chmod 0750 b/rootfs/dir/sub
+head -c 2000000 /dev/urandom > b/rootfs/big
+umoci repack --refresh-bundle --image oci:img b >/dev/null
+umoci unpack --image oci:img ref >/dev/null
+H=127.0.0.1:$OPEN
+skopeo copy -q --dest-tls-verify=false oci:oci:img "docker://$H/test/oci:1"
+skopeo copy -q --dest-tls-verify=false --format v2s2 oci:oci:img "docker://$H/test/v2s2:1"
+skopeo copy -q --dest-tls-verify=false --dest-compress-format zstd oci:oci:img "docker://$H/test/zstd:1"
+# Another image on top of it, for the quota.
+umoci unpack --image oci:img o >/dev/null
+head -c 2500000 /dev/urandom > o/rootfs/other
+umoci repack --image oci:other o >/dev/null
+skopeo copy -q --dest-tls-verify=false oci:oci:other "docker://$H/test/other:1"
+# A multi-arch index: the same rootfs as linux/amd64 and linux/arm64.
+umoci new --image oci:arm >/dev/null
+umoci config --image oci:arm --architecture arm64 --config.label which=arm >/dev/null
+python3 - "$SCRATCH/oci" <<'PY'
+import json, hashlib, os, sys
+root = sys.argv[1]
+index = json.load(open(f"{root}/index.json"))
+by = {m["annotations"]["org.opencontainers.image.ref.name"]: m for m in index["manifests"]}
+amd, arm = dict(by["img"]), dict(by["arm"])
+amd["platform"] = {"os": "linux", "architecture": "amd64"}
+arm["platform"] = {"os": "linux", "architecture": "arm64"}
+for m in (amd, arm): m.pop("annotations", None)
+inner = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [amd, arm]}).encode()
+d = hashlib.sha256(inner).hexdigest()
+open(f"{root}/blobs/sha256/{d}", "wb").write(inner)
+index["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + d,
+                           "size": len(inner), "annotations": {"org.opencontainers.image.ref.name": "multi"}})
+json.dump(index, open(f"{root}/index.json", "w"))
+PY
+skopeo copy -q --all --dest-tls-verify=false oci:oci:multi "docker://$H/test/multi:1"
+
+list_rootfs() { python3 "$TESTS_DIR/list_fs.py" dir "$1" | LC_ALL=C sort | grep -v '^\.|'; }
+list_rootfs ref/rootfs > ref.list
+
+# ---- pull: every format gives the same image, its rootfs equal to umoci unpack.
+for repo in oci v2s2 zstd; do
+  export IMAGEFS_STORE=$SCRATCH/store-$repo
+  run "$IMAGEFS" pull "$H/test/$repo:1"
+  check_eq "pull $repo exits 0" 0 "$rc"
+  check_contains "pull $repo prints Docker's status" "Status: Downloaded newer image for $H/test/$repo:1" "$out"
+  check_contains "pull $repo prints the digest" "Digest: sha256:" "$out"
+  check_contains "pull $repo says each layer completed" "Pull complete" "$out"
+  run "$IMAGEFS" pull "$H/test/$repo:1"
+  check_contains "a second pull of $repo is up to date" "Status: Image is up to date" "$out"
+done
+export IMAGEFS_STORE=$SCRATCH/store
+for repo in oci v2s2 zstd; do
+  IMAGEFS_STORE=$SCRATCH/store-$repo "$IMAGEFS" export "$H/test/$repo:1" --rootfs -o "$SCRATCH/$repo.tar"
+done
+check_eq "OCI and schema2 pulls give one rootfs" "" "$(cmp "$SCRATCH/oci.tar" "$SCRATCH/v2s2.tar" && cmp "$SCRATCH/oci.tar" "$SCRATCH/zstd.tar")"
+run "$IMAGEFS" pull "not a ref!"
+check_eq "an invalid reference exits 1" 1 "$rc"
+check_contains "an invalid reference is named as Docker does" "invalid reference format" "$out"
+run "$IMAGEFS" pull "$H/test/oci:nosuch"
+check_contains "an unknown tag carries the registry's words" "MANIFEST_UNKNOWN" "$out"
+store_layers=$(ls "$SCRATCH/store/layers" 2>/dev/null | wc -l)
+check_eq "a failed pull registers nothing" 0 "$store_layers"
+
+# ---- multi-arch: the host's platform by default, --platform to choose.
+run "$IMAGEFS" pull "$H/test/multi:1"
+check_eq "multi-arch pull exits 0" 0 "$rc"
+check_contains "the default platform is the host's" '"Architecture":"amd64"' "$("$IMAGEFS" inspect "$H/test/multi:1" | tr -d ' \n')"
+run "$IMAGEFS" pull --platform linux/arm64 "$H/test/multi:1"
+check_contains "--platform linux/arm64 picks the arm64 image" '"Architecture":"arm64"' "$("$IMAGEFS" inspect "$H/test/multi:1" | tr -d ' \n')"
+run "$IMAGEFS" pull --platform linux/s390x "$H/test/multi:1"
+check_eq "a platform the index lacks fails" 1 "$rc"
+
+# ---- Basic auth (htpasswd): answered only when challenged.
+export IMAGEFS_STORE=$SCRATCH/store-basic
+run "$IMAGEFS" pull "127.0.0.1:$BASIC/test/oci:1"
+check_eq "basic auth without credentials fails" 1 "$rc"
+check_contains "and says credentials are missing" "none are configured" "$out"
+run "$IMAGEFS" pull --creds alice:wrong "127.0.0.1:$BASIC/test/oci:1"
+check_eq "basic auth with a wrong password fails" 1 "$rc"
+check_contains "with the registry's words" "UNAUTHORIZED" "$out"
+run "$IMAGEFS" pull --creds 'alice:s3cr:et' "127.0.0.1:$BASIC/test/oci:1"
+check_eq "basic auth with --creds pulls" 0 "$rc"
+mkdir -p "$SCRATCH/docker"
+printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}' "$BASIC" "$(printf 'alice:s3cr:et' | base64)" > "$SCRATCH/docker/config.json"
+run env DOCKER_CONFIG="$SCRATCH/docker" "$IMAGEFS" pull "127.0.0.1:$BASIC/test/v2s2:1"
+check_eq "basic auth with ~/.docker/config.json pulls" 0 "$rc"
+
+# ---- Token auth: a token per scope, renewed after it expires.
+export IMAGEFS_STORE=$SCRATCH/store-token
+run "$IMAGEFS" pull "127.0.0.1:$TOKEN/test/oci:1"
+check_eq "token auth without credentials fails" 1 "$rc"
+check_contains "refused by the token server" "token server" "$out"
+run "$IMAGEFS" pull --creds bob:hunter2 "127.0.0.1:$TOKEN/test/oci:1"
+check_eq "token auth with credentials pulls" 0 "$rc"
+check_eq "a token is never logged" "" "$(grep -l 'eyJ' "$SCRATCH"/*.log 2>/dev/null || true)"
+
+# ---- Faults between client and registry: retries recover, wrong data never lands.
+cat > "$SCRATCH/fast.json" <<JSON
+{"retries": 3, "retry_base_ms": 50}
+JSON
+P=127.0.0.1:$PROXY
+pull_via_proxy() {
+  rm -rf "$SCRATCH/store-proxy"
+  run env IMAGEFS_STORE="$SCRATCH/store-proxy" "$IMAGEFS" pull --registries "$SCRATCH/fast.json" "$P/test/oci:1"
+}
+proxy_reset; fault /blobs/ status500 2; pull_via_proxy
+check_eq "two 500s on a blob are retried" 0 "$rc"
+proxy_reset; fault /manifests/ status429 1; pull_via_proxy
+check_eq "429 on a manifest waits and retries" 0 "$rc"
+proxy_reset; fault /blobs/ truncate 1; pull_via_proxy
+check_eq "a body cut short is resumed" 0 "$rc"
+check_contains "with a Range request" "bytes=" "$(proxy_log)"
+proxy_reset; fault /blobs/ drop 2; pull_via_proxy
+check_eq "dropped connections are retried" 0 "$rc"
+proxy_reset; fault /blobs/ wrong 1; pull_via_proxy
+check_eq "a wrong blob once is fetched again" 0 "$rc"
+proxy_reset; fault /blobs/ wrong 100; pull_via_proxy
+check_eq "a blob that stays wrong fails the pull" 1 "$rc"
+check_contains "naming the digest mismatch" "digest mismatch" "$out"
+check_eq "and registers no layer" 0 "$(ls "$SCRATCH/store-proxy/layers" | wc -l)"
+check_eq "and no image" 0 "$(ls "$SCRATCH/store-proxy/images" | wc -l)"
+proxy_reset; fault /blobs/ slow 100; pull_via_proxy
+check_eq "a slow registry still completes" 0 "$rc"
+
+# ---- Two concurrent pulls of one image download each blob once.
+proxy_reset; fault /blobs/ slow 100
+rm -rf "$SCRATCH/store-dup"
+IMAGEFS_STORE=$SCRATCH/store-dup "$IMAGEFS" pull -q "$P/test/v2s2:1" > "$SCRATCH/p1.out" 2>&1 &
+p1=$!
+IMAGEFS_STORE=$SCRATCH/store-dup "$IMAGEFS" pull -q "$P/test/v2s2:1" > "$SCRATCH/p2.out" 2>&1 &
+p2=$!
+wait $p1; r1=$?; wait $p2; r2=$?
+check_eq "both concurrent pulls succeed" "0 0" "$r1 $r2"
+# Each process reads the (small) config itself, as Docker's do; layers come once.
+config=$(IMAGEFS_STORE=$SCRATCH/store-dup "$IMAGEFS" images --no-trunc --format json | python3 -c 'import sys,json; print(json.loads(sys.stdin.readline())["ID"].split(":")[-1])')
+check_eq "each layer blob was downloaded once" "" "$(proxy_log | grep '^GET .*/blobs/' | grep -v "$config" | awk '{print $2}' | sort | uniq -d)"
+
+# ---- Mirrors: tried first, fallen back from.
+cat > "$SCRATCH/mirror.json" <<JSON
+{"retries": 1, "retry_base_ms": 10, "registries": {"$H": {"mirrors": ["http://127.0.0.1:1", "http://$P"]}}}
+JSON
+proxy_reset
+run env IMAGEFS_STORE="$SCRATCH/store-mirror" "$IMAGEFS" pull --registries "$SCRATCH/mirror.json" "$H/test/oci:1"
+check_eq "a pull through mirrors succeeds" 0 "$rc"
+check_contains "the working mirror served the blobs" "/blobs/" "$(proxy_log)"
+
+# ---- The mount's registry/ tree: nothing fetched before first access, one pull.
+export IMAGEFS_STORE=$SCRATCH/store-lazy
+cat > "$SCRATCH/lazy.json" <<JSON
+{"retries": 2, "retry_base_ms": 50}
+JSON
+mnt=$SCRATCH/mnt
+start_mount "$mnt" --registries "$SCRATCH/lazy.json"
+proxy_reset
+img=$mnt/registry/$P/test/oci/1
+check_eq "a tag resolves to a directory" "config.json image.tar layers rootfs" "$(ls "$img" | tr '\n' ' ' | sed 's/ $//')"
+check_contains "its config.json is served before any layer" '"rootfs"' "$(cat "$img/config.json")"
+blob_gets=$(proxy_log | grep -c '^GET .*/blobs/' || true)
+check_eq "only the config blob was fetched" 1 "$blob_gets"
+check_eq "no layer is in the store yet" 0 "$(ls "$IMAGEFS_STORE/layers" | wc -l)"
+proxy_reset; fault /blobs/ slow 100
+cats=()
+for i in 1 2 3 4; do cat "$img/rootfs/etc/os-release" > "$SCRATCH/cat$i.out" 2>&1 & cats+=($!); done
+sleep 0.5
+check_contains ".imagefs/pulls.json shows the pull in progress" '"total"' "$(cat "$mnt/.imagefs/pulls.json")"
+wait "${cats[@]}"
+check_eq "four readers at once see the file" 4 "$(grep -l 'imagefs fetch fixture' "$SCRATCH"/cat?.out | wc -l)"
+check_eq "and cause one download per layer" "" "$(proxy_log | grep '^GET .*/blobs/' | awk '{print $2}' | sort | uniq -d)"
+list_rootfs "$img/rootfs" > "$SCRATCH/lazy.list"
+check_eq "the lazily pulled rootfs equals umoci unpack" "" "$(diff "$SCRATCH/ref.list" "$SCRATCH/lazy.list")"
+check_contains "layers/ links to the pulled layers" "layers/" "$(readlink "$img/layers/0")"
+check_eq "the link resolves" "yes" "$([ -d "$img/layers/1/diff" ] && echo yes)"
+check_eq "the pulled image appears in images/" "yes" "$([ -d "$mnt/images/$(ls "$mnt/images" | head -1)/rootfs/etc" ] && echo yes)"
+check_contains "and is tagged" "1" "$(ls "$mnt/tags/$P/test/oci")"
+run ls "$mnt/registry/$P/test/oci/nosuch"
+check_contains "an unknown tag is ENOENT" "No such file" "$out"
+check_contains ".imagefs/errors.json says why" "MANIFEST_UNKNOWN" "$(cat "$mnt/.imagefs/errors.json")"
+digest=$(skopeo inspect --tls-verify=false "docker://$H/test/oci:1" | python3 -c 'import sys,json; print(json.load(sys.stdin)["Digest"])')
+check_eq "a digest path resolves too" "yes" "$([ -f "$mnt/registry/$H/test/oci/@$digest/rootfs/big" ] && echo yes)"
+run ls "$mnt/registry/127.0.0.1:$TOKEN/test/oci/1"
+check_contains "refused credentials are EACCES" "Permission denied" "$out"
+check_contains "registry/ lists the hosts looked up" "$P" "$(ls "$mnt/registry")"
+stop_mount "$mnt" "$MOUNT_PID"
+
+# ---- Quota: lazily pulled images are evicted least recently used first.
+export IMAGEFS_STORE=$SCRATCH/store-quota
+cat > "$SCRATCH/quota.json" <<JSON
+{"quota_bytes": 3000000}
+JSON
+"$IMAGEFS" pull -q --platform linux/arm64 "$H/test/multi:1" >/dev/null
+start_mount "$mnt" --registries "$SCRATCH/quota.json"
+cat "$mnt/registry/$H/test/oci/1/rootfs/etc/os-release" >/dev/null
+check_contains "a lazy pull within the quota stays" "test/oci" "$("$IMAGEFS" images)"
+cat "$mnt/registry/$H/test/other/1/rootfs/etc/os-release" >/dev/null
+stop_mount "$mnt" "$MOUNT_PID"
+check_eq "past the quota the older lazy pull was evicted" "" "$("$IMAGEFS" images | grep 'test/oci ' || true)"
+check_contains "the newer one stays" "test/other" "$("$IMAGEFS" images)"
+check_contains "an explicit pull is never evicted" "test/multi" "$("$IMAGEFS" images)"
+
+# ---- prune
+export IMAGEFS_STORE=$SCRATCH/store-prune
+"$IMAGEFS" pull -q "$H/test/oci@$digest" >/dev/null
+run "$IMAGEFS" prune
+check_eq "prune keeps used layers" "2" "$(ls "$IMAGEFS_STORE/layers" | wc -l)"
+run "$IMAGEFS" prune --all
+check_contains "prune --all removes untagged images" "deleted: sha256:" "$out"
+check_eq "and their layers" "0" "$(ls "$IMAGEFS_STORE/layers" | wc -l)"
+
+finish

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Servers for the fetch tests, on 127.0.0.1 only.
+
+token PORT DIR ISSUER SERVICE USER PASSWORD EXPIRES
+    A Bearer token server for docker-registry's `auth: token`: checks Basic credentials
+    (USER "-" allows anonymous), signs RS256 JWTs with DIR/key.pem, carrying DIR/cert.pem
+    in x5c. Counts requests in DIR/token-requests.
+proxy PORT UPSTREAM DIR
+    A fault-injecting HTTP proxy in front of a registry. POST /_proxy/fault with JSON
+    {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop",
+     "times": N} arms a fault; GET /_proxy/log returns every request line seen
+    ("METHOD PATH RANGE"), DELETE /_proxy/log clears it.
+"""
+import base64, http.client, http.server, json, os, socketserver, subprocess, sys, threading, time, uuid
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def token_server(port, d, issuer, service, user, password, expires):
+    cert_der = subprocess.run(["openssl", "x509", "-in", f"{d}/cert.pem", "-outform", "DER"],
+                              check=True, capture_output=True).stdout
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            with open(f"{d}/token-requests", "a") as f:
+                f.write(self.path + "\n")
+            auth = self.headers.get("Authorization", "")
+            who = None
+            if auth.startswith("Basic "):
+                u, _, p = base64.b64decode(auth[6:]).decode().partition(":")
+                if u == user and p == password:
+                    who = u
+            if who is None and user != "-":
+                self.send_response(401)
+                body = b'{"details":"incorrect username or password"}'
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            from urllib.parse import urlparse, parse_qs
+            q = parse_qs(urlparse(self.path).query)
+            access = []
+            for scope in q.get("scope", []):
+                kind, name, actions = scope.split(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
+            now = int(time.time())
+            header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(cert_der).decode()]}
+            claims = {"iss": issuer, "sub": who or "", "aud": service, "exp": now + expires,
+                      "nbf": now - 5, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+            signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+            sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{d}/key.pem"],
+                                 input=signing.encode(), check=True, capture_output=True).stdout
+            body = json.dumps({"token": signing + "." + b64url(sig), "expires_in": expires}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    Server(("127.0.0.1", port), H).serve_forever()
+
+
+def proxy(port, upstream, d):
+    faults = []
+    log = []
+    lock = threading.Lock()
+
+    class H(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def reply(self, code, body=b"", headers=()):
+            self.send_response(code)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def control(self):
+            if self.command == "POST" and self.path == "/_proxy/fault":
+                f = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    faults.append(f)
+                return self.reply(200)
+            if self.path == "/_proxy/log":
+                with lock:
+                    if self.command == "DELETE":
+                        log.clear()
+                        faults.clear()
+                    body = "".join(l + "\n" for l in log).encode()
+                return self.reply(200, body)
+            self.reply(404)
+
+        def take_fault(self):
+            with lock:
+                for f in faults:
+                    if f["match"] in self.path and f.get("times", 1) > 0:
+                        f["times"] = f.get("times", 1) - 1
+                        return f["kind"]
+            return None
+
+        def forward(self):
+            if self.path.startswith("/_proxy/"):
+                return self.control()
+            with lock:
+                log.append(f"{self.command} {self.path} {self.headers.get('Range', '-')}")
+            kind = self.take_fault()
+            if kind == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if kind in ("status500", "status429"):
+                code = 500 if kind == "status500" else 429
+                return self.reply(code, b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}',
+                                  [("Retry-After", "1")] if code == 429 else [])
+            conn = http.client.HTTPConnection(upstream, timeout=60)
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+            conn.request(self.command, self.path, headers=headers)
+            r = conn.getresponse()
+            body = r.read() if self.command != "HEAD" else b""
+            if kind == "wrong" and len(body) > 10:
+                i = len(body) // 2
+                body = body[:i] + bytes([body[i] ^ 0xFF]) + body[i + 1:]
+            self.send_response(r.status)
+            for k, v in r.getheaders():
+                if k.lower() not in ("connection", "transfer-encoding"):
+                    self.send_header(k, v)
+            self.end_headers()
+            if kind == "truncate":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if kind == "slow":
+                for i in range(0, len(body), 16384):
+                    self.wfile.write(body[i:i + 16384])
+                    self.wfile.flush()
+                    time.sleep(0.02)
+                return
+            self.wfile.write(body)
+
+        do_GET = do_HEAD = do_POST = do_DELETE = forward
+
+    Server(("127.0.0.1", port), H).serve_forever()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "token":
+        token_server(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7], int(sys.argv[8]))
+    elif sys.argv[1] == "proxy":
+        proxy(int(sys.argv[2]), sys.argv[3], sys.argv[4])
