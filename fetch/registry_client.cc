@@ -94,6 +94,18 @@ bool RangeStartsAt(const std::map<std::string, std::string>& headers, uint64_t s
   return std::sscanf(it->second.c_str(), "bytes %llu-", &s) == 1 && s == start;
 }
 
+// A mirror that failed is logged and, if the registry fails too, named in the error.
+void NoteMirrorFailure(const Endpoint& endpoint, const Error& error, std::string& notes) {
+  if (!endpoint.mirror) return;
+  Log()->info("mirror {} failed, falling back: {}", endpoint.base_url, error.msg);
+  notes += (notes.empty() ? "" : "; ") + endpoint.base_url + ": " + error.msg;
+}
+
+Error WithMirrorErrors(Error error, const std::string& notes) {
+  if (!notes.empty()) error.msg += " (mirrors failed too: " + notes + ")";
+  return error;
+}
+
 }  // namespace
 
 RegistryClient::RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir)
@@ -295,6 +307,7 @@ Result<Digest> RegistryClient::ResolveDigest(const Reference& ref) {
   if (ref.digest) return *ref.digest;
   std::string what = "manifest " + ref.String();
   std::optional<Error> last;
+  std::string mirror_errors;
   for (const Endpoint& endpoint : config_.EndpointsFor(ref.domain)) {
     HttpRequest head{"HEAD", endpoint.base_url + "/v2/" + ref.path + "/manifests/" + Selector(ref),
                      {"Accept: " + AcceptHeader()}, endpoint.ca_file};
@@ -317,9 +330,9 @@ Result<Digest> RegistryClient::ResolveDigest(const Reference& ref) {
       r = std::move(g);
     }
     last = r ? StatusError(*r, what) : r.error();
-    if (endpoint.mirror) Log()->debug("mirror {} failed, falling back: {}", endpoint.base_url, last->msg);
+    NoteMirrorFailure(endpoint, *last, mirror_errors);
   }
-  return Fail(*last);
+  return Fail(WithMirrorErrors(*last, mirror_errors));
 }
 
 Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
@@ -327,6 +340,7 @@ Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
   if (auto cached = CachedManifest(digest)) return *cached;
   std::string what = "manifest " + ref.String();
   std::optional<Error> last;
+  std::string mirror_errors;
   for (const Endpoint& endpoint : config_.EndpointsFor(ref.domain)) {
     HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/manifests/" + digest.str(),
                     {"Accept: " + AcceptHeader()}, endpoint.ca_file};
@@ -341,9 +355,9 @@ Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
     } else {
       last = r ? StatusError(*r, what) : r.error();
     }
-    if (endpoint.mirror) Log()->debug("mirror {} failed, falling back: {}", endpoint.base_url, last->msg);
+    NoteMirrorFailure(endpoint, *last, mirror_errors);
   }
-  return Fail(*last);
+  return Fail(WithMirrorErrors(*last, mirror_errors));
 }
 
 Result<bool> RegistryClient::RepositoryExists(const Reference& ref) {
@@ -394,6 +408,7 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
     }
   };
   std::optional<Error> last;
+  std::string mirror_errors;
   auto endpoints = config_.EndpointsFor(ref.domain);
   for (size_t e = 0; e < endpoints.size(); ++e) {
     const Endpoint& endpoint = endpoints[e];
@@ -425,9 +440,9 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
       Log()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempt + 1, received, blob.size, last->msg);
       Backoff(attempt, RetryAfter(r), cancel);
     }
-    if (endpoint.mirror) Log()->debug("mirror {} failed, falling back: {}", endpoint.base_url, last->msg);
+    NoteMirrorFailure(endpoint, *last, mirror_errors);
   }
-  return Fail(*last);
+  return Fail(WithMirrorErrors(*last, mirror_errors));
 }
 
 Result<std::string> RegistryClient::GetSmallBlob(const Reference& ref, const Descriptor& blob) {
