@@ -8,23 +8,28 @@ source "$TESTS_DIR/mount_lib.sh"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 started_pids=()
 cleanup_hooks+=('for p in "${started_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done')
-wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no server at $1" >&2; return 1; }
+wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null ${2:-} "$1" && return 0; sleep 0.1; done; echo "no server at $1" >&2; return 1; }
 
 # One registry per auth mode, all serving the same storage.
-start_registry() {  # start_registry PORT AUTH_YAML
+start_registry() {  # start_registry PORT EXTRA_YAML [HTTP_TLS_YAML]
   cat > "$SCRATCH/reg-$1.yml" <<YML
 version: 0.1
 log: {level: error, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $SCRATCH/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$1}
+http: {addr: 127.0.0.1:$1, ${3:-}}
 $2
 YML
   docker-registry serve "$SCRATCH/reg-$1.yml" >>"$SCRATCH/registry.log" 2>&1 &
   started_pids+=($!)
-  wait_http "http://127.0.0.1:$1/v2/"
+  if [ -n "${3:-}" ]; then wait_http "https://127.0.0.1:$1/v2/" -k; else wait_http "http://127.0.0.1:$1/v2/"; fi
 }
 OPEN=$(free_port); BASIC=$(free_port); TOKEN=$(free_port); TOKSRV=$(free_port); PROXY=$(free_port)
+S1=$(free_port); TLS=$(free_port)
 start_registry "$OPEN" ""
+start_registry "$S1" "compatibility: {schema1: {enabled: true}}"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SCRATCH/tls.key" -out "$SCRATCH/tls.pem" -subj /CN=127.0.0.1 \
+  -addext "subjectAltName=IP:127.0.0.1" -days 1 2>/dev/null
+start_registry "$TLS" "" "tls: {certificate: $SCRATCH/tls.pem, key: $SCRATCH/tls.key}"
 htpasswd -Bbc "$SCRATCH/htpasswd" alice 's3cr:et' 2>/dev/null
 start_registry "$BASIC" "auth: {htpasswd: {realm: test, path: $SCRATCH/htpasswd}}"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SCRATCH/key.pem" -out "$SCRATCH/cert.pem" -subj /CN=token -days 1 2>/dev/null
@@ -82,6 +87,7 @@ index["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json
 json.dump(index, open(f"{root}/index.json", "w"))
 PY
 skopeo copy -q --all --dest-tls-verify=false oci:oci:multi "docker://$H/test/multi:1"
+skopeo copy -q --dest-tls-verify=false --format v2s1 oci:oci:img "docker://127.0.0.1:$S1/test/schema1:1"
 
 list_rootfs() { python3 "$TESTS_DIR/list_fs.py" dir "$1" | LC_ALL=C sort | grep -v '^\.|'; }
 list_rootfs ref/rootfs > ref.list
@@ -102,6 +108,25 @@ for repo in oci v2s2 zstd; do
   IMAGEFS_STORE=$SCRATCH/store-$repo "$IMAGEFS" export "$H/test/$repo:1" --rootfs -o "$SCRATCH/$repo.tar"
 done
 check_eq "OCI and schema2 pulls give one rootfs" "" "$(cmp "$SCRATCH/oci.tar" "$SCRATCH/v2s2.tar" && cmp "$SCRATCH/oci.tar" "$SCRATCH/zstd.tar")"
+# Schema1 (signed by skopeo): a legacy v1 chain, same rootfs.
+run env IMAGEFS_STORE="$SCRATCH/store-s1" "$IMAGEFS" pull "127.0.0.1:$S1/test/schema1:1"
+check_eq "pull of a signed schema1 manifest exits 0" 0 "$rc"
+IMAGEFS_STORE=$SCRATCH/store-s1 "$IMAGEFS" export "127.0.0.1:$S1/test/schema1:1" --rootfs -o "$SCRATCH/s1.tar"
+check_eq "schema1 gives the same rootfs" "" "$(cmp "$SCRATCH/oci.tar" "$SCRATCH/s1.tar")"
+check_eq "as a chain of v1 images" 2 "$(IMAGEFS_STORE=$SCRATCH/store-s1 "$IMAGEFS" images -a --format json | wc -l)"
+
+# TLS: the system CAs by default (a self-signed registry is refused), a CA file per registry.
+run env IMAGEFS_STORE="$SCRATCH/store-tls" "$IMAGEFS" pull "127.0.0.1:$TLS/test/oci:1"
+check_eq "a loopback registry speaking TLS is not plain http" 1 "$rc"
+printf '{"retries": 0, "registries": {"127.0.0.1:%s": {"mirrors": ["https://127.0.0.1:%s"], "ca_file": "%s"}}}' \
+  "$TLS" "$TLS" "$SCRATCH/tls.pem" > "$SCRATCH/tls.json"
+run env IMAGEFS_STORE="$SCRATCH/store-tls" "$IMAGEFS" pull --registries "$SCRATCH/tls.json" "127.0.0.1:$TLS/test/oci:1"
+check_eq "https with the registry's CA file pulls" 0 "$rc"
+printf '{"retries": 0, "registries": {"127.0.0.1:%s": {"mirrors": ["https://127.0.0.1:%s"]}}}' "$TLS" "$TLS" > "$SCRATCH/notls.json"
+run env IMAGEFS_STORE="$SCRATCH/store-tls2" "$IMAGEFS" pull --registries "$SCRATCH/notls.json" "127.0.0.1:$TLS/test/oci:1"
+check_eq "https without the CA file fails" 1 "$rc"
+check_contains "on the certificate" "certificate" "$out"
+
 run "$IMAGEFS" pull "not a ref!"
 check_eq "an invalid reference exits 1" 1 "$rc"
 check_contains "an invalid reference is named as Docker does" "invalid reference format" "$out"
@@ -143,6 +168,16 @@ run "$IMAGEFS" pull --creds bob:hunter2 "127.0.0.1:$TOKEN/test/oci:1"
 check_eq "token auth with credentials pulls" 0 "$rc"
 check_eq "a token is never logged" "" "$(grep -l 'eyJ' "$SCRATCH"/*.log 2>/dev/null || true)"
 
+# A mount lives longer than a token: an expired one is renewed.
+export IMAGEFS_STORE=$SCRATCH/store-token-mount
+start_mount "$SCRATCH/tmnt" --creds bob:hunter2
+before=$(wc -l < "$SCRATCH/token-requests")
+check_contains "the mount pulls from a token registry" "fixture" "$(cat "$SCRATCH/tmnt/registry/127.0.0.1:$TOKEN/test/oci/1/rootfs/etc/os-release")"
+sleep 3
+check_eq "and again after its token expired" "yes" "$([ -f "$SCRATCH/tmnt/registry/127.0.0.1:$TOKEN/test/other/1/rootfs/other" ] && echo yes)"
+check_eq "with a new token" "yes" "$([ "$(wc -l < "$SCRATCH/token-requests")" -ge $((before + 2)) ] && echo yes)"
+stop_mount "$SCRATCH/tmnt" "$MOUNT_PID"
+
 # ---- Faults between client and registry: retries recover, wrong data never lands.
 cat > "$SCRATCH/fast.json" <<JSON
 {"retries": 3, "retry_base_ms": 50}
@@ -183,6 +218,20 @@ check_eq "both concurrent pulls succeed" "0 0" "$r1 $r2"
 # Each process reads the (small) config itself, as Docker's do; layers come once.
 config=$(IMAGEFS_STORE=$SCRATCH/store-dup "$IMAGEFS" images --no-trunc --format json | python3 -c 'import sys,json; print(json.loads(sys.stdin.readline())["ID"].split(":")[-1])')
 check_eq "each layer blob was downloaded once" "" "$(proxy_log | grep '^GET .*/blobs/' | grep -v "$config" | awk '{print $2}' | sort | uniq -d)"
+
+# ---- A pull retains the layers it needs: rm cannot take them away meanwhile.
+export IMAGEFS_STORE=$SCRATCH/store-retain
+"$IMAGEFS" pull -q "$H/test/oci:1" >/dev/null
+proxy_reset; fault /blobs/ slow 100
+"$IMAGEFS" pull -q "$P/test/other:1" > "$SCRATCH/retain.out" 2>&1 &
+puller=$!
+sleep 0.3
+run "$IMAGEFS" rm "$H/test/oci:1"
+check_eq "rm of an image sharing layers with a running pull removes the image" 0 "$rc"
+check_eq "but not the layers the pull holds" 2 "$(ls "$IMAGEFS_STORE/layers" | wc -l)"
+wait $puller
+check_eq "the pull completes" 0 "$?"
+check_contains "with every layer" "fixture" "$("$IMAGEFS" export "$P/test/other:1" --rootfs | tar -xO ./etc/os-release)"
 
 # ---- Mirrors: tried first, fallen back from.
 cat > "$SCRATCH/mirror.json" <<JSON
