@@ -108,6 +108,8 @@ int RunCli(int argc, char** argv) {
                     "else $XDG_CONFIG_HOME/imagefs/registries.json, else ~/.config/imagefs/registries.json");
     cmd->add_option("--creds", registry_options.creds, "USER:PASS for the registry (default: ~/.docker/config.json)");
     cmd->add_option("--platform", registry_options.platform, "os/arch[/variant] to pick from a multi-platform image");
+    cmd->add_option("--insecure-registry", registry_options.insecure_registries,
+                    "HOST[:PORT] to reach over plain http (repeatable; loopback hosts need none)");
   };
   add_registry_options(mount);
   std::string pull_ref;

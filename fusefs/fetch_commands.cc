@@ -25,6 +25,7 @@ Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options)
   auto path = options.registries_config.empty() ? fetch::FetchConfig::DefaultPath()
                                                  : std::filesystem::path(options.registries_config);
   ASSIGN_OR_RETURN(fetch::FetchConfig config, fetch::FetchConfig::Load(path));
+  for (const std::string& host : options.insecure_registries) config.registries[host].insecure = true;
   std::optional<fetch::Credentials> fixed;
   if (!options.creds.empty()) {
     ASSIGN_OR_RETURN(fixed, fetch::ParseCredsFlag(options.creds));

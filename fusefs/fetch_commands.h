@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fetch/credentials.h"
 #include "fetch/fetch_config.h"
@@ -17,6 +18,7 @@ struct RegistryCmdOptions {
   std::string registries_config;  // empty: FetchConfig::DefaultPath()
   std::string creds;              // "USER:PASS"; empty: the Docker config file
   std::string platform;           // empty: this host's
+  std::vector<std::string> insecure_registries;  // plain http for these hosts (overrides the file)
 };
 
 int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions& options, bool quiet);
