@@ -135,7 +135,12 @@ Result<ResolvedImage> Puller::Resolve(const Reference& ref, const std::optional<
   }
   if (!m.manifest.image) return Fail(Code::kUnsupported, ref.FamiliarString() + ": the manifest names no image");
   const ImageManifest& image = *m.manifest.image;
-  ASSIGN_OR_RETURN(out.config, client_.GetSmallBlob(ref, image.config));
+  // A config the store holds already is not fetched again (mounts re-resolve tags often).
+  if (auto stored = store_.ReadConfig(image.config.digest.hex()); stored && Sha256::Of(*stored) == image.config.digest) {
+    out.config = std::move(*stored);
+  } else {
+    ASSIGN_OR_RETURN(out.config, client_.GetSmallBlob(ref, image.config));
+  }
   out.image_id = image.config.digest.hex();  // verified: sha256 of the config bytes
   std::string what = "config " + image.config.digest.str() + " of " + ref.FamiliarString();
   auto config = nlohmann::json::parse(out.config, nullptr, false);

@@ -24,7 +24,7 @@ YML
   if [ -n "${3:-}" ]; then wait_http "https://127.0.0.1:$1/v2/" -k; else wait_http "http://127.0.0.1:$1/v2/"; fi
 }
 OPEN=$(free_port); BASIC=$(free_port); TOKEN=$(free_port); TOKSRV=$(free_port); PROXY=$(free_port)
-S1=$(free_port); TLS=$(free_port)
+S1=$(free_port); TLS=$(free_port); AUTHPROXY=$(free_port)
 start_registry "$OPEN" ""
 start_registry "$S1" "compatibility: {schema1: {enabled: true}}"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SCRATCH/tls.key" -out "$SCRATCH/tls.pem" -subj /CN=127.0.0.1 \
@@ -40,6 +40,10 @@ start_registry "$TOKEN" "auth: {token: {realm: http://127.0.0.1:$TOKSRV/token, s
 python3 "$TESTS_DIR/registry_servers.py" proxy "$PROXY" "127.0.0.1:$OPEN" "$SCRATCH" &
 started_pids+=($!)
 wait_http "http://127.0.0.1:$PROXY/_proxy/log"
+# In front of the htpasswd registry, redirecting blobs to "storage" on another host name.
+python3 "$TESTS_DIR/registry_servers.py" proxy "$AUTHPROXY" "127.0.0.1:$BASIC" "$SCRATCH" "127.0.0.1:$OPEN" &
+started_pids+=($!)
+wait_http "http://127.0.0.1:$AUTHPROXY/_proxy/log"
 fault() { curl -sf -X POST -d "{\"match\": \"$1\", \"kind\": \"$2\", \"times\": ${3:-1}}" "http://127.0.0.1:$PROXY/_proxy/fault"; }
 proxy_log() { curl -sf "http://127.0.0.1:$PROXY/_proxy/log"; }
 proxy_reset() { curl -sf -X DELETE "http://127.0.0.1:$PROXY/_proxy/log" >/dev/null; }
@@ -158,6 +162,12 @@ mkdir -p "$SCRATCH/docker"
 printf '{"auths": {"127.0.0.1:%s": {"auth": "%s"}}}' "$BASIC" "$(printf 'alice:s3cr:et' | base64)" > "$SCRATCH/docker/config.json"
 run env DOCKER_CONFIG="$SCRATCH/docker" "$IMAGEFS" pull "127.0.0.1:$BASIC/test/v2s2:1"
 check_eq "basic auth with ~/.docker/config.json pulls" 0 "$rc"
+curl -sf -X POST -d '{"match": "/blobs/", "kind": "redirect", "times": 100}' "http://127.0.0.1:$AUTHPROXY/_proxy/fault"
+run env IMAGEFS_STORE="$SCRATCH/store-redirect" "$IMAGEFS" pull --creds 'alice:s3cr:et' "127.0.0.1:$AUTHPROXY/test/oci:1"
+check_eq "blobs redirected to another host are fetched" 0 "$rc"
+redirected=$(curl -sf "http://127.0.0.1:$AUTHPROXY/_proxy/log" | grep '^RAW ' || true)
+check_contains "the redirect was followed" "auth=no" "$redirected"
+check_eq "without the registry's Authorization" "" "$(echo "$redirected" | grep 'auth=yes' || true)"
 
 # ---- Token auth: a token per scope, renewed after it expires.
 export IMAGEFS_STORE=$SCRATCH/store-token

@@ -5,8 +5,10 @@ token PORT DIR ISSUER SERVICE USER PASSWORD EXPIRES
     A Bearer token server for docker-registry's `auth: token`: checks Basic credentials
     (USER "-" allows anonymous), signs RS256 JWTs with DIR/key.pem, carrying DIR/cert.pem
     in x5c. Counts requests in DIR/token-requests.
-proxy PORT UPSTREAM DIR
-    A fault-injecting HTTP proxy in front of a registry. POST /_proxy/fault with JSON
+proxy PORT UPSTREAM DIR [STORAGE]
+    A fault-injecting HTTP proxy in front of a registry. Fault "redirect" answers a request
+    with 307 to http://localhost:PORT/_proxy/raw/PATH, which serves PATH from STORAGE (a
+    registry without auth, standing for blob storage) and logs "RAW PATH auth=yes|no". POST /_proxy/fault with JSON
     {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop",
      "times": N} arms a fault; GET /_proxy/log returns every request line seen
     ("METHOD PATH RANGE"), DELETE /_proxy/log clears it.
@@ -70,7 +72,7 @@ def token_server(port, d, issuer, service, user, password, expires):
     Server(("127.0.0.1", port), H).serve_forever()
 
 
-def proxy(port, upstream, d):
+def proxy(port, upstream, d, storage=None):
     faults = []
     log = []
     lock = threading.Lock()
@@ -113,6 +115,14 @@ def proxy(port, upstream, d):
             return None
 
         def forward(self):
+            if self.path.startswith("/_proxy/raw/"):
+                path = self.path[len("/_proxy/raw"):]
+                with lock:
+                    log.append(f"RAW {path} auth={'yes' if self.headers.get('Authorization') else 'no'}")
+                conn = http.client.HTTPConnection(storage, timeout=60)
+                conn.request("GET", path)
+                r = conn.getresponse()
+                return self.reply(r.status, r.read(), [("Content-Type", r.getheader("Content-Type", ""))])
             if self.path.startswith("/_proxy/"):
                 return self.control()
             with lock:
@@ -122,6 +132,8 @@ def proxy(port, upstream, d):
                 self.close_connection = True
                 self.connection.shutdown(2)
                 return
+            if kind == "redirect":
+                return self.reply(307, b"", [("Location", f"http://localhost:{port}/_proxy/raw{self.path}")])
             if kind in ("status500", "status429"):
                 code = 500 if kind == "status500" else 429
                 return self.reply(code, b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}',
@@ -162,4 +174,4 @@ if __name__ == "__main__":
     if sys.argv[1] == "token":
         token_server(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7], int(sys.argv[8]))
     elif sys.argv[1] == "proxy":
-        proxy(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+        proxy(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else None)
