@@ -111,7 +111,7 @@ lazy_first_file() {
   fusermount3 -u "$dir/lazy-mnt"
 }
 peer_first_file() {
-  rm -rf "$dir/peer"
+  rm -rf "$dir/peer" && mkdir -p "$dir/peer"
   skopeo copy -q --src-tls-verify=false "docker://$reg/bench/debian:1" "oci:$dir/peer/oci:img"
   umoci unpack --image "$dir/peer/oci:img" "$dir/peer/bundle" >/dev/null
   cat "$dir/peer/bundle/rootfs/etc/os-release"
