@@ -131,6 +131,22 @@ run env IMAGEFS_STORE="$SCRATCH/store-tls2" "$IMAGEFS" pull --registries "$SCRAT
 check_eq "https without the CA file fails" 1 "$rc"
 check_contains "on the certificate" "certificate" "$out"
 
+# --insecure-registry: a registry named by a host name that is not a loopback name gets
+# https unless told otherwise. Any name /etc/hosts puts on 127.0.0.1 but "localhost" will do
+# (this machine's own name usually).
+name=$(hostname)
+if [ "$(getent hosts "$name" | awk '{print $1}' | head -1)" != 127.0.0.1 ]; then
+  name=$(awk '$1 == "127.0.0.1" {for (i = 2; i <= NF; i++) if ($i != "localhost" && $i ~ /^[a-z0-9.-]+$/) {print $i; exit}}' /etc/hosts)
+fi
+if [ -n "$name" ] && [ "$(getent hosts "$name" | awk '{print $1}' | head -1)" = 127.0.0.1 ]; then
+  run env IMAGEFS_STORE="$SCRATCH/store-insecure" "$IMAGEFS" pull "$name:$OPEN/test/oci:1"
+  check_eq "a non-loopback name is https by default" 1 "$rc"
+  run env IMAGEFS_STORE="$SCRATCH/store-insecure" "$IMAGEFS" pull --insecure-registry "$name:$OPEN" "$name:$OPEN/test/oci:1"
+  check_eq "--insecure-registry makes it plain http" 0 "$rc"
+else
+  fail "--insecure-registry: no host name but localhost resolves to 127.0.0.1 here; this check needs one"
+fi
+
 run "$IMAGEFS" pull "not a ref!"
 check_eq "an invalid reference exits 1" 1 "$rc"
 check_contains "an invalid reference is named as Docker does" "invalid reference format" "$out"
