@@ -323,6 +323,27 @@ Result<std::shared_ptr<const TarIndex>> Store::OpenIndex(const Digest& diff_id) 
   return indexes_.emplace(diff_id.hex(), std::move(index)).first->second;
 }
 
+fs::path Store::FileCopyDir(const Digest& diff_id) const { return root_ / "diffs" / diff_id.hex() / "files"; }
+
+fs::path Store::FileCopyPath(const Digest& diff_id, uint64_t offset) const {
+  return FileCopyDir(diff_id) / std::to_string(offset);
+}
+
+uint64_t Store::DropFileCopies() {
+  uint64_t freed = 0;
+  std::error_code ec;
+  for (const auto& diff : fs::directory_iterator(root_ / "diffs", ec)) {
+    fs::path dir = diff.path() / "files";
+    for (const auto& f : fs::directory_iterator(dir, ec)) {
+      std::error_code size_ec;
+      uint64_t size = f.file_size(size_ec);
+      if (fs::remove(f.path(), size_ec)) freed += size_ec ? 0 : size;
+    }
+    fs::remove(dir, ec);
+  }
+  return freed;
+}
+
 Result<std::shared_ptr<const LayerBlob>> Store::OpenBlob(const Digest& diff_id) const {
   {
     std::lock_guard lock(index_mu_);

@@ -90,6 +90,14 @@ class Store {
   Result<std::shared_ptr<const TarIndex>> OpenIndex(const Digest& diff_id) const;
   // Opens (once, then cached) the layer's index and tar.
   Result<std::shared_ptr<const LayerBlob>> OpenBlob(const Digest& diff_id) const;
+  // Plain copies of single files of a layer (the mount's passthrough cache): the file
+  // whose data starts at `offset` in the layer's tar. Derived data, removed with the
+  // layer; the directory exists only once a copy was made.
+  fs::path FileCopyDir(const Digest& diff_id) const;
+  fs::path FileCopyPath(const Digest& diff_id, uint64_t offset) const;
+  fs::path TmpDir() const { return root_ / "tmp"; }
+  // Removes every file copy; returns the bytes freed.
+  uint64_t DropFileCopies();
 
   // Images. RegisterImage is idempotent: an existing ID returns the stored record.
   Result<ImageInfo> RegisterImage(const ImageSpec& spec);

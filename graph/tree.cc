@@ -456,7 +456,8 @@ Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) cons
 std::optional<Tree::Extent> Tree::ContiguousData(uint32_t id) const {
   const IndexEntry* e = Entry(id);
   if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset == kUseExtents) return std::nullopt;
-  return Extent{layers_[nodes_[id].layer]->fd.get(), e->data_offset};
+  const LayerBlob& blob = *layers_[nodes_[id].layer];
+  return Extent{blob.fd.get(), e->data_offset, blob.diff_id};
 }
 
 std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Tree::DataRuns(uint32_t id) const {

@@ -81,6 +81,7 @@ class Tree {
   struct Extent {
     int fd;
     uint64_t offset;
+    Digest diff_id;  // of the layer whose tar holds the data
   };
   std::optional<Extent> ContiguousData(uint32_t id) const;
 
