@@ -8,9 +8,9 @@ std::string Stats::Json() const {
   nlohmann::json j = nlohmann::json::object();
   {
     std::lock_guard lock(mu_);
-    for (const auto& [tag, n] : counters_) j["eio"][tag] = n;
+    j["eio"] = counters_;
+    j["events"] = events_;
   }
-  if (!j.contains("eio")) j["eio"] = nlohmann::json::object();
   return j.dump(2) + "\n";
 }
 
