@@ -100,6 +100,11 @@ int RunCli(int argc, char** argv) {
                     "allow_other (needs user_allow_other in /etc/fuse.conf)");
   mount->add_option("--cache-nodes", mount_options.fs.cache_nodes, "tree nodes kept in memory (about 50 bytes each)")
       ->capture_default_str();
+  mount->add_option("--passthrough-min", mount_options.fs.passthrough_min,
+                    "files this large (e.g. 32M) are read by the kernel from a plain copy kept in the store "
+                    "(FUSE passthrough, needs root and Linux >= 6.9); 0 turns it off")
+      ->transform(CLI::AsSizeValue(false))
+      ->capture_default_str();
 
   RegistryCmdOptions registry_options;
   auto add_registry_options = [&](CLI::App* cmd) {
@@ -119,7 +124,8 @@ int RunCli(int argc, char** argv) {
   pull->add_flag("-q,--quiet", pull_quiet, "no progress output");
   add_registry_options(pull);
   bool prune_all = false;
-  auto* prune = app.add_subcommand("prune", "remove layers no image uses (and with --all, images no tag names)");
+  auto* prune = app.add_subcommand(
+      "prune", "remove layers no image uses and the mount's passthrough copies (and with --all, images no tag names)");
   prune->add_flag("-a,--all", prune_all, "also remove untagged images that no other image builds on");
 
   std::vector<std::string> rm_names;

@@ -107,6 +107,8 @@ int CmdPrune(Store& store, bool all) {
   for (const auto& [diff, size] : before) {
     if (!after.count(diff)) freed += size;
   }
+  // Passthrough copies are made again on demand by a mount.
+  freed += store.DropFileCopies();
   std::cout << "Total reclaimed space: " << HumanSize(freed) << "\n";
   return rc;
 }

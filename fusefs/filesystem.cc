@@ -36,6 +36,7 @@ struct ImageFs::Handle {
     uint32_t node;
     std::optional<Tree::Extent> extent;
     uint64_t size;
+    fuse_ino_t counted_ino;  // non-zero for Passthrough::Mode::kServeCounted: tell it of the close
   };
   struct Bytes {
     std::string data;
@@ -74,6 +75,7 @@ void ImageFs::Init(fuse_conn_info* conn) {
   no_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   // Content never changes: no attribute revalidation on every cached read.
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  passthrough_.OfferInInit();
   Log()->info("mount ready: store={}", store_.root().string());
 }
 
@@ -644,8 +646,10 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
                           "blob_truncated");
       }
     }
-    handle->source = Handle::TreeFile{tree, node, extent, attr.size};
-    fi->keep_cache = 1;
+    auto mode = extent ? passthrough_.Open(ino, *extent, attr.size) : Passthrough::Mode::kServe;
+    handle->source = Handle::TreeFile{tree, node, extent, attr.size,
+                                      mode == Passthrough::Mode::kServeCounted ? ino : 0};
+    fi->keep_cache = mode != Passthrough::Mode::kPassthrough;
   } else {
     auto v = inodes_.GetSynthetic(ino);
     if (!v) return (void)fuse_reply_err(req, ESTALE);
@@ -783,7 +787,10 @@ void ImageFs::Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void ImageFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<Handle*>(fi->fh);
+  std::unique_ptr<Handle> handle(reinterpret_cast<Handle*>(fi->fh));
+  if (auto* t = std::get_if<Handle::TreeFile>(&handle->source); t != nullptr && t->counted_ino != 0) {
+    passthrough_.CachedRelease(t->counted_ino, *t->extent, t->size);
+  }
   fuse_reply_err(req, 0);
 }
 

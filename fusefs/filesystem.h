@@ -12,6 +12,7 @@
 
 #include "fusefs/import_dir.h"
 #include "fusefs/inode_table.h"
+#include "fusefs/passthrough.h"
 #include "fusefs/stats.h"
 #include "graph/image_archive.h"
 #include "graph/remote_images.h"
@@ -26,6 +27,7 @@ struct FsOptions {
   size_t cache_nodes = 8u << 20;  // tree nodes kept in memory
   double tree_timeout = 86400;    // entry/attr cache of immutable content, seconds
   double store_timeout = 1;       // of the synthetic directories that follow the store
+  uint64_t passthrough_min = 32u << 20;  // see Passthrough; 0: off
 };
 
 class ImageFs {
@@ -56,11 +58,13 @@ class ImageFs {
   void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 
   Stats& stats() { return stats_; }
+  Passthrough& passthrough() { return passthrough_; }
 
  private:
   struct Entry;
   struct Handle;
-  ImageFs(Store& store, const FsOptions& options) : store_(store), options_(options), trees_(store, options.cache_nodes) {}
+  ImageFs(Store& store, const FsOptions& options)
+      : store_(store), options_(options), trees_(store, options.cache_nodes), passthrough_(store, stats_, options.passthrough_min) {}
 
   Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
   // The tree and node an id names (serial != 0); ESTALE for a node the tree lacks.
@@ -82,6 +86,7 @@ class ImageFs {
   TreeCache trees_;
   InodeTable inodes_;
   Stats stats_;
+  Passthrough passthrough_;  // after stats_, which it counts in
   std::unique_ptr<ImportDir> import_;
   RemoteImages* remote_ = nullptr;
   std::mutex archives_mu_;

@@ -129,6 +129,7 @@ int RunMount(Store& store, MountOptions options) {
     return ReportError(Error::Make(Code::kIo, "cannot mount on " + options.mountpoint +
                                                   " (is /dev/fuse usable? allow_other needs user_allow_other in /etc/fuse.conf)"));
   }
+  if (auto st = (*fs)->passthrough().Attach(se.get()); !st) Log()->warn("passthrough off: {}", st.error().msg);
   Log()->info("mounted {} on {}", store.root().string(), options.mountpoint);
   RaiseReadahead(options.mountpoint);
   if (options.daemon) {
