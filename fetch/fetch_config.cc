@@ -1,5 +1,6 @@
 #include "fetch/fetch_config.h"
 
+#include <cerrno>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -57,8 +58,9 @@ std::filesystem::path FetchConfig::DefaultPath() {
 Result<FetchConfig> FetchConfig::Load(const std::filesystem::path& path) {
   std::ifstream in(path);
   if (!in) {
-    if (std::filesystem::exists(path)) return Fail(Code::kIo, path.string() + ": cannot be read");
-    return FetchConfig{};
+    int e = errno;
+    if (e == ENOENT || e == ENOTDIR) return FetchConfig{};
+    return Fail(Error::FromErrno(path.string() + ": cannot be read", e));
   }
   std::stringstream text;
   text << in.rdbuf();

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <map>
 
@@ -11,6 +12,7 @@
 #include "fusefs/commands.h"
 #include "fusefs/format.h"
 #include "fusefs/pull_progress.h"
+#include "graph/base/log.h"
 
 namespace imagefs {
 namespace {
@@ -24,7 +26,15 @@ struct RegistryStack {
 Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options) {
   auto path = options.registries_config.empty() ? fetch::FetchConfig::DefaultPath()
                                                  : std::filesystem::path(options.registries_config);
-  ASSIGN_OR_RETURN(fetch::FetchConfig config, fetch::FetchConfig::Load(path));
+  auto loaded = fetch::FetchConfig::Load(path);
+  // A home directory this user may not read (sudo -u keeps HOME) is no reason to refuse:
+  // only a file named by --registries or $IMAGEFS_REGISTRIES must be readable.
+  bool implicit = options.registries_config.empty() && std::getenv("IMAGEFS_REGISTRIES") == nullptr;
+  if (!loaded && implicit && loaded.error().code == Code::kIo) {
+    Logger("fetch")->warn("{}: using the defaults", loaded.error().msg);
+    loaded = fetch::FetchConfig{};
+  }
+  ASSIGN_OR_RETURN(fetch::FetchConfig config, std::move(loaded));
   for (const std::string& host : options.insecure_registries) config.registries[host].insecure = true;
   std::optional<fetch::Credentials> fixed;
   if (!options.creds.empty()) {

@@ -330,4 +330,16 @@ run "$IMAGEFS" prune --all
 check_contains "prune --all removes untagged images" "deleted: sha256:" "$out"
 check_eq "and their layers" "0" "$(ls "$IMAGEFS_STORE/layers" | wc -l)"
 
+
+# ---- A default registries.json this user may not read (sudo -u keeps HOME) is skipped
+# with a warning; the command goes on (here to a refused connection), never crashes.
+mkdir -p "$SCRATCH/home/.config/imagefs" "$SCRATCH/nobody-store"
+echo '{}' > "$SCRATCH/home/.config/imagefs/registries.json"
+chmod 700 "$SCRATCH/home/.config"
+chown 65534:65534 "$SCRATCH/nobody-store"
+run setpriv --reuid=65534 --regid=65534 --clear-groups env -u XDG_CONFIG_HOME -u IMAGEFS_REGISTRIES \
+  HOME="$SCRATCH/home" IMAGEFS_STORE="$SCRATCH/nobody-store" "$IMAGEFS" pull -q "127.0.0.1:9/none:1"
+check_contains "unreadable default registries.json: a warning" "registries.json: cannot be read: Permission denied: using the defaults" "$out"
+check_eq "and no internal error" 0 "$(grep -c 'internal error' <<<"$out" || true)"
+check_eq "the pull itself fails" 1 "$rc"
 finish
