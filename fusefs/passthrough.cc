@@ -34,6 +34,7 @@ struct BackingMap {
   uint64_t padding;
 };
 constexpr unsigned long kIocBackingOpen = _IOW(229, 1, BackingMap);  // FUSE_DEV_IOC_BACKING_OPEN
+constexpr unsigned long kIocBackingClose = _IOW(229, 2, uint32_t);   // FUSE_DEV_IOC_BACKING_CLOSE
 // The backing files live on the store's file system, which is not itself stacked (a
 // store on overlayfs is refused with ELOOP and served without passthrough); 1 keeps
 // the mount usable as an overlayfs lower layer.
@@ -149,23 +150,35 @@ int Passthrough::BackingLocked(const Tree::Extent& extent, uint64_t size) {
     unlink(path.c_str());
     return 0;
   }
-  BackingMap map{fd->get(), 0, 0};
-  int id = ioctl(fuse_fd_, kIocBackingOpen, &map);
-  if (id <= 0) {
-    // EPERM without CAP_SYS_ADMIN, ENOTTY/EINVAL from a kernel without passthrough,
-    // ELOOP for a store on a stacked file system: the same for every file.
-    Log()->info("passthrough off: the kernel refused a backing file ({}); files are served by the daemon",
-                std::strerror(errno));
-    usable_ = false;
-    return 0;
-  }
+  int id = OpenBackingLocked(fd->get());
+  if (id <= 0) return 0;
   backing_.emplace(std::move(key), id);
   return id;
+}
+
+int Passthrough::OpenBackingLocked(int fd) {
+  BackingMap map{fd, 0, 0};
+  int id = ioctl(fuse_fd_, kIocBackingOpen, &map);
+  if (id > 0) return id;
+  // EPERM without CAP_SYS_ADMIN, ENOTTY/EINVAL from a kernel without passthrough, ELOOP
+  // for a store on a stacked file system: the same for every file.
+  Log()->info("passthrough off: the kernel refused a backing file ({}); files are served by the daemon",
+              std::strerror(errno));
+  usable_ = false;
+  return 0;
 }
 
 void Passthrough::QueueLocked(const Tree::Extent& extent, uint64_t size) {
   // A copy made meanwhile (or by an earlier mount) is opened instead.
   if (BackingLocked(extent, size) > 0 || !usable_) return;
+  // Before the first copy: would the kernel take a file of the store as backing at all?
+  // The layer blob itself answers (same file system), and its id is closed again.
+  if (!probed_) {
+    probed_ = true;
+    uint32_t probe = static_cast<uint32_t>(OpenBackingLocked(extent.fd));
+    if (probe == 0) return;
+    ioctl(fuse_fd_, kIocBackingClose, &probe);
+  }
   std::string key = KeyOf(extent);
   if (pending_.count(key) != 0 || failed_.count(key) != 0) return;
   UniqueFd blob(fcntl(extent.fd, F_DUPFD_CLOEXEC, 0));

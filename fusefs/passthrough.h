@@ -69,6 +69,8 @@ class Passthrough {
   static std::string KeyOf(const Tree::Extent& extent) { return extent.diff_id.hex() + "/" + std::to_string(extent.offset); }
   // The backing id of a complete copy, opened once; 0 when there is none (yet).
   int BackingLocked(const Tree::Extent& extent, uint64_t size);
+  // FUSE_DEV_IOC_BACKING_OPEN; 0 (and passthrough off) when the kernel refuses.
+  int OpenBackingLocked(int fd);
   void QueueLocked(const Tree::Extent& extent, uint64_t size);
   void Writer();
   Status WriteCopy(const Copy& copy);
@@ -79,6 +81,7 @@ class Passthrough {
   int fuse_fd_ = -1;
   std::mutex mu_;
   bool usable_ = true;                            // guarded by mu_: off after the kernel refuses
+  bool probed_ = false;                           // guarded by mu_
   std::map<std::string, int> backing_;            // guarded by mu_: copy key -> backing id
   std::set<std::string> pending_, failed_;        // guarded by mu_
   std::unordered_map<fuse_ino_t, int> cached_;    // guarded by mu_: open cached-mode handles

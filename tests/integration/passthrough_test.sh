@@ -107,6 +107,24 @@ check_eq "passthrough off: no copy" "absent" "$([ -e "$copies" ] && echo present
 check_eq "passthrough off: no passthrough" 0 "$(event passthrough_opens)"
 stop_mount "$m" "$MOUNT_PID"
 
+# ---- A store on overlayfs (as inside a container): the kernel refuses its files as
+# backing (stacking depth), found before any copy is written; everything is served.
+ov=$SCRATCH/ov
+mkdir -p "$ov/lower" "$ov/upper" "$ov/work" "$ov/merged"
+mount -t overlay overlay -o "lowerdir=$ov/lower,upperdir=$ov/upper,workdir=$ov/work" "$ov/merged"
+cleanup_hooks+=("umount -l '$ov/merged'")
+main_store=$IMAGEFS_STORE
+export IMAGEFS_STORE=$ov/merged/store
+"$IMAGEFS" load -q "$SCRATCH/img.tar" >/dev/null
+MOUNT_LOG_LEVEL=info start_mount "$m" --passthrough-min 1M
+for i in 1 2 3; do cmp "$data/big.bin" "$root/data/big.bin" || fail "read $i on an overlayfs store differs"; done
+sleep 0.5
+check_eq "overlayfs store: no copy written" "absent" "$([ -e "$IMAGEFS_STORE/diffs/$diff_id/files" ] && echo present || echo absent)"
+check_eq "overlayfs store: no passthrough" 0 "$(event passthrough_opens)"
+check_contains "overlayfs store: the log says why" "passthrough off: the kernel refused a backing file" "$(cat "$SCRATCH/daemon.log")"
+stop_mount "$m" "$MOUNT_PID"
+export IMAGEFS_STORE=$main_store
+
 # ---- Copies go with their layer.
 start_mount "$m" --passthrough-min 1M
 cat "$data/big.bin" >/dev/null
