@@ -3,7 +3,7 @@
 # run on this machine, and prints a table of medians and ratios (native time / imagefs
 # time: 1.0 is native speed, higher is faster). Data is made once and cached in
 # $IMAGEFS_BENCH_DIR (default /var/tmp/imagefs-bench). Needs root (drop_caches, mount).
-#   scripts/bench.sh [RUNS]
+#   scripts/bench.sh [RUNS]     (BENCH_VERBOSE=1 also prints every timing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -56,13 +56,22 @@ done
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-measure() {  # measure cold|warm CMD...: the median of $runs timings
-  local mode=$1; shift
-  [ "$mode" = warm ] && "$@" >/dev/null  # warm-up
+# measure_pair cold|warm KEY FN NATIVE_PATH IMAGEFS_PATH: medians of $runs timings of FN on
+# each path into result[KEY-native] and result[KEY-imagefs]. Runs alternate between the two,
+# so that the machine's drift (a VM's neighbours, writeback) falls on both alike.
+measure_pair() {
+  local mode=$1 key=$2 fn=$3 native=$4 mounted=$5 native_times=() mounted_times=()
+  sync; sleep 2  # let the previous workload's writeback and reclaim settle
+  [ "$mode" = warm ] && { "$fn" "$native" >/dev/null; "$fn" "$mounted" >/dev/null; }  # warm-up
   for _ in $(seq 1 "$runs"); do
     [ "$mode" = cold ] && drop
-    seconds "$@"
-  done | median
+    native_times+=("$(seconds "$fn" "$native")")
+    [ "$mode" = cold ] && drop
+    mounted_times+=("$(seconds "$fn" "$mounted")")
+  done
+  [ -n "${BENCH_VERBOSE:-}" ] && echo "$key native: ${native_times[*]} imagefs: ${mounted_times[*]}" >&2
+  result[$key-native]=$(printf '%s\n' "${native_times[@]}" | median)
+  result[$key-imagefs]=$(printf '%s\n' "${mounted_times[@]}" | median)
 }
 read_file() { cat "$1"; }
 find_lstat() { find "$1" -ls; }
@@ -76,6 +85,7 @@ cmp -s <(head -c 1M "$big_native") <(head -c 1M "$big_mount") || { echo "bench: 
 
 # The first read ever of the big file (cold, served by the daemon from the layer blob);
 # the second read's close starts its passthrough copy: the time until that is written.
+declare -A result
 copies() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"].get("passthrough_copies", 0))' "$mnt/.imagefs/stats"; }
 drop
 first_s=$(seconds read_file "$mnt/$big_path")
@@ -85,14 +95,10 @@ for _ in $(seq 1 1200); do [ "$(copies)" -ge 1 ] && break; sleep 0.1; done
 [ "$(copies)" -ge 1 ] || { echo "bench: no passthrough copy was made (see $dir/daemon.log)" >&2; exit 1; }
 copy_s=$(echo "$(date +%s.%N) - $t0" | bc -l)
 
-declare -A result
 for mode in warm cold; do
-  result[read-$mode-native]=$(measure $mode read_file "$big_native")
-  result[read-$mode-imagefs]=$(measure $mode read_file "$big_mount")
-  result[served-$mode-native]=${result[read-$mode-native]}
-  result[served-$mode-imagefs]=$(measure $mode read_file "$served/$big_path")
-  result[find-$mode-native]=$(measure $mode find_lstat "$many_native")
-  result[find-$mode-imagefs]=$(measure $mode find_lstat "$many_mount")
+  measure_pair $mode read-$mode read_file "$big_native" "$big_mount"
+  measure_pair $mode served-$mode read_file "$big_native" "$served/$big_path"
+  measure_pair $mode find-$mode find_lstat "$many_native" "$many_mount"
 done
 tree=$(build/tests/tools/tree_bench "$IMAGEFS_STORE" bench/many:1 "$runs")
 
