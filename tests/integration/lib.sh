@@ -13,8 +13,14 @@ failures=0
 
 cleanup_hooks=()
 on_exit() {
-  local hook
+  local status=$? hook log
   for hook in "${cleanup_hooks[@]}"; do eval "$hook" || true; done
+  # A failed run shows what the daemons said (sanitizer reports included) before it goes.
+  if [ "$status" -ne 0 ] || [ "$failures" -ne 0 ]; then
+    for log in "$SCRATCH"/daemon*.log; do
+      [ -s "$log" ] && { echo "---- last lines of $(basename "$log"):" >&2; tail -n 40 "$log" >&2; }
+    done
+  fi
   rm -rf "$SCRATCH"
 }
 trap on_exit EXIT
