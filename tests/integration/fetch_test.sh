@@ -7,7 +7,7 @@ source "$TESTS_DIR/mount_lib.sh"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 started_pids=()
-cleanup_hooks+=('for p in "${started_pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done')
+cleanup_hooks+=('kill_child "${started_pids[@]}"')
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null ${2:-} "$1" && return 0; sleep 0.1; done; echo "no server at $1" >&2; return 1; }
 
 # One registry per auth mode, all serving the same storage.

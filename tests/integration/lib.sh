@@ -25,6 +25,16 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# kill_child PID...: signals only processes that are still children of this shell (a PID
+# whose process exited may have been reused by someone else's, e.g. a parallel test's).
+kill_child() {
+  local pid
+  for pid in "$@"; do
+    [ "$(ps -o ppid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$$" ] && kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
 fail() {
   echo "FAIL: $*" >&2
   failures=$((failures + 1))

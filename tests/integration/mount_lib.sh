@@ -21,14 +21,21 @@ start_mount() {
   return 1
 }
 
+# our_daemon PID MOUNTPOINT: PID is still the daemon this shell started for MOUNTPOINT. A PID
+# whose daemon already exited may belong to another process by now (another test's daemon
+# when tests run in parallel): never signal that one.
+our_daemon() {
+  [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ] && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
 # stop_mount MOUNTPOINT PID: unmounts (lazily if busy) and reaps only our own daemon.
 stop_mount() {
   local mp=$1 pid=$2
   if mounted "$(realpath "$mp" 2>/dev/null || echo "$mp")"; then fusermount3 -u -z "$mp" 2>/dev/null || true; fi
-  if kill -0 "$pid" 2>/dev/null; then
+  if our_daemon "$pid" "$mp"; then
     local i
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 50); do our_daemon "$pid" "$mp" || break; sleep 0.1; done
+    our_daemon "$pid" "$mp" && kill "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
 }
