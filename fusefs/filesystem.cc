@@ -706,7 +706,7 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         return (void)fuse_reply_err(req, EISDIR);
     }
   }
-  fi->fh = reinterpret_cast<uint64_t>(handle.release());
+  fi->fh = AddHandle(std::move(handle));
   fuse_reply_open(req, fi);
 }
 
@@ -719,7 +719,7 @@ void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   if (!e) return ReplyError(req, e.error(), "import");
   auto handle = std::make_unique<Handle>();
   handle->source = Handle::Import{std::move(*fd), name};
-  fi->fh = reinterpret_cast<uint64_t>(handle.release());
+  fi->fh = AddHandle(std::move(handle));
   fi->direct_io = 1;
   fuse_entry_param p{};
   p.ino = e->ino;
@@ -727,8 +727,22 @@ void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   fuse_reply_create(req, &p, fi);
 }
 
+uint64_t ImageFs::AddHandle(std::unique_ptr<Handle> handle) {
+  std::lock_guard lock(handles_mu_);
+  uint64_t fh = ++last_fh_;
+  handles_.emplace(fh, std::move(handle));
+  return fh;
+}
+
+std::shared_ptr<ImageFs::Handle> ImageFs::GetHandle(uint64_t fh) {
+  std::lock_guard lock(handles_mu_);
+  auto it = handles_.find(fh);
+  return it == handles_.end() ? nullptr : it->second;
+}
+
 void ImageFs::Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto h = GetHandle(fi->fh);
+  if (!h) return (void)fuse_reply_err(req, EBADF);
   auto reply_fd = [&](int fd, uint64_t base, uint64_t file_size) {
     if (static_cast<uint64_t>(off) >= file_size) return (void)fuse_reply_buf(req, nullptr, 0);
     size_t n = static_cast<size_t>(std::min<uint64_t>(size, file_size - off));
@@ -766,7 +780,8 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file
 }
 
 void ImageFs::Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto h = GetHandle(fi->fh);
+  if (!h) return (void)fuse_reply_err(req, EBADF);
   auto* i = std::get_if<Handle::Import>(&h->source);
   if (i == nullptr) return (void)fuse_reply_err(req, EROFS);
   ssize_t n = pwrite(i->fd.get(), buf, size, off);
@@ -776,7 +791,8 @@ void ImageFs::Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, of
 }
 
 void ImageFs::Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  auto* h = reinterpret_cast<Handle*>(fi->fh);
+  auto h = GetHandle(fi->fh);
+  if (!h) return (void)fuse_reply_err(req, 0);
   auto* i = std::get_if<Handle::Import>(&h->source);
   // The writer's close(): load now, so that close() reports whether the image loaded.
   if (i != nullptr && i->written && !i->finished) {
@@ -787,7 +803,16 @@ void ImageFs::Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void ImageFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  std::unique_ptr<Handle> handle(reinterpret_cast<Handle*>(fi->fh));
+  // An operation still running on the handle (a READ whose reader was killed, so that the
+  // kernel sent RELEASE before its reply) keeps it alive until it is done.
+  std::shared_ptr<Handle> handle;
+  {
+    std::lock_guard lock(handles_mu_);
+    auto it = handles_.find(fi->fh);
+    if (it == handles_.end()) return (void)fuse_reply_err(req, 0);
+    handle = std::move(it->second);
+    handles_.erase(it);
+  }
   if (auto* t = std::get_if<Handle::TreeFile>(&handle->source); t != nullptr && t->counted_ino != 0) {
     passthrough_.CachedRelease(t->counted_ino, *t->extent, t->size);
   }

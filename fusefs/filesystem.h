@@ -9,6 +9,7 @@
 
 #include <memory>
 #include <optional>
+#include <unordered_map>
 
 #include "fusefs/import_dir.h"
 #include "fusefs/inode_table.h"
@@ -80,6 +81,10 @@ class ImageFs {
   fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
+  // Open files by fh: ids, not pointers, so that a late request finds nothing (EBADF)
+  // instead of freed memory.
+  uint64_t AddHandle(std::unique_ptr<Handle> handle);
+  std::shared_ptr<Handle> GetHandle(uint64_t fh);
 
   Store& store_;
   const FsOptions options_;
@@ -89,6 +94,9 @@ class ImageFs {
   Passthrough passthrough_;  // after stats_, which it counts in
   std::unique_ptr<ImportDir> import_;
   RemoteImages* remote_ = nullptr;
+  std::mutex handles_mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles_;  // guarded by handles_mu_
+  uint64_t last_fh_ = 0;                                           // guarded by handles_mu_
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;
