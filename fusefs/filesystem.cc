@@ -803,8 +803,8 @@ void ImageFs::Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
 }
 
 void ImageFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  // An operation still running on the handle (a READ whose reader was killed, so that the
-  // kernel sent RELEASE before its reply) keeps it alive until it is done.
+  // A request still running on the handle when the RELEASE arrives (ASan saw a READ of
+  // .imagefs/stats do so) keeps it alive until it is done.
   std::shared_ptr<Handle> handle;
   {
     std::lock_guard lock(handles_mu_);
