@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fusefs/format.h"
+#include "fusefs/output_file.h"
 #include "fusefs/progress.h"
 #include "graph/base/fs_util.h"
 #include "graph/loader.h"
@@ -287,20 +288,14 @@ int CmdExportRootfs(Store& store, const std::string& name, const std::string& ou
   if (!image) return ReportError(image.error());
   auto tree = Tree::BuildMerged(store, image->top_layer);
   if (!tree) return ReportError(tree.error().WithContext("image " + id->substr(0, 12)));
-  UniqueFd out;
-  if (!output.empty() && output != "-") {
-    auto fd = OpenFile(output, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (!fd) return ReportError(fd.error());
-    out = std::move(*fd);
-  } else if (isatty(STDOUT_FILENO)) {
+  if ((output.empty() || output == "-") && isatty(STDOUT_FILENO)) {
     return ReportError(Error::Make(Code::kInvalid, "refusing to write a tar to a terminal: use -o FILE or a pipe"));
   }
-  Status st = ExportTree(**tree, out.valid() ? out.get() : STDOUT_FILENO);
-  if (st && out.valid() && fsync(out.get()) != 0) st = FailErrno("fsync " + output);
-  if (!st) {
-    if (out.valid()) ::unlink(output.c_str());
-    return ReportError(st.error());
-  }
+  auto out = OutputFile::Open(output);
+  if (!out) return ReportError(out.error().WithContext("export"));
+  Status st = ExportTree(**tree, out->fd());
+  if (st) st = out->Commit();
+  if (!st) return ReportError(st.error().WithContext("export to " + out->name()));
   return 0;
 }
 
