@@ -271,16 +271,10 @@ void RegistryClient::CacheManifest(const FetchedManifest& m) {
     manifests_[m.digest.str()] = m;
   }
   if (cache_dir_.empty()) return;
-  std::error_code ec;
-  std::filesystem::create_directories(cache_dir_ / "manifests", ec);
-  auto tmp = cache_dir_ / "manifests" / (".tmp-" + m.digest.hex() + "-" + std::to_string(getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out << m.bytes;
-    if (!out) return;
-  }
-  std::filesystem::rename(tmp, cache_dir_ / "manifests" / m.digest.hex(), ec);
-  if (ec) std::filesystem::remove(tmp, ec);
+  // A cache: a failure to write it costs a fetch later, nothing else.
+  Status written = MkdirAll(cache_dir_ / "manifests");
+  if (written) written = WriteFileAtomic(cache_dir_ / "manifests" / m.digest.hex(), m.bytes);
+  if (!written) Log()->debug("cache manifest {}: {}", m.digest.str(), written.error().msg);
 }
 
 Result<FetchedManifest> RegistryClient::DecodeManifest(std::string bytes, const std::string& content_type,

@@ -96,8 +96,9 @@ int RunCli(int argc, char** argv) {
   mount->add_option("MOUNTPOINT", mount_options.mountpoint, "an existing directory")->required();
   mount->add_flag("-d,--daemon", mount_options.daemon, "go to the background once the mount is up (exit status says if it came up)");
   mount->add_option("-o", mount_options.options,
-                    "mount options: uid=N,gid=N (show every entry as owned by them) and libfuse's, e.g. "
-                    "allow_other (needs user_allow_other in /etc/fuse.conf)");
+                    "mount options: uid=N,gid=N (show every entry as owned by them), share_credentials (other "
+                    "users' registry/ lookups use your credentials too; by default theirs are anonymous) and "
+                    "libfuse's, e.g. allow_other (needs user_allow_other in /etc/fuse.conf)");
   mount->add_option("--cache-nodes", mount_options.fs.cache_nodes, "tree nodes kept in memory (about 50 bytes each)")
       ->capture_default_str();
   mount->add_option("--passthrough-min", mount_options.fs.passthrough_min,
@@ -146,7 +147,10 @@ int RunCli(int argc, char** argv) {
   auto level = ParseLogLevel(log_level);
   InitLogging(level ? *level : spdlog::level::warn);
 
-  auto store = Store::Open(store_dir);
+  // Only commands that add images may make a store; the others must find one.
+  StoreOptions store_options;
+  store_options.create = *load || *pull || *mount;
+  auto store = Store::Open(store_dir, store_options);
   if (!store) return ReportError(store.error());
   Store& s = **store;
 

@@ -50,7 +50,7 @@ Result<struct stat> ImportDir::Stat(const std::string& name) const {
 
 Result<UniqueFd> ImportDir::Open(const std::string& name, int flags, mode_t mode) const {
   ASSIGN_OR_RETURN(auto path, PathOf(name));
-  return OpenFile(path, (flags & ~O_NOFOLLOW) | O_NOFOLLOW, mode & 0666);
+  return OpenFile(path, (flags & ~O_NOFOLLOW) | O_NOFOLLOW, mode & 0600);
 }
 
 Status ImportDir::Unlink(const std::string& name) const {

@@ -218,7 +218,7 @@ void Passthrough::Writer() {
 Status Passthrough::WriteCopy(const Copy& copy) {
   fs::path tmp = store_.TmpDir() / ("copy-" + std::to_string(getpid()) + "-" + copy.diff_id.hex().substr(0, 12) + "-" +
                                     std::to_string(copy.offset));
-  ASSIGN_OR_RETURN(UniqueFd out, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+  ASSIGN_OR_RETURN(UniqueFd out, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
   ScopeGuard remove_tmp([&] { unlink(tmp.c_str()); });
   // Plain reads and writes of 8 MiB, not copy_file_range: large writes leave the copy in
   // the page cache as large folios, which is what makes reading it fast.
@@ -237,7 +237,7 @@ Status Passthrough::WriteCopy(const Copy& copy) {
   if (fdatasync(out.get()) != 0) return FailErrno("fdatasync " + tmp.string());
   fs::path dest = store_.FileCopyPath(copy.diff_id, copy.offset);
   // mkdir, not mkdir -p: a layer removed meanwhile must not be half re-created.
-  if (mkdir(dest.parent_path().c_str(), 0755) != 0 && errno != EEXIST) return FailErrno("mkdir " + dest.parent_path().string());
+  if (mkdir(dest.parent_path().c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + dest.parent_path().string());
   if (rename(tmp.c_str(), dest.c_str()) != 0) return FailErrno("rename to " + dest.string());
   remove_tmp.Dismiss();
   return {};

@@ -81,29 +81,114 @@ Store::Store(fs::path root, StoreOptions options)
 Store::~Store() = default;
 
 Result<std::unique_ptr<Store>> Store::Open(const fs::path& root, StoreOptions options) {
-  std::unique_ptr<Store> store(new Store(fs::absolute(root), options));
-  if (auto st = store->Init(); !st) return Fail(st.error().WithContext("open store " + root.string()));
+  fs::path clean = fs::absolute(root).lexically_normal();
+  if (!clean.has_filename() && clean.has_parent_path() && clean != clean.root_path()) clean = clean.parent_path();
+  std::unique_ptr<Store> store(new Store(clean, options));
+  if (auto st = store->Init(); !st) return Fail(st.error());  // its messages name the path
   return store;
 }
 
-Status Store::Init() {
-  for (const char* dir : {"", "tmp", "locks", "retain", "diffs", "layers", "images"}) {
-    RETURN_IF_ERROR(MkdirAll(root_ / dir));
+namespace {
+
+// "imagefs-store 1\n" -> "1"; anything else is not ours.
+std::optional<std::string> StoreVersionOf(const std::string& marker) {
+  constexpr std::string_view kPrefix = "imagefs-store ";
+  if (marker.rfind(kPrefix, 0) != 0 || marker.back() != '\n') return std::nullopt;
+  return marker.substr(kPrefix.size(), marker.size() - kPrefix.size() - 1);
+}
+
+// Nothing in it but what a fresh file system has (or the VERSION that another process
+// making the store at this moment is writing): a directory we may make a store of.
+bool IsEmptyDir(const fs::path& dir) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name != "lost+found" && name.rfind("VERSION.tmp-", 0) != 0) return false;
   }
-  fs::path version = root_ / "VERSION";
-  auto existing = ReadFile(version, 4096);
-  if (existing) {
-    if (*existing != kStoreVersion) {
-      return Fail(Code::kUnsupported, version.string() + ": unknown store format \"" +
-                                          existing->substr(0, existing.value().find('\n')) + "\"");
+  return !ec;
+}
+
+// The store holds every layer's bytes, files that images keep from other users included:
+// it must be its owner's alone, as /var/lib/docker (0710) and podman's storage (0700) are.
+Status CheckPrivate(const fs::path& root) {
+  struct stat st;
+  if (stat(root.c_str(), &st) != 0) return FailErrno("stat " + root.string());
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+  if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+    return Fail(Error{Code::kInvalid, EACCES,
+                      root.string() + " is writable by other users (mode " + mode +
+                          "): refusing to use it as a store; fix it with: chmod 700 " + root.string()});
+  }
+  if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+    Log()->warn("store {} is open to other users (mode {}): they can read every layer, files that "
+                "images keep private included; fix it with: chmod 700 {}",
+                root.string(), mode, root.string());
+  }
+  // A parent that others may write to (and that is not sticky) lets them swap the store.
+  for (fs::path p = root.parent_path(); !p.empty(); p = p.parent_path()) {
+    if (stat(p.c_str(), &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+      std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
+      Log()->warn("store {}: its parent {} is writable by other users (mode {}), who could replace "
+                  "the store; fix it with: chmod go-w {}",
+                  root.string(), p.string(), mode, p.string());
     }
-  } else if (existing.error().code == Code::kNotFound) {
-    RETURN_IF_ERROR(WriteFileAtomic(version, kStoreVersion));
-  } else {
-    return Fail(existing.error());
+    if (p == p.root_path()) break;
   }
-  ASSIGN_OR_RETURN(in_use_fd_, OpenFile(root_ / "in-use.lock", O_RDWR | O_CREAT, 0644));
-  ASSIGN_OR_RETURN(write_lock_fd_, OpenFile(root_ / "write.lock", O_RDWR | O_CREAT, 0644));
+  return {};
+}
+
+}  // namespace
+
+// A store is made only where it harms nothing (a new path or an empty directory) and only
+// when the caller adds to it; anything else that lacks the VERSION marker is refused
+// before a single file is written.
+Status Store::CreateOrCheck() {
+  fs::path version = root_ / "VERSION";
+  struct stat st;
+  if (stat(root_.c_str(), &st) != 0) {
+    if (errno != ENOENT) return FailErrno(root_.string());
+    if (!options_.create) return Fail(Error{Code::kNotFound, ENOENT, "no store at " + root_.string()});
+    RETURN_IF_ERROR(MkdirAll(root_.parent_path()));
+    if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + root_.string());
+  } else if (!S_ISDIR(st.st_mode)) {
+    return Fail(Error{Code::kInvalid, ENOTDIR, root_.string() + " is not a directory: not a store"});
+  }
+  auto marker = ReadFile(version, 4096);
+  if (marker) {
+    auto found = StoreVersionOf(*marker);
+    if (!found) {
+      return Fail(Code::kUnsupported, version.string() + ": not an imagefs store marker (\"" +
+                                          marker->substr(0, marker->find('\n')) + "\")");
+    }
+    auto ours = StoreVersionOf(kStoreVersion);
+    if (*found != *ours) {
+      return Fail(Code::kUnsupported, root_.string() + " is a store of format version " + *found +
+                                          "; this imagefs reads format version " + *ours +
+                                          " (use the imagefs that made it, or another --store)");
+    }
+    return CheckPrivate(root_);
+  }
+  if (marker.error().code != Code::kNotFound) return Fail(marker.error());
+  if (!IsEmptyDir(root_)) {
+    return Fail(Error{Code::kInvalid, ENOTEMPTY,
+                      root_.string() + " is not an imagefs store (it has files but no VERSION): "
+                                       "choose an empty or new directory for the store"});
+  }
+  if (!options_.create) return Fail(Error{Code::kNotFound, ENOENT, "no store at " + root_.string()});
+  // A new store: private to its owner, marked first so that a crash leaves a store.
+  if (::chmod(root_.c_str(), 0700) != 0) return FailErrno("chmod " + root_.string());
+  RETURN_IF_ERROR(WriteFileAtomic(version, kStoreVersion));
+  return CheckPrivate(root_);
+}
+
+Status Store::Init() {
+  RETURN_IF_ERROR(CreateOrCheck());
+  for (const char* dir : {"tmp", "locks", "retain", "diffs", "layers", "images"}) {
+    if (::mkdir((root_ / dir).c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + (root_ / dir).string());
+  }
+  ASSIGN_OR_RETURN(in_use_fd_, OpenFile(root_ / "in-use.lock", O_RDWR | O_CREAT, 0600));
+  ASSIGN_OR_RETURN(write_lock_fd_, OpenFile(root_ / "write.lock", O_RDWR | O_CREAT, 0600));
   // Whoever finds the store unused cleans up after crashed writers before sharing it.
   if (flock(in_use_fd_.get(), LOCK_EX | LOCK_NB) == 0) {
     Status recovered = Recover();
@@ -246,7 +331,7 @@ Status Store::Step(std::string_view name) {
 }
 
 Result<UniqueFd> Store::LockFile(const fs::path& path, int operation) const {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0644));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0600));
   while (flock(fd.get(), operation) != 0) {
     if (errno == EWOULDBLOCK) return Fail(Error{Code::kBusy, EBUSY, path.string() + " is locked"});
     if (errno != EINTR) return FailErrno("lock " + path.string());
@@ -414,7 +499,7 @@ Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<D
   }
   ASSIGN_OR_RETURN(TempDir tmp, TempDir::Create(root_ / "tmp", "ingest-"));
   fs::path tar_path = tmp.path() / "layer.tar";
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tar_path, O_RDWR | O_CREAT | O_EXCL, 0644));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tar_path, O_RDWR | O_CREAT | O_EXCL, 0600));
   Sha256 hash;
   std::vector<char> buf(kCopyBuffer);
   uint64_t total = 0;
@@ -459,7 +544,7 @@ Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<D
     layer.entries = summary.entries;
     RETURN_IF_ERROR(Step("layer:index"));
     fd.Reset();
-    chmod(tar_path.c_str(), 0444);
+    chmod(tar_path.c_str(), 0400);
     RETURN_IF_ERROR(Step("layer:commit-diff"));
     if (auto st = tmp.Commit(diff_dir); !st && st.error().code != Code::kExists) {
       return Fail(st.error());

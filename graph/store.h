@@ -29,6 +29,9 @@ namespace fs = std::filesystem;
 struct StoreOptions {
   // A layer whose uncompressed tar grows past this is refused (decompression bombs).
   uint64_t max_layer_bytes = uint64_t{64} << 30;
+  // Whether Open may make a new store: only where the path does not exist or is an empty
+  // directory. Without it, a path holding no store is kNotFound and nothing is written.
+  bool create = false;
 };
 
 // What an image registration supplies; the store derives the rest.
@@ -145,6 +148,7 @@ class Store {
   class WriteLock;
   Store(fs::path root, StoreOptions options);
   Status Init();
+  Status CreateOrCheck();
   Status Recover();
   Status LoadAll();
   Status ReloadIfChanged();

@@ -238,7 +238,7 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
   h.strings_size = strings.data().size();
   h.tar_size = tar_size;
   h.content_bytes = summary.content_bytes;
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
   RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));
   RETURN_IF_ERROR(WriteAll(fd.get(), entries.data(), entries.size() * sizeof(IndexEntry)));
   RETURN_IF_ERROR(WriteAll(fd.get(), xattrs.data(), xattrs.size() * sizeof(IndexXattr)));

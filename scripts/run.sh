@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh >/dev/null
 imagefs=build/fusefs/imagefs
-if [ -z "$("$imagefs" images -a --format json)" ]; then
+if [ -z "$("$imagefs" images -a --format json 2>/dev/null)" ]; then  # no store yet, or empty
   sample=$(mktemp --suffix=.tar)
   trap 'rm -f "$sample"' EXIT
   scripts/make_sample_image.sh "$sample"

@@ -82,7 +82,7 @@ Status WriteFileAtomic(const fs::path& path, std::string_view data) {
   fs::path tmp = path;
   tmp += ".tmp-" + RandomSuffix();
   {
-    ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644));
+    ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600));
     Status st = WriteAll(fd.get(), data.data(), data.size());
     if (st && ::fsync(fd.get()) != 0) st = FailErrno("fsync " + tmp.string());
     if (!st) {
@@ -99,9 +99,10 @@ Status WriteFileAtomic(const fs::path& path, std::string_view data) {
 }
 
 Status MkdirAll(const fs::path& path) {
-  std::error_code ec;
-  fs::create_directories(path, ec);
-  if (ec) return Fail(Error::FromErrno("mkdir " + path.string(), ec.value()));
+  struct stat st;
+  if (path.empty() || stat(path.c_str(), &st) == 0) return {};
+  if (path.has_parent_path() && path.parent_path() != path) RETURN_IF_ERROR(MkdirAll(path.parent_path()));
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + path.string());
   return {};
 }
 
@@ -116,7 +117,7 @@ Result<TempDir> TempDir::Create(const fs::path& parent, std::string_view prefix)
   RETURN_IF_ERROR(MkdirAll(parent));
   for (int attempt = 0; attempt < 16; ++attempt) {
     fs::path p = parent / (std::string(prefix) + RandomSuffix());
-    if (::mkdir(p.c_str(), 0755) == 0) {
+    if (::mkdir(p.c_str(), 0700) == 0) {
       TempDir t;
       t.path_ = p;
       return t;
@@ -162,7 +163,7 @@ Status TempDir::Commit(const fs::path& dest) {
 
 namespace imagefs {
 Status WriteNewFile(const fs::path& path, std::string_view data) {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_EXCL, 0644));
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_EXCL, 0600));
   RETURN_IF_ERROR(WriteAll(fd.get(), data.data(), data.size()));
   return {};
 }

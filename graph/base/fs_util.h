@@ -16,7 +16,8 @@ namespace imagefs {
 
 namespace fs = std::filesystem;
 
-Result<UniqueFd> OpenFile(const fs::path& path, int flags, mode_t mode = 0644);
+// Files the store makes are its owner's alone: the default mode is 0600.
+Result<UniqueFd> OpenFile(const fs::path& path, int flags, mode_t mode = 0600);
 // Reads a whole file, refusing one larger than max_bytes (hostile or corrupt input).
 Result<std::string> ReadFile(const fs::path& path, size_t max_bytes = 64u << 20);
 Status WriteAll(int fd, const void* data, size_t len);
@@ -24,6 +25,8 @@ Status PreadAll(int fd, void* buf, size_t len, off_t off);
 Status FsyncPath(const fs::path& path);
 // Writes data to path atomically and durably (tmp file beside it + fsync + rename + fsync dir).
 Status WriteFileAtomic(const fs::path& path, std::string_view data);
+// Creates a directory and its missing parents, each private to its owner (0700), as the
+// XDG base directory rules ask of directories made on a user's behalf.
 Status MkdirAll(const fs::path& path);
 // Removes a tree; a missing path is not an error.
 Status RemoveTree(const fs::path& path);

@@ -13,12 +13,15 @@ run "$IMAGEFS";                   check_eq "no command is a usage error" 2 "$rc"
 run "$IMAGEFS" frobnicate;        check_eq "unknown command is a usage error" 2 "$rc"
 run "$IMAGEFS" images --format x; check_eq "bad option value is a usage error" 2 "$rc"
 run "$IMAGEFS" tag onlyone;       check_eq "missing argument is a usage error" 2 "$rc"
-run "$IMAGEFS" images;            check_eq "images on an empty store" 0 "$rc"
-check_eq "empty listing is a header" "REPOSITORY   TAG   IMAGE ID   CREATED   SIZE" "$out"
+run "$IMAGEFS" images;            check_eq "images where no store is" 1 "$rc"
+check_eq "says there is no store" "imagefs: no store at $IMAGEFS_STORE" "$out"
+mkdir -m 700 "$IMAGEFS_STORE"
+run "$IMAGEFS" images;            check_eq "images on an empty directory" 1 "$rc"
 
 # The three formats of one image give one image ID and share every layer.
 run "$IMAGEFS" load "$fx/docker.tar"; check_eq "load docker-archive" 0 "$rc"
 check_eq "docker-archive output" "Loaded image: example/img:1" "$out"
+run "$IMAGEFS" images -a; check_eq "images on a store" 0 "$rc"
 id=$("$IMAGEFS" inspect example/img:1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')
 want=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["Config"].split(".")[0])' <(tar -xOf "$fx/docker.tar" manifest.json))
 check_eq "image ID is sha256 of the config" "sha256:$want" "$id"
@@ -94,6 +97,9 @@ run "$IMAGEFS" load - < "$fx/docker.tar"; check_eq "load from stdin" "Loaded ima
 # The store from one process is seen by the next; --store and the environment agree.
 run "$IMAGEFS" --store "$IMAGEFS_STORE" images; check_contains "--store" "example/img" "$out"
 run env -u IMAGEFS_STORE XDG_DATA_HOME="$SCRATCH/xdg" "$IMAGEFS" images
-check_eq "XDG default store is separate" 1 "$(wc -l <<<"$out")"
-test -f "$SCRATCH/xdg/imagefs/VERSION" && echo "ok: XDG store created" || fail "XDG store not created"
+check_eq "the XDG default store is separate (and not there yet)" "imagefs: no store at $SCRATCH/xdg/imagefs" "$out"
+test -e "$SCRATCH/xdg" && fail "images made the XDG store" || echo "ok: images made no XDG store"
+run env -u IMAGEFS_STORE XDG_DATA_HOME="$SCRATCH/xdg" "$IMAGEFS" load -q "$fx/docker.tar"
+check_eq "load makes the XDG default store" 0 "$rc"
+check_eq "a private store, its parents too" "700 700" "$(stat -c %a "$SCRATCH/xdg/imagefs" "$SCRATCH/xdg" | xargs)"
 finish

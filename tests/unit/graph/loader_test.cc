@@ -101,7 +101,7 @@ std::vector<TarMember> OciArchive() {
 class LoaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto s = Store::Open(dir_ / "store");
+    auto s = Store::Open(dir_ / "store", {.create = true});
     ASSERT_TRUE(s) << s.error().msg;
     store_ = std::move(*s);
   }
@@ -179,7 +179,7 @@ TEST_F(LoaderTest, PartialArchiveKeepsGoodImagesAndNamesTheBadOne) {
 
 TEST_F(LoaderTest, TwoConcurrentLoadsDoTheWorkOnce) {
   fs::path path = Write("a.tar", MakeTar(DockerArchive()));
-  auto other = Store::Open(dir_ / "store");  // as another process would
+  auto other = Store::Open(dir_ / "store", {.create = true});  // as another process would
   ASSERT_TRUE(other);
   Result<LoadReport> first(Fail(Code::kIo, "not run")), second(Fail(Code::kIo, "not run"));
   std::thread t1([&] { first = LoadArchive(*store_, path); });

@@ -1,5 +1,6 @@
 #include "graph/store.h"
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -45,7 +46,7 @@ class StoreTest : public ::testing::Test {
   void SetUp() override { Reopen(); }
   void Reopen() {
     store_.reset();
-    auto s = Store::Open(dir_ / "store");
+    auto s = Store::Open(dir_ / "store", {.create = true});
     ASSERT_TRUE(s) << s.error().msg;
     store_ = std::move(*s);
   }
@@ -228,7 +229,7 @@ TEST_F(StoreTest, CrashAtAnyStepLeavesWholeImageOrNothing) {
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      auto s = Store::Open(dir_ / "store");
+      auto s = Store::Open(dir_ / "store", {.create = true});
       if (!s) _exit(3);
       (*s)->inject_failure = [step](std::string_view at) -> Status {
         if (at == step) _exit(9);  // dies here, with its files half-written
@@ -332,7 +333,7 @@ TEST_F(StoreTest, RetainedLayerSurvivesUntilReleased) {
     auto hold = store_->Retain(top);
     ASSERT_TRUE(hold);
     // A second store (another process's view) sees the retain too.
-    auto other = Store::Open(dir_ / "store");
+    auto other = Store::Open(dir_ / "store", {.create = true});
     ASSERT_TRUE(other);
     ASSERT_TRUE((*other)->DeleteImage(id));
     auto refused = (*other)->DeleteLayer(top);
@@ -368,7 +369,7 @@ TEST_F(StoreTest, TagsNormaliseAndPersist) {
 }
 
 TEST_F(StoreTest, SecondInstanceSeesChangesAfterRefresh) {
-  auto other = Store::Open(dir_ / "store");
+  auto other = Store::Open(dir_ / "store", {.create = true});
   ASSERT_TRUE(other);
   std::string id = AddImage({tar_a_});
   EXPECT_FALSE((*other)->GetImage(id));
@@ -382,9 +383,75 @@ TEST_F(StoreTest, SecondInstanceSeesChangesAfterRefresh) {
 TEST_F(StoreTest, RefusesUnknownStoreFormat) {
   store_.reset();
   testing::WriteAll(dir_ / "store" / "VERSION", "imagefs-store 99\n");
-  auto s = Store::Open(dir_ / "store");
+  auto s = Store::Open(dir_ / "store", {.create = true});
   ASSERT_FALSE(s);
-  EXPECT_NE(s.error().msg.find("unknown store format"), std::string::npos);
+  EXPECT_NE(s.error().msg.find("format version 99; this imagefs reads format version 1"), std::string::npos)
+      << s.error().msg;
+  EXPECT_EQ(testing::ReadAll(dir_ / "store" / "VERSION"), "imagefs-store 99\n");  // never "upgraded"
+}
+
+// Lists a directory with each entry's type and mtime: what "left as it was" means.
+std::string Snapshot(const fs::path& dir) {
+  std::string out;
+  std::error_code ec;
+  for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
+    struct stat st;
+    lstat(e.path().c_str(), &st);
+    out += e.path().string() + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + "\n";
+  }
+  return out;
+}
+
+TEST_F(StoreTest, OpensOnlyStoresAndCreatesOnlyWhereAsked) {
+  fs::path missing = dir_ / "missing", empty = dir_ / "empty", other = dir_ / "other";
+  fs::create_directories(empty);
+  fs::create_directories(other / "sub");
+  testing::WriteAll(other / "notes.txt", "mine\n");
+  std::string before_empty = Snapshot(empty), before_other = Snapshot(other);
+
+  auto r = Store::Open(missing);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kNotFound);
+  EXPECT_EQ(r.error().msg, "no store at " + missing.string());
+  EXPECT_FALSE(fs::exists(missing));
+  r = Store::Open(empty);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().msg, "no store at " + empty.string());
+  EXPECT_EQ(Snapshot(empty), before_empty);
+  for (bool create : {false, true}) {
+    r = Store::Open(other, {.create = create});
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().msg.find("choose an empty or new directory"), std::string::npos) << r.error().msg;
+    EXPECT_EQ(Snapshot(other), before_other);
+  }
+
+  r = Store::Open(empty, {.create = true});
+  ASSERT_TRUE(r) << r.error().msg;
+  struct stat st;
+  ASSERT_EQ(stat(empty.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  r = Store::Open(missing / "deeper", {.create = true});
+  ASSERT_TRUE(r) << r.error().msg;
+  ASSERT_EQ(stat((missing / "deeper").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  r.value().reset();
+  EXPECT_TRUE(Store::Open(missing / "deeper"));  // a store now: read-only commands open it
+}
+
+TEST_F(StoreTest, EverythingInAStoreIsPrivate) {
+  MemorySource src(tar_a_);
+  ASSERT_TRUE(store_->RegisterLayer(std::nullopt, src));
+  ASSERT_TRUE(store_->RegisterImage({std::string(64, 'a'), "{}", std::nullopt, std::nullopt}));
+  std::error_code ec;
+  size_t checked = 0;
+  for (const auto& e : fs::recursive_directory_iterator(dir_ / "store", ec)) {
+    struct stat st;
+    ASSERT_EQ(lstat(e.path().c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 077, 0u) << e.path() << " has mode " << std::oct << (st.st_mode & 07777);
+    ++checked;
+  }
+  EXPECT_GT(checked, 10u);
 }
 
 TEST_F(StoreTest, LayerSizeLimit) {

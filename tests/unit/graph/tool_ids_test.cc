@@ -89,7 +89,7 @@ TEST_F(ToolIdsTest, ImageIdIsSha256OfConfigBytes) {
 }
 
 TEST_F(ToolIdsTest, ChainIdsOfRegisteredLayersMatchIndependentComputation) {
-  auto store = Store::Open(dir_ / "store");
+  auto store = Store::Open(dir_ / "store", {.create = true});
   ASSERT_TRUE(store) << store.error().msg;
   json docker_manifest = json::parse(testing::ReadAll(dir_ / "docker" / "manifest.json"));
   const auto& diff_ids = config_["rootfs"]["diff_ids"];

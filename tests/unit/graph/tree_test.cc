@@ -9,7 +9,7 @@ namespace {
 
 TEST(Tree, VeryDeepDirectoryRemovedByWhiteout) {
   testing::ScratchDir dir;
-  auto store = Store::Open(dir / "store");
+  auto store = Store::Open(dir / "store", {.create = true});
   ASSERT_TRUE(store);
   std::string deep;
   for (int i = 0; i < 300000; ++i) deep += "d/";
