@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "graph/base/fs_util.h"
 #include "graph/base/log.h"
 
 namespace imagefs::fetch {
@@ -54,19 +55,42 @@ void RegistryTree::RecordError(const std::string& what, const Error& error) {
   while (errors_.size() > kMaxErrors) errors_.pop_front();
 }
 
-Result<RemoteEntry> RegistryTree::ResolveImage(const std::string& path, const Reference& ref, double ttl) {
-  ASSIGN_OR_RETURN(ResolvedImage image, puller_.Resolve(ref, platform_));
+Result<RemoteEntry> RegistryTree::ResolveImage(const std::string& path, const Reference& ref, double ttl,
+                                               RemoteAccess access) {
+  ASSIGN_OR_RETURN(ResolvedImage image, As(access).puller.Resolve(ref, platform_));
   RemoteEntry entry{RemoteEntry::Kind::kImage, path + "@" + image.digest.str(), ttl};
   std::lock_guard lock(mu_);
-  images_.emplace(entry.key, std::move(image));
-  lookups_[path] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
+  Known& known = images_[entry.key];
+  if (known.image.image_id.empty()) known.image = std::move(image);
+  known.anonymous_ok |= access == RemoteAccess::kAnonymous;
+  lookups_[{access, path}] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
   return entry;
 }
 
-Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::string& name) {
+Result<ResolvedImage> RegistryTree::Resolved(const std::string& key, RemoteAccess access) {
+  ResolvedImage image;
+  {
+    std::lock_guard lock(mu_);
+    auto it = images_.find(key);
+    if (it == images_.end()) return Fail(Code::kNotFound, key + ": not resolved");
+    if (access == RemoteAccess::kMounter || it->second.anonymous_ok) return it->second.image;
+    image = it->second.image;
+  }
+  // Known only through the mounter's credentials: ask again as anyone would, by digest.
+  Reference ref = image.ref;
+  ref.digest = image.digest;
+  auto again = anonymous_.puller.Resolve(ref, platform_);
+  if (!again) return Fail(again.error());
+  std::lock_guard lock(mu_);
+  images_[key].anonymous_ok = true;
+  return image;
+}
+
+Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::string& name, RemoteAccess access) {
   // Shells and file managers probe for hidden names: never ask a registry about them.
   if (name.empty() || name[0] == '.') return Fail(Code::kNotFound, name + ": not a registry name");
-  const double ttl = client_.config().tag_cache_seconds;
+  RegistryClient& client = As(access).client;
+  const double ttl = client.config().tag_cache_seconds;
   if (dir.empty()) {
     if (!ValidHost(name)) return Fail(Code::kNotFound, name + ": not a registry host (want host.domain or host:port)");
     std::lock_guard lock(mu_);
@@ -76,7 +100,9 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   const std::string path = dir + "/" + name;
   {
     std::lock_guard lock(mu_);
-    if (auto it = lookups_.find(path); it != lookups_.end() && it->second.second > Clock::now()) return it->second.first;
+    if (auto it = lookups_.find({access, path}); it != lookups_.end() && it->second.second > Clock::now()) {
+      return it->second.first;
+    }
   }
   size_t slash = dir.find('/');
   std::string repo = slash == std::string::npos ? "" : dir.substr(slash + 1);
@@ -84,7 +110,7 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
     if (!ParseReference(path)) return Fail(Code::kNotFound, path + ": not a valid repository name");
     RemoteEntry entry{RemoteEntry::Kind::kDirectory, path, ttl};
     std::lock_guard lock(mu_);
-    lookups_[path] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
+    lookups_[{access, path}] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
     return entry;
   };
   if (repo.empty()) return as_directory();
@@ -93,14 +119,14 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
     if (!digest) return Fail(Code::kNotFound, path + ": not a digest");
     ASSIGN_OR_RETURN(Reference ref, ParseReference(dir));
     ref.digest = *digest;
-    auto entry = ResolveImage(path, ref, kDigestTtl);
+    auto entry = ResolveImage(path, ref, kDigestTtl, access);
     if (!entry) RecordError(ref.String(), entry.error());
     return entry;
   }
   if (!IsValidTag(name)) return as_directory();
   auto ref = ParseReference(dir + ":" + name);
   if (!ref) return as_directory();
-  auto entry = ResolveImage(path, *ref, ttl);
+  auto entry = ResolveImage(path, *ref, ttl, access);
   if (entry) return entry;
   if (entry.error().code != Code::kNotFound) {
     RecordError(ref->String(), entry.error());
@@ -110,10 +136,10 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   // Not a tag of dir: a longer repository path, unless dir is a repository (then the tag
   // is simply unknown) and dir/name is not one too.
   ASSIGN_OR_RETURN(Reference repo_ref, ParseReference(dir));
-  auto exists = client_.RepositoryExists(repo_ref);
+  auto exists = client.RepositoryExists(repo_ref);
   if (exists && *exists) {
     auto deeper = ParseReference(path);
-    auto deeper_exists = deeper ? client_.RepositoryExists(*deeper) : Result<bool>(false);
+    auto deeper_exists = deeper ? client.RepositoryExists(*deeper) : Result<bool>(false);
     if (deeper_exists && *deeper_exists) return as_directory();
     RecordError(ref->String(), entry.error());
     return entry;
@@ -121,14 +147,12 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   return as_directory();
 }
 
-Result<RemoteImage> RegistryTree::Image(const std::string& key) {
-  std::lock_guard lock(mu_);
-  auto it = images_.find(key);
-  if (it == images_.end()) return Fail(Code::kNotFound, key + ": not resolved");
-  RemoteImage out{it->second.image_id, it->second.config, std::nullopt};
-  if (!it->second.diff_ids.empty()) {
-    Digest chain = ChainIdOf(nullptr, it->second.diff_ids[0]);
-    for (size_t i = 1; i < it->second.diff_ids.size(); ++i) chain = ChainIdOf(&chain, it->second.diff_ids[i]);
+Result<RemoteImage> RegistryTree::Image(const std::string& key, RemoteAccess access) {
+  ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
+  RemoteImage out{image.image_id, image.config, std::nullopt};
+  if (!image.diff_ids.empty()) {
+    Digest chain = ChainIdOf(nullptr, image.diff_ids[0]);
+    for (size_t i = 1; i < image.diff_ids.size(); ++i) chain = ChainIdOf(&chain, image.diff_ids[i]);
     out.top_layer = chain;
   }
   return out;
@@ -140,7 +164,7 @@ bool RegistryTree::IsMaterialized(const std::string& key) {
     std::lock_guard lock(mu_);
     auto it = images_.find(key);
     if (it == images_.end()) return false;
-    id = it->second.image_id;
+    id = it->second.image.image_id;
   }
   return static_cast<bool>(store_.GetImage(id));
 }
@@ -150,19 +174,16 @@ void RegistryTree::Touch(const std::string& image_id) {
   (void)utimensat(AT_FDCWD, marker.c_str(), nullptr, 0);  // fails for images not pulled lazily
 }
 
-Result<std::string> RegistryTree::Materialize(const std::string& key) {
-  ResolvedImage image;
+Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAccess access) {
+  ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
   std::shared_future<Result<std::string>> waiting;
   std::promise<Result<std::string>> promise;
   {
     std::lock_guard lock(mu_);
-    auto it = images_.find(key);
-    if (it == images_.end()) return Fail(Code::kNotFound, key + ": not resolved");
-    image = it->second;
-    if (auto p = pulls_.find(key); p != pulls_.end()) {
+    if (auto p = pulls_.find({access, key}); p != pulls_.end()) {
       waiting = p->second;
     } else {
-      pulls_[key] = promise.get_future().share();
+      pulls_[{access, key}] = promise.get_future().share();
     }
   }
   if (waiting.valid()) return waiting.get();
@@ -173,7 +194,7 @@ Result<std::string> RegistryTree::Materialize(const std::string& key) {
     active_[key] = ActivePull{image.ref.String(), Now(), {}};
   }
   Observer observer(*this, key);
-  Result<std::string> result = puller_.Pull(image, &observer);  // tags it, fetching what is missing
+  Result<std::string> result = As(access).puller.Pull(image, &observer);  // tags it, fetching what is missing
   {
     std::lock_guard lock(mu_);
     active_.erase(key);
@@ -182,16 +203,16 @@ Result<std::string> RegistryTree::Materialize(const std::string& key) {
     RecordError(image.ref.String(), result.error());
     Log()->error("pull {}: {}", image.ref.String(), result.error().msg);
   } else if (!existed) {
-    std::error_code ec;
-    std::filesystem::create_directories(store_.root() / "cache" / "lazy", ec);
-    std::ofstream(store_.root() / "cache" / "lazy" / *result).put('\n');
+    Status marked = MkdirAll(store_.root() / "cache" / "lazy");
+    if (marked) marked = WriteFileAtomic(store_.root() / "cache" / "lazy" / *result, "\n");
+    if (!marked) Log()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
     EnforceQuota(*result);
   } else {
     Touch(image.image_id);
   }
   {
     std::lock_guard lock(mu_);
-    pulls_.erase(key);
+    pulls_.erase({access, key});
   }
   promise.set_value(result);
   return result;
@@ -199,7 +220,7 @@ Result<std::string> RegistryTree::Materialize(const std::string& key) {
 
 std::vector<std::string> RegistryTree::EnforceQuota(const std::string& keep) {
   std::vector<std::string> evicted;
-  uint64_t quota = client_.config().quota_bytes;
+  uint64_t quota = mounter_.client.config().quota_bytes;
   if (quota == 0) return evicted;
   auto used = [&] {
     std::map<std::string, uint64_t> diffs;

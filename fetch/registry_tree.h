@@ -3,8 +3,10 @@
 // per image however many processes wait). Tag lookups are trusted for
 // FetchConfig::tag_cache_seconds, digests for good. Images pulled here are marked lazy
 // (<store>/cache/lazy/<id>, mtime = last use) and are the only ones the quota evicts,
-// least recently used first. Thread-safe: mu_ guards every table and is never held
-// across network I/O.
+// least recently used first. Requests come with a RemoteAccess: the mounter's go through
+// a client holding the mounter's credentials, everyone else's through one holding none,
+// and what one learned is not shown to the other unless it holds for both. Thread-safe:
+// mu_ guards every table and is never held across network I/O.
 #pragma once
 
 #include <chrono>
@@ -18,14 +20,21 @@
 
 namespace imagefs::fetch {
 
+// A way to talk to registries: with the mounter's credentials, or anonymously.
+struct RegistryIdentity {
+  RegistryClient& client;
+  Puller& puller;
+};
+
 class RegistryTree final : public RemoteImages {
  public:
-  RegistryTree(Store& store, RegistryClient& client, Puller& puller, std::optional<Platform> platform)
-      : store_(store), client_(client), puller_(puller), platform_(std::move(platform)) {}
+  RegistryTree(Store& store, RegistryIdentity mounter, RegistryIdentity anonymous,
+               std::optional<Platform> platform)
+      : store_(store), mounter_(mounter), anonymous_(anonymous), platform_(std::move(platform)) {}
 
-  Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name) override;
-  Result<RemoteImage> Image(const std::string& key) override;
-  Result<std::string> Materialize(const std::string& key) override;
+  Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name, RemoteAccess access) override;
+  Result<RemoteImage> Image(const std::string& key, RemoteAccess access) override;
+  Result<std::string> Materialize(const std::string& key, RemoteAccess access) override;
   bool IsMaterialized(const std::string& key) override;
   std::vector<std::string> Hosts() override;
   std::map<std::string, std::string> StatusFiles() override;
@@ -47,18 +56,28 @@ class RegistryTree final : public RemoteImages {
   class Observer;
   using Clock = std::chrono::steady_clock;
 
-  Result<RemoteEntry> ResolveImage(const std::string& path, const Reference& ref, double ttl);
+  struct Known {
+    ResolvedImage image;
+    bool anonymous_ok = false;  // resolved without credentials too: anyone may see it
+  };
+  const RegistryIdentity& As(RemoteAccess access) const {
+    return access == RemoteAccess::kMounter ? mounter_ : anonymous_;
+  }
+  Result<RemoteEntry> ResolveImage(const std::string& path, const Reference& ref, double ttl, RemoteAccess access);
+  // The image behind key, resolved again without credentials first for kAnonymous.
+  Result<ResolvedImage> Resolved(const std::string& key, RemoteAccess access);
   void RecordError(const std::string& what, const Error& error);
   void Touch(const std::string& image_id);
 
   Store& store_;
-  RegistryClient& client_;
-  Puller& puller_;
+  const RegistryIdentity mounter_;
+  const RegistryIdentity anonymous_;
   const std::optional<Platform> platform_;
   std::mutex mu_;
-  std::map<std::string, ResolvedImage> images_;  // by key; guarded by mu_
-  std::map<std::string, std::pair<RemoteEntry, Clock::time_point>> lookups_;  // by path; guarded by mu_
-  std::map<std::string, std::shared_future<Result<std::string>>> pulls_;      // by key; guarded by mu_
+  std::map<std::string, Known> images_;  // by key; guarded by mu_
+  // Both by (access, path or key): one user's answer is not another's.
+  std::map<std::pair<RemoteAccess, std::string>, std::pair<RemoteEntry, Clock::time_point>> lookups_;  // guarded by mu_
+  std::map<std::pair<RemoteAccess, std::string>, std::shared_future<Result<std::string>>> pulls_;      // guarded by mu_
   std::map<std::string, ActivePull> active_;  // by key; guarded by mu_
   std::set<std::string> hosts_;               // guarded by mu_
   std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_

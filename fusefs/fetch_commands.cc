@@ -20,6 +20,9 @@ namespace {
 struct RegistryStack {
   std::unique_ptr<fetch::RegistryClient> client;
   std::unique_ptr<fetch::Puller> puller;
+  // The same without credentials: what the mount's registry/ serves to other users.
+  std::unique_ptr<fetch::RegistryClient> anonymous_client;
+  std::unique_ptr<fetch::Puller> anonymous_puller;
   std::optional<Platform> platform;
 };
 
@@ -44,6 +47,9 @@ Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options)
   if (!options.platform.empty()) {
     ASSIGN_OR_RETURN(stack.platform, ParsePlatform(options.platform));
   }
+  stack.anonymous_client = std::make_unique<fetch::RegistryClient>(
+      config, fetch::CredentialSource(std::nullopt, std::filesystem::path()), store.root() / "cache");
+  stack.anonymous_puller = std::make_unique<fetch::Puller>(store, *stack.anonymous_client);
   stack.client = std::make_unique<fetch::RegistryClient>(
       std::move(config), fetch::CredentialSource(fixed, fetch::CredentialSource::DefaultDockerConfig()),
       store.root() / "cache");
@@ -126,7 +132,8 @@ int CmdPrune(Store& store, bool all) {
 int RunMountWithRegistry(Store& store, MountOptions mount, const RegistryCmdOptions& options) {
   auto stack = MakeStack(store, options);
   if (!stack) return ReportError(stack.error());
-  fetch::RegistryTree tree(store, *stack->client, *stack->puller, stack->platform);
+  fetch::RegistryTree tree(store, {*stack->client, *stack->puller},
+                           {*stack->anonymous_client, *stack->anonymous_puller}, stack->platform);
   mount.remote = &tree;
   return RunMount(store, std::move(mount));
 }

@@ -61,6 +61,7 @@ Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& 
   fs->remote_ = remote;
   ASSIGN_OR_RETURN(fs->import_, ImportDir::Create(store));
   fs->start_time_ = time(nullptr);
+  fs->mounter_uid_ = getuid();
   return fs;
 }
 
@@ -88,6 +89,13 @@ void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
     Log()->debug("{}: {}", tag, error.msg);
   }
   fuse_reply_err(req, e);
+}
+
+RemoteAccess ImageFs::Access(fuse_req_t req) const {
+  // The mounter's credentials serve the mounter; other users get what anyone may pull,
+  // unless the mounter lent them on purpose (-o share_credentials).
+  if (options_.share_credentials || fuse_req_ctx(req)->uid == mounter_uid_) return RemoteAccess::kMounter;
+  return RemoteAccess::kAnonymous;
 }
 
 Result<std::shared_ptr<const Tree>> ImageFs::TreeOf(uint32_t serial) {
@@ -164,12 +172,12 @@ Result<size_t> ImageFs::ChainLength(const std::string& image_id) {
   return chain.size();
 }
 
-Result<std::string> ImageFs::Materialized(const std::string& key) {
+Result<std::string> ImageFs::Materialized(const std::string& key, RemoteAccess access) {
   if (remote_ == nullptr) return Fail(Errno(ENOENT, key));
-  return remote_->Materialize(key);
+  return remote_->Materialize(key, access);
 }
 
-Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
+Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
   Entry e;
   e.ino = ino;
   uint32_t serial = InodeTable::SerialOf(ino);
@@ -224,12 +232,12 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
       e.timeout = options_.tree_timeout;  // the key names a digest: immutable
       return e;
     case VKind::kRegistryLayersDir: {
-      ASSIGN_OR_RETURN(std::string id, Materialized(v->key));
+      ASSIGN_OR_RETURN(std::string id, Materialized(v->key, access));
       return e;
     }
     case VKind::kRegistryConfig: {
       if (remote_ == nullptr) return Fail(Errno(ENOENT, v->key));
-      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(v->key));
+      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(v->key, access));
       file(image.config.size());
       e.timeout = options_.tree_timeout;
       return e;
@@ -241,6 +249,9 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
     case VKind::kMetaFile: {
       auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
       file(files.count(v->key) ? files[v->key].size() : 0);
+      // They name private repositories and quote registries: the mounter's to read.
+      st.st_mode = S_IFREG | 0400;
+      st.st_uid = options_.uid.value_or(mounter_uid_);
       e.timeout = 0;
       return e;
     }
@@ -315,7 +326,7 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino) {
   return Fail(Errno(EIO, "unknown node kind"));
 }
 
-Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildren(const VNode& dir) {
+Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildren(const VNode& dir, RemoteAccess access) {
   std::vector<std::pair<std::string, fuse_ino_t>> out;
   switch (dir.kind) {
     case VKind::kRoot:
@@ -348,10 +359,10 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       break;  // below a host, names resolve on lookup only: registries cannot list them all
     case VKind::kRegistryImage: {
       if (remote_ == nullptr) return Fail(Errno(ENOENT, dir.key));
-      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(dir.key));
+      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(dir.key, access));
       std::optional<Digest> top = image.top_layer;
       if (!top) {  // schema1: the chain is known only once pulled
-        ASSIGN_OR_RETURN(std::string id, Materialized(dir.key));
+        ASSIGN_OR_RETURN(std::string id, Materialized(dir.key, access));
         ASSIGN_OR_RETURN(ImageInfo info, store_.GetImage(id));
         top = info.top_layer;
       }
@@ -362,7 +373,7 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       break;
     }
     case VKind::kRegistryLayersDir: {
-      ASSIGN_OR_RETURN(std::string id, Materialized(dir.key));
+      ASSIGN_OR_RETURN(std::string id, Materialized(dir.key, access));
       ASSIGN_OR_RETURN(size_t count, ChainLength(id));
       for (uint32_t i = 0; i < count; ++i) {
         out.emplace_back(std::to_string(i), inodes_.Synthetic(VKind::kRegistryLayerLink, dir.key, i));
@@ -425,7 +436,7 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
   return out;
 }
 
-Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::string& name) {
+Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::string& name, RemoteAccess access) {
   uint32_t serial = InodeTable::SerialOf(parent);
   if (serial != 0) {
     ASSIGN_OR_RETURN(auto tree, TreeOf(serial));
@@ -433,48 +444,54 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
     if (node >= tree->size()) return Fail(Errno(ESTALE, "stale node"));
     auto child = tree->Lookup(node, name);
     if (!child) return Fail(Errno(ENOENT, name));
-    return Describe(InodeTable::TreeIno(serial, *child));
+    return Describe(InodeTable::TreeIno(serial, *child), access);
   }
   auto dir = inodes_.GetSynthetic(parent);
   if (!dir) return Fail(Errno(ESTALE, "unknown node"));
-  if (dir->kind == VKind::kRoot && name == ".imagefs") return Describe(inodes_.Synthetic(VKind::kMetaDir, ""));
+  if (dir->kind == VKind::kRoot && name == ".imagefs") return Describe(inodes_.Synthetic(VKind::kMetaDir, ""), access);
   if (dir->kind == VKind::kImagesDir || dir->kind == VKind::kLayersDir) {
     // A unique ID prefix resolves too, without being listed.
     if (dir->kind == VKind::kImagesDir) {
       auto id = store_.ResolveImageId(name);
       if (!id) return Fail(Errno(ENOENT, name));
-      return Describe(inodes_.Synthetic(VKind::kImageDir, *id));
+      return Describe(inodes_.Synthetic(VKind::kImageDir, *id), access);
     }
     auto chain = store_.ResolveLayerId(name);
     if (!chain) return Fail(Errno(ENOENT, name));
-    return Describe(inodes_.Synthetic(VKind::kLayerDir, chain->hex()));
+    return Describe(inodes_.Synthetic(VKind::kLayerDir, chain->hex()), access);
   }
   if (dir->kind == VKind::kRegistryDir) {
     if (remote_ == nullptr) return Fail(Errno(ENOENT, name));
-    ASSIGN_OR_RETURN(RemoteEntry entry, remote_->Lookup(dir->key, name));
+    ASSIGN_OR_RETURN(RemoteEntry entry, remote_->Lookup(dir->key, name, access));
     VKind kind = entry.kind == RemoteEntry::Kind::kImage ? VKind::kRegistryImage : VKind::kRegistryDir;
-    ASSIGN_OR_RETURN(Entry e, Describe(inodes_.Synthetic(kind, entry.key)));
+    ASSIGN_OR_RETURN(Entry e, Describe(inodes_.Synthetic(kind, entry.key), access));
     e.timeout = entry.ttl;  // a tag may move: the kernel asks again after its cache time
+    // When users whose requests may not use the mounter's credentials can enter, every
+    // walk through an image entry comes here, so that a dentry the mounter's lookup left
+    // in the kernel's cache does not let them into a private image.
+    if (entry.kind == RemoteEntry::Kind::kImage && options_.others_may_enter && !options_.share_credentials) {
+      e.timeout = 0;
+    }
     return e;
   }
   if (dir->kind == VKind::kRegistryImage && name != "config.json") {
     // The first access to anything but the config pulls the image.
-    ASSIGN_OR_RETURN(std::string id, Materialized(dir->key));
+    ASSIGN_OR_RETURN(std::string id, Materialized(dir->key, access));
   }
   if (dir->kind == VKind::kImportDir) {
     if (!import_->Stat(name)) return Fail(Errno(ENOENT, name));
-    return Describe(inodes_.Synthetic(VKind::kImportFile, name));
+    return Describe(inodes_.Synthetic(VKind::kImportFile, name), access);
   }
-  ASSIGN_OR_RETURN(auto children, SyntheticChildren(*dir));
+  ASSIGN_OR_RETURN(auto children, SyntheticChildren(*dir, access));
   for (const auto& [child, ino] : children) {
-    if (child == name) return Describe(ino);
+    if (child == name) return Describe(ino, access);
   }
   return Fail(Errno(ENOENT, name));
 }
 
 void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (InodeTable::SerialOf(parent) == 0) (void)store_.Refresh();
-  auto e = ResolveChild(parent, name);
+  auto e = ResolveChild(parent, name, Access(req));
   if (!e) return ReplyError(req, e.error(), "lookup");
   fuse_entry_param p{};
   p.ino = e->ino;
@@ -484,8 +501,9 @@ void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 }
 
 void ImageFs::GetAttr(fuse_req_t req, fuse_ino_t ino) {
+  const RemoteAccess access = Access(req);
   if (InodeTable::SerialOf(ino) == 0) (void)store_.Refresh();
-  auto e = Describe(ino);
+  auto e = Describe(ino, access);
   if (!e) return ReplyError(req, e.error(), "getattr");
   fuse_reply_attr(req, &e->attr, e->timeout);
 }
@@ -500,6 +518,7 @@ void ImageFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_
 }
 
 void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  const RemoteAccess access = Access(req);
   uint32_t serial = InodeTable::SerialOf(ino);
   if (serial != 0) {
     auto tree_node = TreeNode(ino);
@@ -519,7 +538,7 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
     if (!chain || v->index >= chain->size()) return (void)fuse_reply_err(req, ENOENT);
     target = "../../../layers/" + (*chain)[v->index].chain_id.hex();
   } else if (v->kind == VKind::kRegistryLayerLink) {
-    auto id = Materialized(v->key);
+    auto id = Materialized(v->key, access);
     auto image = id ? store_.GetImage(*id) : Result<ImageInfo>(Fail(id.error()));
     if (!image || !image->top_layer) return (void)fuse_reply_err(req, ENOENT);
     auto chain = store_.LayerChain(*image->top_layer);
@@ -541,11 +560,12 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void ImageFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const RemoteAccess access = Access(req);
   // With no opendir/releasedir round trips the kernel caches every directory's entries
   // (FOPEN_CACHE_DIR) and drops the cache when the directory's mtime moves: tree
   // directories never change, and synthetic ones move their mtime with the store.
   if (no_opendir_) return (void)fuse_reply_err(req, ENOSYS);
-  auto e = Describe(ino);
+  auto e = Describe(ino, access);
   if (!e) return ReplyError(req, e.error(), "opendir");
   if (!S_ISDIR(e->attr.st_mode)) return (void)fuse_reply_err(req, ENOTDIR);
   fi->cache_readdir = InodeTable::SerialOf(ino) != 0;
@@ -554,6 +574,7 @@ void ImageFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*, bool plus) {
+  const RemoteAccess access = Access(req);
   std::shared_ptr<const Tree> tree;
   uint32_t serial = InodeTable::SerialOf(ino), node = 0;
   std::vector<std::pair<std::string, fuse_ino_t>> entries;
@@ -569,7 +590,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
     if (off == 0) (void)store_.Refresh();
     auto v = inodes_.GetSynthetic(ino);
     if (!v) return (void)fuse_reply_err(req, ESTALE);
-    auto children = SyntheticChildren(*v);
+    auto children = SyntheticChildren(*v, access);
     if (!children) return ReplyError(req, children.error(), "readdir");
     entries = std::move(*children);
     lazy_image = v->kind == VKind::kRegistryImage && remote_ != nullptr && !remote_->IsMaterialized(v->key);
@@ -600,7 +621,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
       e.attr.st_mode = name == "image.tar" ? S_IFREG : S_IFDIR;
     } else {
       name = entries[pos - 2].first;
-      auto d = Describe(entries[pos - 2].second);
+      auto d = Describe(entries[pos - 2].second, access);
       if (!d) continue;  // gone meanwhile
       e.ino = d->ino;
       e.attr = d->attr;
@@ -624,6 +645,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
 void ImageFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  const RemoteAccess access = Access(req);
   bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
   auto handle = std::make_unique<Handle>();
   uint32_t serial = InodeTable::SerialOf(ino);
@@ -673,7 +695,7 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
         break;
       }
       case VKind::kRegistryConfig: {
-        auto image = remote_ ? remote_->Image(v->key) : Result<RemoteImage>(Fail(Errno(ENOENT, v->key)));
+        auto image = remote_ ? remote_->Image(v->key, access) : Result<RemoteImage>(Fail(Errno(ENOENT, v->key)));
         if (!image) return ReplyError(req, image.error(), "config_read_failed");
         handle->source = Handle::Bytes{std::move(image->config)};
         fi->keep_cache = 1;
@@ -711,11 +733,12 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 }
 
 void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+  const RemoteAccess access = Access(req);
   auto dir = inodes_.GetSynthetic(parent);
   if (!dir || dir->kind != VKind::kImportDir) return (void)fuse_reply_err(req, EROFS);
   auto fd = import_->Open(name, O_CREAT | O_TRUNC | (fi->flags & O_ACCMODE), mode);
   if (!fd) return ReplyError(req, fd.error(), "import");
-  auto e = Describe(inodes_.Synthetic(VKind::kImportFile, name));
+  auto e = Describe(inodes_.Synthetic(VKind::kImportFile, name), access);
   if (!e) return ReplyError(req, e.error(), "import");
   auto handle = std::make_unique<Handle>();
   handle->source = Handle::Import{std::move(*fd), name};

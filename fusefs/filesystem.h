@@ -29,6 +29,10 @@ struct FsOptions {
   double tree_timeout = 86400;    // entry/attr cache of immutable content, seconds
   double store_timeout = 1;       // of the synthetic directories that follow the store
   uint64_t passthrough_min = 32u << 20;  // see Passthrough; 0: off
+  // Users other than the mounter may enter the mount (-o allow_other).
+  bool others_may_enter = false;
+  // Their registry/ lookups and pulls use the mounter's credentials too (-o share_credentials).
+  bool share_credentials = false;
 };
 
 class ImageFs {
@@ -70,14 +74,16 @@ class ImageFs {
   Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
   // The tree and node an id names (serial != 0); ESTALE for a node the tree lacks.
   Result<std::pair<std::shared_ptr<const Tree>, uint32_t>> TreeNode(fuse_ino_t ino);
-  Result<Entry> ResolveChild(fuse_ino_t parent, const std::string& name);
-  Result<Entry> Describe(fuse_ino_t ino);
-  Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir);
+  // Which credentials a request may use for registry/ (see Access()).
+  RemoteAccess Access(fuse_req_t req) const;
+  Result<Entry> ResolveChild(fuse_ino_t parent, const std::string& name, RemoteAccess access);
+  Result<Entry> Describe(fuse_ino_t ino, RemoteAccess access);
+  Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir,
+                                                                            RemoteAccess access);
   Result<std::shared_ptr<const ImageArchive>> ArchiveOf(const std::string& image_id);
   // The image ID behind a registry image node, pulling it first if need be.
-  Result<std::string> Materialized(const std::string& key);
+  Result<std::string> Materialized(const std::string& key, RemoteAccess access);
   Result<size_t> ChainLength(const std::string& image_id);
-  Result<ImageFs::Entry> RegistryChild(const VNode& dir, const std::string& name);
   fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
@@ -100,6 +106,7 @@ class ImageFs {
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;
+  uid_t mounter_uid_ = 0;
   bool no_opendir_ = false;  // set once in Init, before any other op
 };
 

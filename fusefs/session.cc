@@ -59,11 +59,14 @@ Status ParseOptions(MountOptions& options, std::string& fuse_opts) {
           return Fail(Code::kInvalid, "invalid mount option \"" + opt + "\"");
         }
       };
-      if (opt.rfind("uid=", 0) == 0) {
+      if (opt == "share_credentials") {
+        options.fs.share_credentials = true;
+      } else if (opt.rfind("uid=", 0) == 0) {
         ASSIGN_OR_RETURN(options.fs.uid, number(4));
       } else if (opt.rfind("gid=", 0) == 0) {
         ASSIGN_OR_RETURN(options.fs.gid, number(4));
       } else {
+        if (opt == "allow_other") options.fs.others_may_enter = true;
         fuse_opts += "," + opt;
       }
     }

@@ -29,17 +29,23 @@ struct RemoteImage {
   std::optional<Digest> top_layer;  // ChainID of the top layer (none for schema1 until pulled)
 };
 
+// Whose credentials a request may use: the mounter's, or none at all (anonymous access
+// only: what anyone on the machine could pull).
+enum class RemoteAccess { kMounter, kAnonymous };
+
 class RemoteImages {
  public:
   virtual ~RemoteImages() = default;
   // Looks up `name` in the registry directory `dir` ("" is registry/ itself, then "host",
   // "host/repo", …). An unknown tag of an existing repository is kNotFound; refused
   // credentials kAuth.
-  virtual Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name) = 0;
-  virtual Result<RemoteImage> Image(const std::string& key) = 0;
+  // With kAnonymous nothing is looked up, resolved or pulled with credentials, and an
+  // image resolved with them is resolved again anonymously before it is shown.
+  virtual Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name, RemoteAccess access) = 0;
+  virtual Result<RemoteImage> Image(const std::string& key, RemoteAccess access) = 0;
   // Fetches what the image lacks and registers it (once, however many callers wait);
   // returns the image ID. A failure is not remembered: the next call tries again.
-  virtual Result<std::string> Materialize(const std::string& key) = 0;
+  virtual Result<std::string> Materialize(const std::string& key, RemoteAccess access) = 0;
   virtual bool IsMaterialized(const std::string& key) = 0;
   // Hosts looked up so far: registry/'s listing.
   virtual std::vector<std::string> Hosts() = 0;

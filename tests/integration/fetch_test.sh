@@ -4,49 +4,26 @@
 # the tests (registry_servers.py). Fixtures are made by umoci and pushed by skopeo.
 source "$(dirname "$0")/lib.sh"
 source "$TESTS_DIR/mount_lib.sh"
+source "$TESTS_DIR/registry_lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-started_pids=()
-cleanup_hooks+=('kill_child "${started_pids[@]}"')
-wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null ${2:-} "$1" && return 0; sleep 0.1; done; echo "no server at $1" >&2; return 1; }
-
-# One registry per auth mode, all serving the same storage.
-start_registry() {  # start_registry PORT EXTRA_YAML [HTTP_TLS_YAML]
-  cat > "$SCRATCH/reg-$1.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $SCRATCH/registry}, delete: {enabled: true}}
-http: {addr: 127.0.0.1:$1, ${3:-}}
-$2
-YML
-  docker-registry serve "$SCRATCH/reg-$1.yml" >>"$SCRATCH/registry.log" 2>&1 &
-  started_pids+=($!)
-  if [ -n "${3:-}" ]; then wait_http "https://127.0.0.1:$1/v2/" -k; else wait_http "http://127.0.0.1:$1/v2/"; fi
-}
 OPEN=$(free_port); BASIC=$(free_port); TOKEN=$(free_port); TOKSRV=$(free_port); PROXY=$(free_port)
 S1=$(free_port); TLS=$(free_port); AUTHPROXY=$(free_port)
-start_registry "$OPEN" ""
-start_registry "$S1" "compatibility: {schema1: {enabled: true}}"
+start_registry "$OPEN" "$SCRATCH/registry" ""
+start_registry "$S1" "$SCRATCH/registry" "compatibility: {schema1: {enabled: true}}"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SCRATCH/tls.key" -out "$SCRATCH/tls.pem" -subj /CN=127.0.0.1 \
   -addext "subjectAltName=IP:127.0.0.1" -days 1 2>/dev/null
-start_registry "$TLS" "" "tls: {certificate: $SCRATCH/tls.pem, key: $SCRATCH/tls.key}"
+start_registry "$TLS" "$SCRATCH/registry" "" "tls: {certificate: $SCRATCH/tls.pem, key: $SCRATCH/tls.key}"
 htpasswd -Bbc "$SCRATCH/htpasswd" alice 's3cr:et' 2>/dev/null
-start_registry "$BASIC" "auth: {htpasswd: {realm: test, path: $SCRATCH/htpasswd}}"
+start_registry "$BASIC" "$SCRATCH/registry" "auth: {htpasswd: {realm: test, path: $SCRATCH/htpasswd}}"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$SCRATCH/key.pem" -out "$SCRATCH/cert.pem" -subj /CN=token -days 1 2>/dev/null
 # Tokens live 2 s, so later requests need a fresh one.
 python3 "$TESTS_DIR/registry_servers.py" token "$TOKSRV" "$SCRATCH" test-issuer test-service bob hunter2 2 &
 started_pids+=($!)
-start_registry "$TOKEN" "auth: {token: {realm: http://127.0.0.1:$TOKSRV/token, service: test-service, issuer: test-issuer, rootcertbundle: $SCRATCH/cert.pem}}"
-python3 "$TESTS_DIR/registry_servers.py" proxy "$PROXY" "127.0.0.1:$OPEN" "$SCRATCH" &
-started_pids+=($!)
-wait_http "http://127.0.0.1:$PROXY/_proxy/log"
+start_registry "$TOKEN" "$SCRATCH/registry" "auth: {token: {realm: http://127.0.0.1:$TOKSRV/token, service: test-service, issuer: test-issuer, rootcertbundle: $SCRATCH/cert.pem}}"
+start_proxy "$PROXY" "127.0.0.1:$OPEN"
 # In front of the htpasswd registry, redirecting blobs to "storage" on another host name.
-python3 "$TESTS_DIR/registry_servers.py" proxy "$AUTHPROXY" "127.0.0.1:$BASIC" "$SCRATCH" "127.0.0.1:$OPEN" &
-started_pids+=($!)
-wait_http "http://127.0.0.1:$AUTHPROXY/_proxy/log"
+start_proxy "$AUTHPROXY" "127.0.0.1:$BASIC" "127.0.0.1:$OPEN"
 fault() { curl -sf -X POST -d "{\"match\": \"$1\", \"kind\": \"$2\", \"times\": ${3:-1}}" "http://127.0.0.1:$PROXY/_proxy/fault"; }
-proxy_log() { curl -sf "http://127.0.0.1:$PROXY/_proxy/log"; }
-proxy_reset() { curl -sf -X DELETE "http://127.0.0.1:$PROXY/_proxy/log" >/dev/null; }
 
 # ---- Fixtures: an image with whiteouts, links and a 2 MB file, in several formats.
 cd "$SCRATCH"
@@ -213,27 +190,27 @@ pull_via_proxy() {
   rm -rf "$SCRATCH/store-proxy"
   run env IMAGEFS_STORE="$SCRATCH/store-proxy" "$IMAGEFS" pull --registries "$SCRATCH/fast.json" "$P/test/oci:1"
 }
-proxy_reset; fault /blobs/ status500 2; pull_via_proxy
+proxy_reset "$PROXY"; fault /blobs/ status500 2; pull_via_proxy
 check_eq "two 500s on a blob are retried" 0 "$rc"
-proxy_reset; fault /manifests/ status429 1; pull_via_proxy
+proxy_reset "$PROXY"; fault /manifests/ status429 1; pull_via_proxy
 check_eq "429 on a manifest waits and retries" 0 "$rc"
-proxy_reset; fault /blobs/ truncate 1; pull_via_proxy
+proxy_reset "$PROXY"; fault /blobs/ truncate 1; pull_via_proxy
 check_eq "a body cut short is resumed" 0 "$rc"
-check_contains "with a Range request" "bytes=" "$(proxy_log)"
-proxy_reset; fault /blobs/ drop 2; pull_via_proxy
+check_contains "with a Range request" "bytes=" "$(proxy_log "$PROXY")"
+proxy_reset "$PROXY"; fault /blobs/ drop 2; pull_via_proxy
 check_eq "dropped connections are retried" 0 "$rc"
-proxy_reset; fault /blobs/ wrong 1; pull_via_proxy
+proxy_reset "$PROXY"; fault /blobs/ wrong 1; pull_via_proxy
 check_eq "a wrong blob once is fetched again" 0 "$rc"
-proxy_reset; fault /blobs/ wrong 100; pull_via_proxy
+proxy_reset "$PROXY"; fault /blobs/ wrong 100; pull_via_proxy
 check_eq "a blob that stays wrong fails the pull" 1 "$rc"
 check_contains "naming the digest mismatch" "digest mismatch" "$out"
 check_eq "and registers no layer" 0 "$(ls "$SCRATCH/store-proxy/layers" | wc -l)"
 check_eq "and no image" 0 "$(ls "$SCRATCH/store-proxy/images" | wc -l)"
-proxy_reset; fault /blobs/ slow 100; pull_via_proxy
+proxy_reset "$PROXY"; fault /blobs/ slow 100; pull_via_proxy
 check_eq "a slow registry still completes" 0 "$rc"
 
 # ---- Two concurrent pulls of one image download each blob once.
-proxy_reset; fault /blobs/ slow 100
+proxy_reset "$PROXY"; fault /blobs/ slow 100
 rm -rf "$SCRATCH/store-dup"
 IMAGEFS_STORE=$SCRATCH/store-dup "$IMAGEFS" pull -q "$P/test/v2s2:1" > "$SCRATCH/p1.out" 2>&1 &
 p1=$!
@@ -243,12 +220,12 @@ wait $p1; r1=$?; wait $p2; r2=$?
 check_eq "both concurrent pulls succeed" "0 0" "$r1 $r2"
 # Each process reads the (small) config itself, as Docker's do; layers come once.
 config=$(IMAGEFS_STORE=$SCRATCH/store-dup "$IMAGEFS" images --no-trunc --format json | python3 -c 'import sys,json; print(json.loads(sys.stdin.readline())["ID"].split(":")[-1])')
-check_eq "each layer blob was downloaded once" "" "$(proxy_log | grep '^GET .*/blobs/' | grep -v "$config" | awk '{print $2}' | sort | uniq -d)"
+check_eq "each layer blob was downloaded once" "" "$(proxy_log "$PROXY" | grep '^GET .*/blobs/' | grep -v "$config" | awk '{print $2}' | sort | uniq -d)"
 
 # ---- A pull retains the layers it needs: rm cannot take them away meanwhile.
 export IMAGEFS_STORE=$SCRATCH/store-retain
 "$IMAGEFS" pull -q "$H/test/oci:1" >/dev/null
-proxy_reset; fault /blobs/ slow 100
+proxy_reset "$PROXY"; fault /blobs/ slow 100
 "$IMAGEFS" pull -q "$P/test/other:1" > "$SCRATCH/retain.out" 2>&1 &
 puller=$!
 sleep 0.3
@@ -263,10 +240,10 @@ check_contains "with every layer" "fixture" "$("$IMAGEFS" export "$P/test/other:
 cat > "$SCRATCH/mirror.json" <<JSON
 {"retries": 1, "retry_base_ms": 10, "registries": {"$H": {"mirrors": ["http://127.0.0.1:1", "http://$P"]}}}
 JSON
-proxy_reset
+proxy_reset "$PROXY"
 run env IMAGEFS_STORE="$SCRATCH/store-mirror" "$IMAGEFS" pull --registries "$SCRATCH/mirror.json" "$H/test/oci:1"
 check_eq "a pull through mirrors succeeds" 0 "$rc"
-check_contains "the working mirror served the blobs" "/blobs/" "$(proxy_log)"
+check_contains "the working mirror served the blobs" "/blobs/" "$(proxy_log "$PROXY")"
 
 # ---- The mount's registry/ tree: nothing fetched before first access, one pull.
 export IMAGEFS_STORE=$SCRATCH/store-lazy
@@ -275,21 +252,21 @@ cat > "$SCRATCH/lazy.json" <<JSON
 JSON
 mnt=$SCRATCH/mnt
 start_mount "$mnt" --registries "$SCRATCH/lazy.json"
-proxy_reset
+proxy_reset "$PROXY"
 img=$mnt/registry/$P/test/oci/1
 check_eq "a tag resolves to a directory" "config.json image.tar layers rootfs" "$(ls "$img" | tr '\n' ' ' | sed 's/ $//')"
 check_contains "its config.json is served before any layer" '"rootfs"' "$(cat "$img/config.json")"
-blob_gets=$(proxy_log | grep -c '^GET .*/blobs/' || true)
+blob_gets=$(proxy_log "$PROXY" | grep -c '^GET .*/blobs/' || true)
 check_eq "only the config blob was fetched" 1 "$blob_gets"
 check_eq "no layer is in the store yet" 0 "$(ls "$IMAGEFS_STORE/layers" | wc -l)"
-proxy_reset; fault /blobs/ slow 100
+proxy_reset "$PROXY"; fault /blobs/ slow 100
 cats=()
 for i in 1 2 3 4; do cat "$img/rootfs/etc/os-release" > "$SCRATCH/cat$i.out" 2>&1 & cats+=($!); done
 sleep 0.5
 check_contains ".imagefs/pulls.json shows the pull in progress" '"total"' "$(cat "$mnt/.imagefs/pulls.json")"
 wait "${cats[@]}"
 check_eq "four readers at once see the file" 4 "$(grep -l 'imagefs fetch fixture' "$SCRATCH"/cat?.out | wc -l)"
-check_eq "and cause one download per layer" "" "$(proxy_log | grep '^GET .*/blobs/' | awk '{print $2}' | sort | uniq -d)"
+check_eq "and cause one download per layer" "" "$(proxy_log "$PROXY" | grep '^GET .*/blobs/' | awk '{print $2}' | sort | uniq -d)"
 list_rootfs "$img/rootfs" > "$SCRATCH/lazy.list"
 check_eq "the lazily pulled rootfs equals umoci unpack" "" "$(diff "$SCRATCH/ref.list" "$SCRATCH/lazy.list")"
 check_contains "layers/ links to the pulled layers" "layers/" "$(readlink "$img/layers/0")"

@@ -11,7 +11,7 @@ proxy PORT UPSTREAM DIR [STORAGE]
     registry without auth, standing for blob storage) and logs "RAW PATH auth=yes|no". POST /_proxy/fault with JSON
     {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop",
      "times": N} arms a fault; GET /_proxy/log returns every request line seen
-    ("METHOD PATH RANGE"), DELETE /_proxy/log clears it.
+    ("METHOD PATH RANGE auth=yes|no"), DELETE /_proxy/log clears it.
 """
 import base64, http.client, http.server, json, os, socketserver, subprocess, sys, threading, time, uuid
 
@@ -126,7 +126,8 @@ def proxy(port, upstream, d, storage=None):
             if self.path.startswith("/_proxy/"):
                 return self.control()
             with lock:
-                log.append(f"{self.command} {self.path} {self.headers.get('Range', '-')}")
+                auth = "yes" if self.headers.get("Authorization") else "no"
+                log.append(f"{self.command} {self.path} {self.headers.get('Range', '-')} auth={auth}")
             kind = self.take_fault()
             if kind == "drop":
                 self.close_connection = True
