@@ -101,9 +101,17 @@ int RunCli(int argc, char** argv) {
                     "libfuse's, e.g. allow_other (needs user_allow_other in /etc/fuse.conf)");
   mount->add_option("--cache-nodes", mount_options.fs.cache_nodes, "tree nodes kept in memory (about 50 bytes each)")
       ->capture_default_str();
-  mount->add_option("--passthrough-min", mount_options.fs.passthrough_min,
-                    "files this large (e.g. 32M) are read by the kernel from a plain copy kept in the store "
-                    "(FUSE passthrough, needs root and Linux >= 6.9); 0 turns it off")
+  std::string opens = "kernel";
+  mount->add_option("--opens", opens,
+                    "kernel: the kernel opens and closes files itself (small files at page-cache speed; an "
+                    "upload to import/ loads after close() returns); daemon: every open and close asks the "
+                    "daemon (large files can be passed through; close() of an upload reports its load)")
+      ->check(CLI::IsMember({"kernel", "daemon"}))
+      ->capture_default_str();
+  auto* passthrough_min = mount->add_option(
+      "--passthrough-min", mount_options.fs.passthrough_min,
+      "with --opens daemon: files this large (e.g. 32M) are read by the kernel from a plain copy kept "
+      "in the store (FUSE passthrough, needs root and Linux >= 6.9); 0 turns it off")
       ->transform(CLI::AsSizeValue(false))
       ->capture_default_str();
 
@@ -142,6 +150,15 @@ int RunCli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kUsageError;
+  }
+
+  mount_options.fs.kernel_opens = opens == "kernel";
+  if (mount_options.fs.kernel_opens) {
+    if (passthrough_min->count() > 0 && mount_options.fs.passthrough_min != 0) {
+      std::cerr << "imagefs: --passthrough-min needs --opens daemon (passthrough is set up at open)\n";
+      return kUsageError;
+    }
+    mount_options.fs.passthrough_min = 0;
   }
 
   auto level = ParseLogLevel(log_level);

@@ -29,14 +29,13 @@ struct ImageFs::Entry {
   double timeout = 0;
 };
 
-// An open file: what its reads come from.
-struct ImageFs::Handle {
+// What a file's bytes come from.
+struct ImageFs::Source {
   struct TreeFile {
     std::shared_ptr<const Tree> tree;
     uint32_t node;
-    std::optional<Tree::Extent> extent;
+    std::optional<Tree::Extent> extent;  // contiguous data: spliced from the blob
     uint64_t size;
-    fuse_ino_t counted_ino;  // non-zero for Passthrough::Mode::kServeCounted: tell it of the close
   };
   struct Bytes {
     std::string data;
@@ -48,18 +47,33 @@ struct ImageFs::Handle {
     std::shared_ptr<const ImageArchive> archive;
   };
   struct Import {
+    std::string name;
+  };
+  std::variant<TreeFile, Bytes, Blob, Archive, Import> v;
+};
+
+// An open file (daemon-handled opens, and uploads created in import/).
+struct ImageFs::Handle {
+  struct Upload {
     UniqueFd fd;
     std::string name;
     bool written = false;
     bool finished = false;
   };
-  std::variant<TreeFile, Bytes, Blob, Archive, Import> source;
+  Source source;
+  std::optional<Upload> upload;
+  fuse_ino_t counted_ino = 0;  // non-zero for Passthrough::Mode::kServeCounted: tell it of the close
 };
 
-Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options, RemoteImages* remote) {
+Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options, RemoteImages* remote,
+                                                 std::shared_ptr<ImportDir> import) {
   std::unique_ptr<ImageFs> fs(new ImageFs(store, options));
   fs->remote_ = remote;
-  ASSIGN_OR_RETURN(fs->import_, ImportDir::Create(store));
+  if (import) {
+    fs->import_ = std::move(import);
+  } else {
+    ASSIGN_OR_RETURN(fs->import_, ImportDir::Create(store));
+  }
   fs->start_time_ = time(nullptr);
   fs->mounter_uid_ = getuid();
   return fs;
@@ -76,8 +90,13 @@ void ImageFs::Init(fuse_conn_info* conn) {
   no_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   // Content never changes: no attribute revalidation on every cached read.
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
-  passthrough_.OfferInInit();
-  Log()->info("mount ready: store={}", store_.root().string());
+  if (options_.kernel_opens && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
+    conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
+    kernel_opens_ = true;
+  } else {
+    passthrough_.OfferInInit();
+  }
+  Log()->info("mount ready: store={} opens={}", store_.root().string(), kernel_opens_ ? "kernel" : "daemon");
 }
 
 void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
@@ -247,11 +266,13 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       e.timeout = options_.tree_timeout;
       return e;
     case VKind::kMetaFile: {
-      auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
-      file(files.count(v->key) ? files[v->key].size() : 0);
-      // They name private repositories and quote registries: the mounter's to read.
-      st.st_mode = S_IFREG | 0400;
-      st.st_uid = options_.uid.value_or(mounter_uid_);
+      file(StatusSnapshot(ino, v->key).size());
+      // Pull status and errors name private repositories and quote registries: the
+      // mounter's to read. The EIO counters are no secret.
+      if (StatusFileName(v->key) != "stats") {
+        st.st_mode = S_IFREG | 0400;
+        st.st_uid = options_.uid.value_or(mounter_uid_);
+      }
       e.timeout = 0;
       return e;
     }
@@ -261,7 +282,9 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       follows_store();
       return e;
     case VKind::kImportDir: {
-      st.st_mode = S_IFDIR | 0755;
+      // The mounter's: others may not upload (nor, where it is its own mount, look in).
+      st.st_mode = S_IFDIR | (options_.import_only ? 0700 : 0755);
+      st.st_uid = options_.uid.value_or(mounter_uid_);
       e.timeout = 0;
       if (auto real = import_->DirStat()) st.st_mtim = real->st_mtim;
       return e;
@@ -290,9 +313,9 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       e.timeout = options_.tree_timeout;
       return e;
     }
-    case VKind::kStatsFile:
-      file(stats_.Json().size());
-      e.timeout = 0;
+    case VKind::kImportLink:
+      link(options_.import_link);
+      e.timeout = options_.tree_timeout;
       return e;
     // Link targets end in a 64-hex ID, so their length is known without resolving them.
     case VKind::kImageLayerLink: {
@@ -333,7 +356,7 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       out.emplace_back("images", inodes_.Synthetic(VKind::kImagesDir, ""));
       out.emplace_back("layers", inodes_.Synthetic(VKind::kLayersDir, ""));
       out.emplace_back("tags", inodes_.Synthetic(VKind::kTagsDir, ""));
-      out.emplace_back("import", inodes_.Synthetic(VKind::kImportDir, ""));
+      out.emplace_back("import", inodes_.Synthetic(options_.import_link.empty() ? VKind::kImportDir : VKind::kImportLink, ""));
       out.emplace_back("registry", inodes_.Synthetic(VKind::kRegistryDir, ""));
       break;
     case VKind::kImagesDir:
@@ -347,10 +370,7 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       }
       break;
     case VKind::kMetaDir:
-      out.emplace_back("stats", inodes_.Synthetic(VKind::kStatsFile, ""));
-      if (remote_ != nullptr) {
-        for (const auto& [name, text] : remote_->StatusFiles()) out.emplace_back(name, inodes_.Synthetic(VKind::kMetaFile, name));
-      }
+      for (auto& [name, text] : StatusFiles()) out.emplace_back(name, SnapshotIno(name, std::move(text)));
       break;
     case VKind::kRegistryDir:
       if (dir.key.empty() && remote_ != nullptr) {
@@ -489,8 +509,56 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
   return Fail(Errno(ENOENT, name));
 }
 
+// The store's directories show loads of import/ only once they are done: where the
+// writer's close() does not wait for its load (kernel-handled opens), a lookup does.
+void ImageFs::WaitForImports(const VNode& dir, const char* name) {
+  if (dir.kind == VKind::kImportDir) {
+    name ? import_->WaitForLoad(name) : import_->WaitForLoads();
+  } else if (dir.kind == VKind::kImagesDir || dir.kind == VKind::kLayersDir || dir.kind == VKind::kTagsDir) {
+    import_->WaitForLoads();
+  }
+}
+
+// Status files (.imagefs/) change, and where the kernel handles opens it caches their
+// pages like any file's: so each content they have had is its own node, a snapshot made
+// when it is looked up or listed. A new open after a change finds a new node; an open
+// file keeps reading the snapshot it opened.
+std::map<std::string, std::string> ImageFs::StatusFiles() {
+  auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
+  files["stats"] = stats_.Json();
+  return files;
+}
+
+std::string ImageFs::StatusFileName(const std::string& key) { return key.substr(0, key.find('@')); }
+
+fuse_ino_t ImageFs::SnapshotIno(const std::string& name, std::string content) {
+  fuse_ino_t ino = inodes_.Synthetic(VKind::kMetaFile, name + "@" + Sha256::Of(content).hex().substr(0, 16));
+  std::lock_guard lock(snapshots_mu_);
+  if (snapshots_.emplace(ino, std::move(content)).second) {
+    snapshot_order_.push_back(ino);
+    constexpr size_t kKept = 64;
+    while (snapshot_order_.size() > kKept) {
+      snapshots_.erase(snapshot_order_.front());
+      snapshot_order_.pop_front();
+    }
+  }
+  return ino;
+}
+
+std::string ImageFs::StatusSnapshot(fuse_ino_t ino, const std::string& key) {
+  {
+    std::lock_guard lock(snapshots_mu_);
+    if (auto it = snapshots_.find(ino); it != snapshots_.end()) return it->second;
+  }
+  auto files = StatusFiles();  // long forgotten: what it says now
+  return files[StatusFileName(key)];
+}
+
 void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  if (InodeTable::SerialOf(parent) == 0) (void)store_.Refresh();
+  if (InodeTable::SerialOf(parent) == 0) {
+    if (auto dir = inodes_.GetSynthetic(parent)) WaitForImports(*dir, name);
+    (void)store_.Refresh();
+  }
   auto e = ResolveChild(parent, name, Access(req));
   if (!e) return ReplyError(req, e.error(), "lookup");
   fuse_entry_param p{};
@@ -531,7 +599,9 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
   auto v = inodes_.GetSynthetic(ino);
   if (!v) return (void)fuse_reply_err(req, ESTALE);
   std::string target;
-  if (v->kind == VKind::kImageLayerLink) {
+  if (v->kind == VKind::kImportLink) {
+    target = options_.import_link;
+  } else if (v->kind == VKind::kImageLayerLink) {
     auto image = store_.GetImage(v->key);
     if (!image || !image->top_layer) return (void)fuse_reply_err(req, ENOENT);
     auto chain = store_.LayerChain(*image->top_layer);
@@ -587,9 +657,12 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
     if (node >= tree->size()) return (void)fuse_reply_err(req, ESTALE);
     if (!tree->IsDir(node)) return (void)fuse_reply_err(req, ENOTDIR);
   } else {
-    if (off == 0) (void)store_.Refresh();
     auto v = inodes_.GetSynthetic(ino);
     if (!v) return (void)fuse_reply_err(req, ESTALE);
+    if (off == 0) {
+      WaitForImports(*v, nullptr);
+      (void)store_.Refresh();
+    }
     auto children = SyntheticChildren(*v, access);
     if (!children) return ReplyError(req, children.error(), "readdir");
     entries = std::move(*children);
@@ -644,90 +717,93 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
 
 void ImageFs::ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
-void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  const RemoteAccess access = Access(req);
-  bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
-  auto handle = std::make_unique<Handle>();
+// What reads of node `ino` come from. The same for an OPEN (daemon-handled opens keep it
+// in a handle) and for a READ without one (kernel-handled opens: built per request, which
+// costs a hash probe for tree files).
+Result<ImageFs::Source> ImageFs::SourceOf(fuse_ino_t ino, RemoteAccess access) {
   uint32_t serial = InodeTable::SerialOf(ino);
   if (serial != 0) {
-    if (writing) return (void)fuse_reply_err(req, EROFS);
-    auto tree_node = TreeNode(ino);
-    if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
-    auto& [tree, node] = *tree_node;
+    ASSIGN_OR_RETURN(auto tree_node, TreeNode(ino));
+    auto& [tree, node] = tree_node;
     TreeAttr attr = tree->Attr(node);
-    if (!S_ISREG(attr.mode)) return (void)fuse_reply_err(req, S_ISDIR(attr.mode) ? EISDIR : EACCES);
+    if (!S_ISREG(attr.mode)) return Fail(Errno(S_ISDIR(attr.mode) ? EISDIR : EACCES, tree->Path(node)));
     auto extent = tree->ContiguousData(node);
-    if (extent) {
-      // One fstat per open (not per read) catches a blob deleted or truncated behind our back.
-      struct stat st;
-      if (extent->fd < 0) {
-        return ReplyError(req, Errno(EIO, "layer blob missing for " + tree->Path(node)), "blob_missing");
-      }
-      if (fstat(extent->fd, &st) != 0 || static_cast<uint64_t>(st.st_size) < extent->offset + attr.size) {
-        return ReplyError(req, Errno(EIO, "layer blob is shorter than its index says (truncated?) for " + tree->Path(node)),
-                          "blob_truncated");
-      }
+    if (extent && extent->fd < 0) {
+      return Fail(Error{Code::kIo, EIO, "layer blob missing for " + tree->Path(node)});
     }
-    auto mode = extent ? passthrough_.Open(ino, *extent, attr.size) : Passthrough::Mode::kServe;
-    handle->source = Handle::TreeFile{tree, node, extent, attr.size,
-                                      mode == Passthrough::Mode::kServeCounted ? ino : 0};
-    fi->keep_cache = mode != Passthrough::Mode::kPassthrough;
-  } else {
-    auto v = inodes_.GetSynthetic(ino);
-    if (!v) return (void)fuse_reply_err(req, ESTALE);
-    if (writing && v->kind != VKind::kImportFile) return (void)fuse_reply_err(req, EROFS);
-    switch (v->kind) {
-      case VKind::kImageConfig: {
-        auto config = store_.ReadConfig(v->key);
-        if (!config) return ReplyError(req, config.error(), "config_read_failed");
-        handle->source = Handle::Bytes{std::move(*config)};
-        fi->keep_cache = 1;
-        break;
-      }
-      case VKind::kStatsFile:
-        handle->source = Handle::Bytes{stats_.Json()};
-        fi->direct_io = 1;
-        break;
-      case VKind::kMetaFile: {
-        auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
-        handle->source = Handle::Bytes{files[v->key]};
-        fi->direct_io = 1;
-        break;
-      }
-      case VKind::kRegistryConfig: {
-        auto image = remote_ ? remote_->Image(v->key, access) : Result<RemoteImage>(Fail(Errno(ENOENT, v->key)));
-        if (!image) return ReplyError(req, image.error(), "config_read_failed");
-        handle->source = Handle::Bytes{std::move(image->config)};
-        fi->keep_cache = 1;
-        break;
-      }
-      case VKind::kLayerTar: {
-        auto layer = store_.GetLayer(*Digest::FromHex(v->key));
-        if (!layer) return ReplyError(req, layer.error(), "layer");
-        auto blob = store_.OpenBlob(layer->diff_id);
-        if (!blob) return ReplyError(req, blob.error(), "blob_open_failed");
-        handle->source = Handle::Blob{*blob};
-        fi->keep_cache = 1;
-        break;
-      }
-      case VKind::kImageTar: {
-        auto archive = ArchiveOf(v->key);
-        if (!archive) return ReplyError(req, archive.error(), "archive_build_failed");
-        handle->source = Handle::Archive{*archive};
-        fi->keep_cache = 1;
-        break;
-      }
-      case VKind::kImportFile: {
-        auto fd = import_->Open(v->key, fi->flags & (O_ACCMODE | O_TRUNC | O_APPEND), 0644);
-        if (!fd) return ReplyError(req, fd.error(), "import");
-        handle->source = Handle::Import{std::move(*fd), v->key};
-        fi->direct_io = 1;
-        break;
-      }
-      default:
-        return (void)fuse_reply_err(req, EISDIR);
-    }
+    return Source{Source::TreeFile{tree, node, extent, attr.size}};
   }
+  auto v = inodes_.GetSynthetic(ino);
+  if (!v) return Fail(Errno(ESTALE, "unknown node"));
+  switch (v->kind) {
+    case VKind::kImageConfig: {
+      ASSIGN_OR_RETURN(std::string config, store_.ReadConfig(v->key));
+      return Source{Source::Bytes{std::move(config)}};
+    }
+    case VKind::kMetaFile:
+      return Source{Source::Bytes{StatusSnapshot(ino, v->key)}};
+    case VKind::kRegistryConfig: {
+      if (remote_ == nullptr) return Fail(Errno(ENOENT, v->key));
+      ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(v->key, access));
+      return Source{Source::Bytes{std::move(image.config)}};
+    }
+    case VKind::kLayerTar: {
+      ASSIGN_OR_RETURN(Digest chain, Digest::FromHex(v->key));
+      ASSIGN_OR_RETURN(LayerInfo layer, store_.GetLayer(chain));
+      ASSIGN_OR_RETURN(auto blob, store_.OpenBlob(layer.diff_id));
+      return Source{Source::Blob{std::move(blob)}};
+    }
+    case VKind::kImageTar: {
+      ASSIGN_OR_RETURN(auto archive, ArchiveOf(v->key));
+      return Source{Source::Archive{std::move(archive)}};
+    }
+    case VKind::kImportFile:
+      return Source{Source::Import{v->key}};
+    default:
+      return Fail(Errno(EISDIR, "not a file"));
+  }
+}
+
+Status ImageFs::CheckBlob(const Source& source) const {
+  // A blob deleted or truncated behind our back: EIO, not a short file.
+  const auto* file = std::get_if<Source::TreeFile>(&source.v);
+  struct stat st;
+  if (file && file->extent &&
+      (fstat(file->extent->fd, &st) != 0 ||
+       static_cast<uint64_t>(st.st_size) < file->extent->offset + file->size)) {
+    return Fail(Error{Code::kIo, EIO, "layer blob is shorter than its index says (truncated?) for " +
+                                          file->tree->Path(file->node)});
+  }
+  return {};
+}
+
+void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  // Kernel-handled opens: the first ENOSYS tells the kernel to open and close files
+  // itself from now on, with their page cache kept; reads then come without a handle.
+  if (kernel_opens_) return (void)fuse_reply_err(req, ENOSYS);
+  bool writing = (fi->flags & O_ACCMODE) != O_RDONLY;
+  auto v = InodeTable::SerialOf(ino) == 0 ? inodes_.GetSynthetic(ino) : std::nullopt;
+  if (writing && !(v && v->kind == VKind::kImportFile)) return (void)fuse_reply_err(req, EROFS);
+  auto source = SourceOf(ino, Access(req));
+  if (!source) return ReplyError(req, source.error(), "open");
+  auto handle = std::make_unique<Handle>();
+  if (auto* t = std::get_if<Source::TreeFile>(&source->v)) {
+    if (auto st = CheckBlob(*source); !st) {
+      return ReplyError(req, st.error(), t->extent && t->extent->fd >= 0 ? "blob_truncated" : "blob_missing");
+    }
+    auto mode = t->extent ? passthrough_.Open(ino, *t->extent, t->size) : Passthrough::Mode::kServe;
+    handle->counted_ino = mode == Passthrough::Mode::kServeCounted ? ino : 0;
+    fi->keep_cache = mode != Passthrough::Mode::kPassthrough;
+    fi->noflush = 1;
+  } else if (auto* i = std::get_if<Source::Import>(&source->v)) {
+    auto fd = import_->Open(i->name, fi->flags & (O_ACCMODE | O_TRUNC | O_APPEND), 0644);
+    if (!fd) return ReplyError(req, fd.error(), "import");
+    handle->upload = Handle::Upload{std::move(*fd), i->name};
+    fi->direct_io = 1;
+  } else {
+    fi->keep_cache = 1;
+  }
+  handle->source = std::move(*source);
   fi->fh = AddHandle(std::move(handle));
   fuse_reply_open(req, fi);
 }
@@ -741,7 +817,8 @@ void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t
   auto e = Describe(inodes_.Synthetic(VKind::kImportFile, name), access);
   if (!e) return ReplyError(req, e.error(), "import");
   auto handle = std::make_unique<Handle>();
-  handle->source = Handle::Import{std::move(*fd), name};
+  handle->source = Source{Source::Import{name}};
+  handle->upload = Handle::Upload{std::move(*fd), name};
   fi->fh = AddHandle(std::move(handle));
   fi->direct_io = 1;
   fuse_entry_param p{};
@@ -763,9 +840,27 @@ std::shared_ptr<ImageFs::Handle> ImageFs::GetHandle(uint64_t fh) {
   return it == handles_.end() ? nullptr : it->second;
 }
 
-void ImageFs::Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  auto h = GetHandle(fi->fh);
-  if (!h) return (void)fuse_reply_err(req, EBADF);
+void ImageFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  std::shared_ptr<Handle> handle;
+  Source built;
+  const Source* source = nullptr;
+  if (fi->fh != 0) {
+    handle = GetHandle(fi->fh);
+    if (!handle) return (void)fuse_reply_err(req, EBADF);
+    if (handle->upload) {
+      std::vector<char> buf(size);
+      ssize_t n = pread(handle->upload->fd.get(), buf.data(), size, off);
+      if (n < 0) return (void)fuse_reply_err(req, errno);
+      return (void)fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+    }
+    source = &handle->source;
+  } else {
+    auto s = SourceOf(ino, Access(req));
+    if (!s) return ReplyError(req, s.error(), "read");
+    built = std::move(*s);
+    source = &built;
+    if (auto st = CheckBlob(built); !st) return ReplyError(req, st.error(), "blob_truncated");
+  }
   auto reply_fd = [&](int fd, uint64_t base, uint64_t file_size) {
     if (static_cast<uint64_t>(off) >= file_size) return (void)fuse_reply_buf(req, nullptr, 0);
     size_t n = static_cast<size_t>(std::min<uint64_t>(size, file_size - off));
@@ -781,47 +876,62 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file
     if (!n) return ReplyError(req, n.error(), tag);
     fuse_reply_buf(req, buf.data(), *n);
   };
-  if (auto* t = std::get_if<Handle::TreeFile>(&h->source)) {
+  if (auto* t = std::get_if<Source::TreeFile>(&source->v)) {
     if (t->extent) return reply_fd(t->extent->fd, t->extent->offset, t->size);
     return reply_read([&](uint64_t o, size_t l, char* b) { return t->tree->Read(t->node, o, l, b); }, "blob_read_failed");
   }
-  if (auto* b = std::get_if<Handle::Bytes>(&h->source)) {
+  if (auto* b = std::get_if<Source::Bytes>(&source->v)) {
     if (static_cast<uint64_t>(off) >= b->data.size()) return (void)fuse_reply_buf(req, nullptr, 0);
     return (void)fuse_reply_buf(req, b->data.data() + off, std::min(size, b->data.size() - off));
   }
-  if (auto* l = std::get_if<Handle::Blob>(&h->source)) return reply_fd(l->blob->fd.get(), 0, l->blob->index->tar_size());
-  if (auto* a = std::get_if<Handle::Archive>(&h->source)) {
+  if (auto* l = std::get_if<Source::Blob>(&source->v)) return reply_fd(l->blob->fd.get(), 0, l->blob->index->tar_size());
+  if (auto* a = std::get_if<Source::Archive>(&source->v)) {
     return reply_read([&](uint64_t o, size_t len, char* buf) { return a->archive->Read(o, len, buf); }, "archive_read_failed");
   }
-  if (auto* i = std::get_if<Handle::Import>(&h->source)) {
+  if (auto* i = std::get_if<Source::Import>(&source->v)) {
+    // An upload read back without a handle (kernel-handled opens).
+    auto fd = import_->Open(i->name, O_RDONLY, 0);
+    if (!fd) return ReplyError(req, fd.error(), "import");
     std::vector<char> buf(size);
-    ssize_t n = pread(i->fd.get(), buf.data(), size, off);
+    ssize_t n = pread(fd->get(), buf.data(), size, off);
     if (n < 0) return (void)fuse_reply_err(req, errno);
     return (void)fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
   }
   fuse_reply_err(req, EBADF);
 }
 
-void ImageFs::Write(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
-  auto h = GetHandle(fi->fh);
-  if (!h) return (void)fuse_reply_err(req, EBADF);
-  auto* i = std::get_if<Handle::Import>(&h->source);
-  if (i == nullptr) return (void)fuse_reply_err(req, EROFS);
-  ssize_t n = pwrite(i->fd.get(), buf, size, off);
+void ImageFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  auto h = fi->fh != 0 ? GetHandle(fi->fh) : nullptr;
+  if (!h || !h->upload) {
+    auto v = InodeTable::SerialOf(ino) == 0 ? inodes_.GetSynthetic(ino) : std::nullopt;
+    if (!v || v->kind != VKind::kImportFile) return (void)fuse_reply_err(req, EROFS);
+    // Kernel-handled opens: an upload opened again without O_CREAT, while its first
+    // writer is still at it. Only the file's creator may write it.
+    Log()->warn("import/{}: refusing a second writer while it is being uploaded", v->key);
+    return (void)fuse_reply_err(req, EBUSY);
+  }
+  ssize_t n = pwrite(h->upload->fd.get(), buf, size, off);
   if (n < 0) return (void)fuse_reply_err(req, errno);
-  i->written = true;
+  h->upload->written = true;
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
+void ImageFs::FinishUpload(fuse_req_t req, Handle& handle) {
+  auto& upload = *handle.upload;
+  if (!upload.written || upload.finished) return (void)fuse_reply_err(req, 0);
+  upload.finished = true;
+  upload.fd.Reset();
+  if (auto st = import_->Finish(upload.name); !st) return ReplyError(req, st.error(), "import_failed");
+  fuse_reply_err(req, 0);
+}
+
 void ImageFs::Flush(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  // Kernel-handled opens: no FLUSH round trip on any close (the kernel remembers the
+  // ENOSYS for the whole mount); uploads then load at RELEASE.
+  if (kernel_opens_) return (void)fuse_reply_err(req, ENOSYS);
   auto h = GetHandle(fi->fh);
-  if (!h) return (void)fuse_reply_err(req, 0);
-  auto* i = std::get_if<Handle::Import>(&h->source);
   // The writer's close(): load now, so that close() reports whether the image loaded.
-  if (i != nullptr && i->written && !i->finished) {
-    i->finished = true;
-    if (auto st = import_->Finish(i->name); !st) return ReplyError(req, st.error(), "import_failed");
-  }
+  if (h && h->upload) return FinishUpload(req, *h);
   fuse_reply_err(req, 0);
 }
 
@@ -836,9 +946,13 @@ void ImageFs::Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     handle = std::move(it->second);
     handles_.erase(it);
   }
-  if (auto* t = std::get_if<Handle::TreeFile>(&handle->source); t != nullptr && t->counted_ino != 0) {
-    passthrough_.CachedRelease(t->counted_ino, *t->extent, t->size);
+  if (handle->counted_ino != 0) {
+    const auto& t = std::get<Source::TreeFile>(handle->source.v);
+    passthrough_.CachedRelease(handle->counted_ino, *t.extent, t.size);
   }
+  // Kernel-handled opens: the close() did not wait; this loads it (lookups of import/
+  // and of the store's directories wait for it).
+  if (handle->upload) return FinishUpload(req, *handle);
   fuse_reply_err(req, 0);
 }
 

@@ -7,6 +7,7 @@
 #define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -29,6 +30,16 @@ struct FsOptions {
   double tree_timeout = 86400;    // entry/attr cache of immutable content, seconds
   double store_timeout = 1;       // of the synthetic directories that follow the store
   uint64_t passthrough_min = 32u << 20;  // see Passthrough; 0: off
+  // The kernel opens and closes files without asking the daemon (FUSE_CAP_NO_OPEN_SUPPORT
+  // and no FLUSH): small files read at page-cache speed, but no passthrough, and an
+  // upload to import/ loads after the writer's close() returned. Off: every open and
+  // close is a request (passthrough; close() of an upload reports its load).
+  bool kernel_opens = true;
+  // With kernel_opens, uploads need the FLUSH and RELEASE that the kernel no longer sends:
+  // import/ is then a symlink to this path, where a second session (import_only, its
+  // own opens) serves the upload directory.
+  std::string import_link;
+  bool import_only = false;
   // Users other than the mounter may enter the mount (-o allow_other).
   bool others_may_enter = false;
   // Their registry/ lookups and pulls use the mounter's credentials too (-o share_credentials).
@@ -37,9 +48,12 @@ struct FsOptions {
 
 class ImageFs {
  public:
-  // remote, when given, serves registry/ (lazy pulls); it must outlive the ImageFs.
+  // remote, when given, serves registry/ (lazy pulls); it must outlive the ImageFs. import,
+  // when given, is shared with another ImageFs (the import_only one serving uploads).
   static Result<std::unique_ptr<ImageFs>> Create(Store& store, const FsOptions& options,
-                                                 RemoteImages* remote = nullptr);
+                                                 RemoteImages* remote = nullptr,
+                                                 std::shared_ptr<ImportDir> import = nullptr);
+  std::shared_ptr<ImportDir> import_dir() const { return import_; }
   static const fuse_lowlevel_ops& Ops();
 
   // The operations (called through Ops()).
@@ -62,14 +76,21 @@ class ImageFs {
   void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
   void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 
+  // The session, for notifications to the kernel; set once, before the loop starts.
+  void SetSession(fuse_session* se) { session_ = se; }
   Stats& stats() { return stats_; }
   Passthrough& passthrough() { return passthrough_; }
 
  private:
   struct Entry;
+  struct Source;
   struct Handle;
   ImageFs(Store& store, const FsOptions& options)
-      : store_(store), options_(options), trees_(store, options.cache_nodes), passthrough_(store, stats_, options.passthrough_min) {}
+      : store_(store),
+        options_(options),
+        trees_(store, options.cache_nodes),
+        inodes_(options.import_only ? VKind::kImportDir : VKind::kRoot),
+        passthrough_(store, stats_, options.passthrough_min) {}
 
   Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
   // The tree and node an id names (serial != 0); ESTALE for a node the tree lacks.
@@ -81,12 +102,21 @@ class ImageFs {
   Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir,
                                                                             RemoteAccess access);
   Result<std::shared_ptr<const ImageArchive>> ArchiveOf(const std::string& image_id);
+  Result<Source> SourceOf(fuse_ino_t ino, RemoteAccess access);
+  Status CheckBlob(const Source& source) const;
+  // Loads an upload whose writer is done, once, and replies to the FLUSH or RELEASE.
+  void FinishUpload(fuse_req_t req, Handle& handle);
   // The image ID behind a registry image node, pulling it first if need be.
   Result<std::string> Materialized(const std::string& key, RemoteAccess access);
   Result<size_t> ChainLength(const std::string& image_id);
   fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
+  void WaitForImports(const VNode& dir, const char* name);
+  std::map<std::string, std::string> StatusFiles();
+  static std::string StatusFileName(const std::string& key);
+  fuse_ino_t SnapshotIno(const std::string& name, std::string content);
+  std::string StatusSnapshot(fuse_ino_t ino, const std::string& key);
   // Open files by fh: ids, not pointers, so that a late request finds nothing (EBADF)
   // instead of freed memory.
   uint64_t AddHandle(std::unique_ptr<Handle> handle);
@@ -98,16 +128,21 @@ class ImageFs {
   InodeTable inodes_;
   Stats stats_;
   Passthrough passthrough_;  // after stats_, which it counts in
-  std::unique_ptr<ImportDir> import_;
+  std::shared_ptr<ImportDir> import_;
   RemoteImages* remote_ = nullptr;
   std::mutex handles_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles_;  // guarded by handles_mu_
   uint64_t last_fh_ = 0;                                           // guarded by handles_mu_
+  std::mutex snapshots_mu_;
+  std::map<fuse_ino_t, std::string> snapshots_;  // guarded by snapshots_mu_
+  std::deque<fuse_ino_t> snapshot_order_;        // oldest first; guarded by snapshots_mu_
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;
   uid_t mounter_uid_ = 0;
   bool no_opendir_ = false;  // set once in Init, before any other op
+  bool kernel_opens_ = false;  // likewise
+  fuse_session* session_ = nullptr;
 };
 
 }  // namespace imagefs

@@ -5,6 +5,7 @@
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
+#include "graph/base/scope_guard.h"
 #include "graph/loader.h"
 
 namespace imagefs {
@@ -65,8 +66,29 @@ Status ImportDir::Truncate(const std::string& name, off_t size) const {
   return {};
 }
 
-Status ImportDir::Finish(const std::string& name) const {
+void ImportDir::WaitForLoad(const std::string& name) {
+  std::unique_lock lock(mu_);
+  loaded_.wait(lock, [&] { return loading_.count(name) == 0; });
+}
+
+void ImportDir::WaitForLoads() {
+  std::unique_lock lock(mu_);
+  loaded_.wait(lock, [&] { return loading_.empty(); });
+}
+
+Status ImportDir::Finish(const std::string& name) {
   ASSIGN_OR_RETURN(auto path, PathOf(name));
+  {
+    std::lock_guard lock(mu_);
+    loading_.insert(name);
+  }
+  ScopeGuard done([&] {
+    {
+      std::lock_guard lock(mu_);
+      loading_.erase(loading_.find(name));
+    }
+    loaded_.notify_all();
+  });
   auto report = LoadArchive(store_, path);
   std::string message;
   if (!report) {

@@ -10,7 +10,7 @@ std::string TreeKeyString(const TreeKey& key) {
 
 }  // namespace
 
-InodeTable::InodeTable() { Synthetic(VKind::kRoot, ""); }
+InodeTable::InodeTable(VKind root) { Synthetic(root, ""); }
 
 uint64_t InodeTable::Synthetic(VKind kind, const std::string& key, uint32_t index) {
   std::string k = std::to_string(static_cast<int>(kind)) + "|" + std::to_string(index) + "|" + key;

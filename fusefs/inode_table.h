@@ -26,8 +26,8 @@ enum class VKind : uint8_t {
   kLayersDir,
   kTagsDir,        // tags/ and every directory below it; key = path below tags/
   kImportDir,
+  kImportLink,     // kernel-handled opens: import -> the second mount serving uploads
   kMetaDir,        // .imagefs/
-  kStatsFile,      // .imagefs/stats
   kImageDir,       // key = image id
   kImageConfig,
   kImageLayersDir,
@@ -38,7 +38,7 @@ enum class VKind : uint8_t {
   kLayerParent,
   kTagLink,        // key = canonical reference
   kImportFile,     // key = name in import/
-  kMetaFile,       // key = name in .imagefs/ (pull status JSON)
+  kMetaFile,       // key = "NAME@HASH": one content of .imagefs/NAME (stats, pull status JSON)
   kRegistryDir,    // registry/ and the host and repository directories below; key = path
   kRegistryImage,  // a resolved tag or digest; key = RemoteEntry::key ("path@digest")
   kRegistryConfig,
@@ -62,7 +62,8 @@ class InodeTable {
  public:
   static constexpr uint64_t kRootId = 1;  // FUSE_ROOT_ID
 
-  InodeTable();
+  // root: what FUSE_ROOT_ID is (kImportDir for the mount that serves only import/).
+  explicit InodeTable(VKind root = VKind::kRoot);
 
   static uint32_t SerialOf(uint64_t ino) { return static_cast<uint32_t>(ino >> 32); }
   static uint32_t TreeNodeOf(uint64_t ino) { return static_cast<uint32_t>(ino & 0xffffffffu) - 1; }

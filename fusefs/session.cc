@@ -3,6 +3,7 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,8 +13,11 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include "fusefs/commands.h"
+#include "graph/base/digest.h"
+#include "graph/base/fs_util.h"
 #include "graph/base/log.h"
 
 namespace imagefs {
@@ -22,9 +26,11 @@ namespace {
 auto Log() { return Logger("fusefs"); }
 
 // A mountpoint left by a killed daemon answers ENOTCONN: detach it before mounting again.
+// statfs asks the file system every time; a stat may be answered from the kernel's cache.
 Status RecoverDeadMount(const std::string& mountpoint) {
   struct stat st;
-  if (stat(mountpoint.c_str(), &st) == 0) {
+  struct statfs fs;
+  if (statfs(mountpoint.c_str(), &fs) == 0 && stat(mountpoint.c_str(), &st) == 0) {
     if (!S_ISDIR(st.st_mode)) return Fail(Code::kInvalid, "mountpoint " + mountpoint + " is not a directory");
     return {};
   }
@@ -110,29 +116,115 @@ static void RaiseFileLimit() {
   }
 }
 
+namespace {
+
+using SessionPtr = std::unique_ptr<fuse_session, SessionDeleter>;
+
+Result<SessionPtr> NewSession(ImageFs& fs, const std::string& fuse_opts) {
+  std::vector<std::string> argv_storage = {"imagefs", "-o", fuse_opts};
+  std::vector<char*> argv;
+  for (auto& a : argv_storage) argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  SessionPtr se(fuse_session_new(&args, &ImageFs::Ops(), sizeof(fuse_lowlevel_ops), &fs));
+  fuse_opt_free_args(&args);  // libfuse may have copied them while parsing
+  if (!se) return Fail(Code::kInvalid, "cannot start a FUSE session (bad -o option?)");
+  fs.SetSession(se.get());
+  return se;
+}
+
+Status MountSession(fuse_session* se, const std::string& mountpoint) {
+  if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
+    return Fail(Code::kIo, "cannot mount on " + mountpoint +
+                               " (is /dev/fuse usable? allow_other needs user_allow_other in /etc/fuse.conf)");
+  }
+  return {};
+}
+
+int Loop(fuse_session* se) {
+  fuse_loop_config* config = fuse_loop_cfg_create();
+  fuse_loop_cfg_set_clone_fd(config, 0);
+  fuse_loop_cfg_set_max_threads(config, 16);
+  fuse_loop_cfg_set_idle_threads(config, 4);
+  int rc = fuse_session_loop_mt(se, config);
+  fuse_loop_cfg_destroy(config);
+  return rc;
+}
+
+// Where the kernel opens files itself it sends uploads no FLUSH and no RELEASE, so import/
+// is served by a second session with the daemon's own opens, mounted inside the store
+// (private to the mounter, as import/ is) and reached through the symlink MOUNT/import.
+class ImportMount {
+ public:
+  static Result<std::unique_ptr<ImportMount>> Start(Store& store, const std::string& mountpoint,
+                                                    const FsOptions& main_options) {
+    std::unique_ptr<ImportMount> m(new ImportMount);
+    std::string abs = std::filesystem::absolute(mountpoint).lexically_normal().string();
+    m->path_ = (store.root() / "mounts" / Sha256::Of(abs).hex().substr(0, 16)).string();
+    RETURN_IF_ERROR(MkdirAll(m->path_));
+    RETURN_IF_ERROR(RecoverDeadMount(m->path_));
+    FsOptions options = main_options;
+    options.import_only = true;
+    options.kernel_opens = false;
+    options.passthrough_min = 0;
+    ASSIGN_OR_RETURN(m->fs_, ImageFs::Create(store, options));
+    ASSIGN_OR_RETURN(m->se_, NewSession(*m->fs_, "default_permissions,fsname=imagefs-import,subtype=imagefs"));
+    RETURN_IF_ERROR(MountSession(m->se_.get(), m->path_));
+    m->mounted_ = true;
+    return m;
+  }
+  ~ImportMount() { Stop(); }
+
+  const std::string& path() const { return path_; }
+  std::shared_ptr<ImportDir> import_dir() const { return fs_->import_dir(); }
+  // After daemonizing: threads start here.
+  void Serve() {
+    loop_ = std::thread([this] { Loop(se_.get()); });
+  }
+  void Stop() {
+    if (!mounted_) return;
+    mounted_ = false;
+    fuse_session_exit(se_.get());
+    fuse_session_unmount(se_.get());  // ends the loop's reads
+    if (loop_.joinable()) loop_.join();
+    ::rmdir(path_.c_str());
+  }
+
+ private:
+  ImportMount() = default;
+  std::string path_;
+  std::unique_ptr<ImageFs> fs_;
+  SessionPtr se_;
+  std::thread loop_;
+  bool mounted_ = false;
+};
+
+}  // namespace
+
 int RunMount(Store& store, MountOptions options) {
   RaiseFileLimit();
   std::string fuse_opts = "default_permissions,fsname=imagefs,subtype=imagefs";
   if (auto st = ParseOptions(options, fuse_opts); !st) return ReportError(st.error());
   if (auto st = RecoverDeadMount(options.mountpoint); !st) return ReportError(st.error());
-  auto fs = ImageFs::Create(store, options.fs, options.remote);
-  if (!fs) return ReportError(fs.error());
-
-  std::vector<std::string> argv_storage = {"imagefs", "-o", fuse_opts};
-  std::vector<char*> argv;
-  for (auto& a : argv_storage) argv.push_back(a.data());
-  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  std::unique_ptr<fuse_session, SessionDeleter> se(
-      fuse_session_new(&args, &ImageFs::Ops(), sizeof(fuse_lowlevel_ops), fs->get()));
-  fuse_opt_free_args(&args);  // libfuse may have copied them while parsing
-  if (!se) return ReportError(Error::Make(Code::kInvalid, "cannot start a FUSE session (bad -o option?)"));
-  if (fuse_set_signal_handlers(se.get()) != 0) return ReportError(Error::Make(Code::kIo, "cannot set signal handlers"));
-  if (fuse_session_mount(se.get(), options.mountpoint.c_str()) != 0) {
-    fuse_remove_signal_handlers(se.get());
-    return ReportError(Error::Make(Code::kIo, "cannot mount on " + options.mountpoint +
-                                                  " (is /dev/fuse usable? allow_other needs user_allow_other in /etc/fuse.conf)"));
+  std::unique_ptr<ImportMount> import;
+  if (options.fs.kernel_opens) {
+    auto started = ImportMount::Start(store, options.mountpoint, options.fs);
+    if (!started) return ReportError(started.error().WithContext("import/"));
+    import = std::move(*started);
+    options.fs.import_link = import->path();
+    // Nothing in it is writable now (uploads go to the other mount): the kernel refuses
+    // writes at open, before they reach the daemon it no longer asks about opens.
+    fuse_opts += ",ro";
   }
-  if (auto st = (*fs)->passthrough().Attach(se.get()); !st) Log()->warn("passthrough off: {}", st.error().msg);
+  auto fs = ImageFs::Create(store, options.fs, options.remote, import ? import->import_dir() : nullptr);
+  if (!fs) return ReportError(fs.error());
+  auto se = NewSession(**fs, fuse_opts);
+  if (!se) return ReportError(se.error());
+  if (fuse_set_signal_handlers(se->get()) != 0) return ReportError(Error::Make(Code::kIo, "cannot set signal handlers"));
+  if (auto st = MountSession(se->get(), options.mountpoint); !st) {
+    fuse_remove_signal_handlers(se->get());
+    return ReportError(st.error());
+  }
+  if (auto st = (*fs)->passthrough().Attach(se->get()); !st) Log()->warn("passthrough off: {}", st.error().msg);
   Log()->info("mounted {} on {}", store.root().string(), options.mountpoint);
   RaiseReadahead(options.mountpoint);
   if (options.daemon) {
@@ -140,14 +232,11 @@ int RunMount(Store& store, MountOptions options) {
     if (fuse_daemonize(0) != 0) return 1;
     InitLogging(Logger("fusefs")->level(), /*use_syslog=*/true);
   }
-  fuse_loop_config* config = fuse_loop_cfg_create();
-  fuse_loop_cfg_set_clone_fd(config, 0);
-  fuse_loop_cfg_set_max_threads(config, 16);
-  fuse_loop_cfg_set_idle_threads(config, 4);
-  int rc = fuse_session_loop_mt(se.get(), config);
-  fuse_loop_cfg_destroy(config);
-  fuse_session_unmount(se.get());
-  fuse_remove_signal_handlers(se.get());
+  if (import) import->Serve();
+  int rc = Loop(se->get());
+  fuse_session_unmount(se->get());
+  if (import) import->Stop();
+  fuse_remove_signal_handlers(se->get());
   Log()->info("unmounted {}", options.mountpoint);
   // libfuse returns the signal that ended the loop: SIGINT/SIGTERM/SIGHUP are a clean stop.
   return rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP ? 0 : 1;

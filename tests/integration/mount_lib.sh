@@ -3,11 +3,13 @@
 
 mounted() { awk -v m="$1" '$5 == m' /proc/self/mountinfo | grep -q .; }
 
-# start_mount MOUNTPOINT [imagefs mount options...]: sets MOUNT_PID.
+# start_mount MOUNTPOINT [imagefs mount options...]: sets MOUNT_PID. $MOUNT_OPENS, when
+# set, picks --opens (kernel or daemon) for every mount of the test.
 start_mount() {
   local mp=$1; shift
   mkdir -p "$mp" 2>/dev/null || true  # a dead mount (ENOTCONN) is imagefs's to recover
-  "$IMAGEFS" --log-level "${MOUNT_LOG_LEVEL:-warn}" mount "$mp" "$@" 2>>"$SCRATCH/daemon.log" &
+  "$IMAGEFS" --log-level "${MOUNT_LOG_LEVEL:-warn}" mount "$mp" ${MOUNT_OPENS:+--opens "$MOUNT_OPENS"} "$@" \
+    2>>"$SCRATCH/daemon.log" &
   MOUNT_PID=$!
   cleanup_hooks+=("stop_mount '$mp' $MOUNT_PID")
   local i

@@ -3,6 +3,7 @@
 # the store once no served open of it remains; later opens are passed through to it.
 # Contents, mmap, opens held across the switch, damaged copies, prune, turning it off.
 source "$(dirname "$0")/lib.sh"
+export MOUNT_OPENS=daemon  # passthrough is set up at open
 source "$(dirname "$0")/mount_lib.sh"
 
 root=$SCRATCH/root
