@@ -216,7 +216,10 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
   st.st_gid = options_.gid.value_or(0);
   st.st_mtim = st.st_ctim = st.st_atim = {start_time_, 0};
   st.st_blksize = 4096;
-  e.timeout = options_.store_timeout;
+  // What the store decides (which images, layers and tags there are) may be cached for as
+  // long as the store watcher drops it when the store changes; else briefly.
+  const double store_timeout = watcher_ ? options_.tree_timeout : options_.store_timeout;
+  e.timeout = options_.tree_timeout;
   auto file = [&](uint64_t size) {
     st.st_mode = S_IFREG | 0444;
     st.st_nlink = 1;
@@ -230,12 +233,13 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
   };
   st.st_mode = S_IFDIR | 0555;
   st.st_nlink = 2;
-  // A directory's mtime moves with every change to the store, and its attributes are not
-  // cached: the kernel's cached listing of it is dropped as soon as the store changes.
+  // A directory's mtime moves with every change to the store, so that the kernel drops its
+  // cached listing once it learns the new attributes: at once through the store watcher's
+  // invalidation, or, without a watcher, at every access (nothing cached).
   auto follows_store = [&] {
     uint64_t g = store_.generation();
     st.st_mtim = {start_time_ + static_cast<time_t>(g / 1000000000), static_cast<long>(g % 1000000000)};
-    e.timeout = 0;
+    e.timeout = watcher_ ? options_.tree_timeout : 0;
   };
   switch (v->kind) {
     case VKind::kRoot:
@@ -292,9 +296,11 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
     case VKind::kImageDir:
     case VKind::kImageLayersDir:
       RETURN_IF_ERROR(store_.GetImage(v->key));  // an image's own listing never changes
+      e.timeout = store_timeout;                 // but the image may go
       return e;
     case VKind::kLayerDir:
       RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
+      e.timeout = store_timeout;
       return e;
     case VKind::kImageConfig: {
       ASSIGN_OR_RETURN(std::string config, store_.ReadConfig(v->key));
@@ -305,6 +311,7 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
     case VKind::kImageTar: {
       ASSIGN_OR_RETURN(auto archive, ArchiveOf(v->key));
       file(archive->size());
+      e.timeout = store_timeout;
       return e;
     }
     case VKind::kLayerTar: {
@@ -321,17 +328,20 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
     case VKind::kImageLayerLink: {
       ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(v->key));
       link("../../../layers/" + std::string(64, 'x'));
+      e.timeout = store_timeout;
       return e;
     }
     case VKind::kLayerParent:
       RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
       link("../" + std::string(64, 'x'));
+      e.timeout = store_timeout;
       return e;
     case VKind::kTagLink: {
       auto ref = ParseReference(v->key);
       auto id = ref ? store_.ResolveImage(v->key) : Result<std::string>(Fail(ref.error()));
       if (!id) return Fail(Errno(ENOENT, "tag gone"));
       link(TagLinkTarget(*ref, *id));
+      e.timeout = store_timeout;  // a tag may move
       return e;
     }
     case VKind::kImportFile: {
@@ -471,14 +481,19 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
   if (dir->kind == VKind::kRoot && name == ".imagefs") return Describe(inodes_.Synthetic(VKind::kMetaDir, ""), access);
   if (dir->kind == VKind::kImagesDir || dir->kind == VKind::kLayersDir) {
     // A unique ID prefix resolves too, without being listed.
+    // A prefix may become ambiguous as the store grows: its entry is trusted only briefly.
     if (dir->kind == VKind::kImagesDir) {
       auto id = store_.ResolveImageId(name);
       if (!id) return Fail(Errno(ENOENT, name));
-      return Describe(inodes_.Synthetic(VKind::kImageDir, *id), access);
+      ASSIGN_OR_RETURN(Entry e, Describe(inodes_.Synthetic(VKind::kImageDir, *id), access));
+      if (*id != name) e.timeout = std::min(e.timeout, options_.store_timeout);
+      return e;
     }
     auto chain = store_.ResolveLayerId(name);
     if (!chain) return Fail(Errno(ENOENT, name));
-    return Describe(inodes_.Synthetic(VKind::kLayerDir, chain->hex()), access);
+    ASSIGN_OR_RETURN(Entry e, Describe(inodes_.Synthetic(VKind::kLayerDir, chain->hex()), access));
+    if (chain->hex() != name) e.timeout = std::min(e.timeout, options_.store_timeout);
+    return e;
   }
   if (dir->kind == VKind::kRegistryDir) {
     if (remote_ == nullptr) return Fail(Errno(ENOENT, name));
@@ -507,6 +522,72 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
     if (child == name) return Describe(ino, access);
   }
   return Fail(Errno(ENOENT, name));
+}
+
+// Another process (or this one) committed a change to the store. Attributes and listings
+// of the store's directories go first, before the store is even read again, so that a
+// listing right after the change is fresh; then each name whose entry changed.
+void ImageFs::OnStoreChanged() {
+  if (session_ == nullptr) return;
+  auto inval_dir = [&](fuse_ino_t ino) { fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0); };
+  for (VKind kind : {VKind::kImagesDir, VKind::kLayersDir}) {
+    if (auto ino = inodes_.FindSynthetic(kind, "")) inval_dir(*ino);
+  }
+  auto tag_dirs = inodes_.SyntheticOfKind(VKind::kTagsDir);
+  for (const auto& [key, ino] : tag_dirs) inval_dir(ino);
+  if (auto st = store_.Refresh(); !st) Log()->warn("store watcher: {}", st.error().msg);
+  StoreView now;
+  for (const ImageInfo& image : store_.Images()) now.images.insert(image.id);
+  for (const LayerInfo& layer : store_.Layers()) now.layers.insert(layer.chain_id.hex());
+  now.tags = store_.Tags();
+  std::lock_guard lock(seen_mu_);
+  auto inval_entry = [&](VKind dir_kind, const std::string& dir_key, const std::string& name) {
+    if (auto dir = inodes_.FindSynthetic(dir_kind, dir_key)) {
+      fuse_lowlevel_notify_inval_entry(session_, *dir, name.c_str(), name.size());
+    }
+  };
+  for (const std::string& id : seen_.images) {
+    if (!now.images.count(id)) inval_entry(VKind::kImagesDir, "", id);
+  }
+  for (const std::string& chain : seen_.layers) {
+    if (!now.layers.count(chain)) inval_entry(VKind::kLayersDir, "", chain);
+  }
+  // A tag added, moved or removed: each directory on its path under tags/ may have
+  // gained or lost the name below it.
+  auto tag_changed = [&](const std::string& canonical) {
+    auto ref = ParseReference(canonical);
+    if (!ref) return;
+    std::string dir, name = ref->Name();
+    for (size_t start = 0; start <= name.size();) {
+      size_t slash = std::min(name.find('/', start), name.size());
+      std::string component = name.substr(start, slash - start);
+      inval_entry(VKind::kTagsDir, dir, component);
+      dir = dir.empty() ? component : dir + "/" + component;
+      start = slash + 1;
+    }
+    inval_entry(VKind::kTagsDir, dir, ref->tag);
+  };
+  for (const auto& [ref, id] : seen_.tags) {
+    auto it = now.tags.find(ref);
+    if (it == now.tags.end() || it->second != id) tag_changed(ref);
+  }
+  for (const auto& [ref, id] : now.tags) {
+    if (!seen_.tags.count(ref)) tag_changed(ref);
+  }
+  seen_ = std::move(now);
+}
+
+Status ImageFs::WatchStore() {
+  {
+    std::lock_guard lock(seen_mu_);
+    for (const ImageInfo& image : store_.Images()) seen_.images.insert(image.id);
+    for (const LayerInfo& layer : store_.Layers()) seen_.layers.insert(layer.chain_id.hex());
+    seen_.tags = store_.Tags();
+  }
+  auto watcher = std::make_unique<StoreWatcher>([this] { OnStoreChanged(); });
+  RETURN_IF_ERROR(watcher->Start(store_));
+  watcher_ = std::move(watcher);
+  return {};
 }
 
 // The store's directories show loads of import/ only once they are done: where the
@@ -560,6 +641,13 @@ void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     (void)store_.Refresh();
   }
   auto e = ResolveChild(parent, name, Access(req));
+  if (!e && e.error().code == Code::kNotFound && InodeTable::SerialOf(parent) != 0) {
+    // A tree never changes: the kernel may remember that the name is not there (a
+    // negative entry), so that asking again costs no round trip.
+    fuse_entry_param negative{};
+    negative.entry_timeout = options_.tree_timeout;
+    return (void)fuse_reply_entry(req, &negative);
+  }
   if (!e) return ReplyError(req, e.error(), "lookup");
   fuse_entry_param p{};
   p.ino = e->ino;

@@ -10,12 +10,14 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <set>
 #include <unordered_map>
 
 #include "fusefs/import_dir.h"
 #include "fusefs/inode_table.h"
 #include "fusefs/passthrough.h"
 #include "fusefs/stats.h"
+#include "fusefs/store_watcher.h"
 #include "graph/image_archive.h"
 #include "graph/remote_images.h"
 #include "graph/store.h"
@@ -78,6 +80,11 @@ class ImageFs {
 
   // The session, for notifications to the kernel; set once, before the loop starts.
   void SetSession(fuse_session* se) { session_ = se; }
+  // Follows changes to the store (any process's) and drops what the kernel cached of the
+  // store's directories, which then may be cached for long. Call before serving.
+  Status WatchStore();
+  // Before the session goes: no notification may follow.
+  void StopWatchingStore() { watcher_.reset(); }
   Stats& stats() { return stats_; }
   Passthrough& passthrough() { return passthrough_; }
 
@@ -113,6 +120,7 @@ class ImageFs {
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
   void WaitForImports(const VNode& dir, const char* name);
+  void OnStoreChanged();
   std::map<std::string, std::string> StatusFiles();
   static std::string StatusFileName(const std::string& key);
   fuse_ino_t SnapshotIno(const std::string& name, std::string content);
@@ -143,6 +151,13 @@ class ImageFs {
   bool no_opendir_ = false;  // set once in Init, before any other op
   bool kernel_opens_ = false;  // likewise
   fuse_session* session_ = nullptr;
+  std::unique_ptr<StoreWatcher> watcher_;  // set before serving; then read-only
+  struct StoreView {
+    std::set<std::string> images, layers;
+    std::map<std::string, std::string> tags;
+  };
+  std::mutex seen_mu_;
+  StoreView seen_;  // the store as last invalidated; guarded by seen_mu_
 };
 
 }  // namespace imagefs

@@ -8,12 +8,33 @@ std::string TreeKeyString(const TreeKey& key) {
          (key.top ? key.top->hex() : "") + "|" + key.owner;
 }
 
+std::string SyntheticKey(VKind kind, const std::string& key, uint32_t index) {
+  return std::to_string(static_cast<int>(kind)) + "|" + std::to_string(index) + "|" + key;
+}
+
 }  // namespace
 
 InodeTable::InodeTable(VKind root) { Synthetic(root, ""); }
 
+std::optional<uint64_t> InodeTable::FindSynthetic(VKind kind, const std::string& key, uint32_t index) const {
+  std::string k = SyntheticKey(kind, key, index);
+  std::lock_guard lock(mu_);
+  auto it = by_key_.find(k);
+  if (it == by_key_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::vector<std::pair<std::string, uint64_t>> InodeTable::SyntheticOfKind(VKind kind) const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  std::lock_guard lock(mu_);
+  for (size_t i = 0; i < synthetic_.size(); ++i) {
+    if (synthetic_[i].kind == kind) out.emplace_back(synthetic_[i].key, i + 1);
+  }
+  return out;
+}
+
 uint64_t InodeTable::Synthetic(VKind kind, const std::string& key, uint32_t index) {
-  std::string k = std::to_string(static_cast<int>(kind)) + "|" + std::to_string(index) + "|" + key;
+  std::string k = SyntheticKey(kind, key, index);
   std::lock_guard lock(mu_);
   auto it = by_key_.find(k);
   if (it != by_key_.end()) return it->second;

@@ -72,6 +72,10 @@ class InodeTable {
   // The id of a synthetic node, created on first use.
   uint64_t Synthetic(VKind kind, const std::string& key, uint32_t index = 0);
   std::optional<VNode> GetSynthetic(uint64_t ino) const;
+  // The id of a synthetic node if it was ever handed out (the kernel may know it).
+  std::optional<uint64_t> FindSynthetic(VKind kind, const std::string& key, uint32_t index = 0) const;
+  // Every synthetic node of a kind handed out so far: (key, id).
+  std::vector<std::pair<std::string, uint64_t>> SyntheticOfKind(VKind kind) const;
   // The serial of a tree, registered on first use.
   uint32_t TreeSerial(const TreeKey& key);
   std::optional<TreeKey> GetTree(uint32_t serial) const;

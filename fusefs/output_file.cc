@@ -23,10 +23,14 @@ void RemoveTmpAndDie(int sig) {
   std::raise(sig);
 }
 
+// The handlers go in before the file is made, so that no signal finds it unwatched.
+void WatchSignals() {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, RemoveTmpAndDie);
+}
+
 void TrackTmp(const std::string& path) {
   if (path.size() >= sizeof g_live_tmp) return;
   std::memcpy(g_live_tmp, path.c_str(), path.size() + 1);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, RemoveTmpAndDie);
 }
 
 void UntrackTmp() {
@@ -92,16 +96,26 @@ Result<OutputFile> OutputFile::Open(const std::string& path) {
   }
   std::filesystem::path dest(target.path);
   std::string dir = dest.has_parent_path() ? dest.parent_path().string() : ".";
+  WatchSignals();
   for (int attempt = 0; attempt < 16 && !out.fd_.valid(); ++attempt) {
     std::string tmp = dir + "/." + dest.filename().string() + ".imagefs-" + RandomSuffix();
+    // Blocked from create to tracking: a signal in between would leave the file behind.
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&block, sig);
+    sigprocmask(SIG_BLOCK, &block, &old);
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST) continue;
-    if (fd < 0) return FailErrno(path + ": cannot create a file in " + dir);
-    out.fd_.Reset(fd);
-    out.tmp_ = tmp;
+    int err = errno;
+    if (fd >= 0) {
+      out.fd_.Reset(fd);
+      out.tmp_ = tmp;
+      TrackTmp(tmp);
+    }
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    if (fd < 0 && err == EEXIST) continue;
+    if (fd < 0) return Fail(Error::FromErrno(path + ": cannot create a file in " + dir, err));
   }
   if (!out.fd_.valid()) return Fail(Code::kIo, path + ": cannot create a temporary file in " + dir);
-  TrackTmp(out.tmp_);
   if (exists) {
     // Replacing a file keeps what it was: its mode, and its owner where we may set it.
     (void)fchmod(out.fd_.get(), st.st_mode & 07777);

@@ -232,8 +232,12 @@ int RunMount(Store& store, MountOptions options) {
     if (fuse_daemonize(0) != 0) return 1;
     InitLogging(Logger("fusefs")->level(), /*use_syslog=*/true);
   }
+  if (auto st = (*fs)->WatchStore(); !st) {
+    Log()->warn("store watcher off, the store's directories are looked up on every access: {}", st.error().msg);
+  }
   if (import) import->Serve();
   int rc = Loop(se->get());
+  (*fs)->StopWatchingStore();
   fuse_session_unmount(se->get());
   if (import) import->Stop();
   fuse_remove_signal_handlers(se->get());

@@ -1,168 +1,330 @@
 #!/usr/bin/env bash
-# Benchmarks the mount against the same trees unpacked natively by `umoci unpack`, in one
-# run on this machine, and prints a table of medians and ratios (native time / imagefs
-# time: 1.0 is native speed, higher is faster). Data is made once and cached in
-# $IMAGEFS_BENCH_DIR (default /var/tmp/imagefs-bench). Needs root (drop_caches, mount).
-#   scripts/bench.sh [RUNS]     (BENCH_VERBOSE=1 also prints every timing)
+# Benchmarks the mount against its peers on the same trees, in one run on this machine:
+# native (the image unpacked by `umoci unpack`), imagefs, fuse-overlayfs and kernel
+# overlayfs (both with the native tree as their lower layer). Prints medians and ratios
+# (native time / system time: 1.0 is native speed, higher is faster) with the machine and
+# its load. Within each run the systems take turns in a rotating order, so that a VM's
+# drift falls on all of them alike. Data is made once and cached in $IMAGEFS_BENCH_DIR
+# (default /var/tmp/imagefs-bench). Needs root (drop_caches, mounts).
+#   scripts/bench.sh [RUNS]       BENCH_VERBOSE=1 prints every timing
+#   BENCH_ONLY="files lookup memory big lazy store" picks sections (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-runs=${1:-5}
+runs=${1:-3}
+only=${BENCH_ONLY:-files lookup memory big lazy store}
 dir=${IMAGEFS_BENCH_DIR:-/var/tmp/imagefs-bench}
 scripts/setup.sh
+for p in fuse-overlayfs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$p" >/dev/null
+done
 scripts/build.sh -DIMAGEFS_BUILD_TESTS=ON >/dev/null
 imagefs=$PWD/build/fusefs/imagefs
 export IMAGEFS_STORE=$dir/store
 mkdir -p "$dir"
+# Mounts an interrupted run left behind.
+awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" || true; done
+want() { [[ " $only " == *" $1 "* ]]; }
 
-# ---- Data, once.
-if [ ! -s "$dir/big.tar" ]; then
-  echo "bench: making a 1 GiB file image" >&2
-  rm -rf "$dir/big-root" && mkdir -p "$dir/big-root/data"
-  head -c 1G /dev/urandom > "$dir/big-root/data/big.bin"
-  python3 scripts/make_image_archive.py "$dir/big-root" "$dir/big.tar.tmp" bench/big:1
-  rm -rf "$dir/big-root" && mv "$dir/big.tar.tmp" "$dir/big.tar"
-fi
+# ---- Data, once: a 100k-file 60-layer image, Debian minbase, a 256 MiB file.
 if [ ! -s "$dir/many.tar" ]; then
   echo "bench: making a 100,000-file, 60-layer image" >&2
   python3 scripts/make_many_files_image.py "$dir/many.tar.tmp" bench/many:1 100000 60
   mv "$dir/many.tar.tmp" "$dir/many.tar"
 fi
-for name in big many; do
-  "$imagefs" inspect "bench/$name:1" >/dev/null 2>&1 || "$imagefs" load -q "$dir/$name.tar" >/dev/null
-  if [ ! -d "$dir/native-$name/rootfs" ]; then
-    echo "bench: umoci unpack of $name" >&2
-    rm -rf "$dir/oci-$name" "$dir/native-$name"
-    skopeo copy -q "docker-archive:$dir/$name.tar" "oci:$dir/oci-$name:img"
-    umoci unpack --image "$dir/oci-$name:img" "$dir/native-$name" >/dev/null
-    rm -rf "$dir/oci-$name"
+if [ ! -s "$dir/big.tar" ]; then
+  echo "bench: making a 256 MiB file image" >&2
+  rm -rf "$dir/big-root" && mkdir -p "$dir/big-root/data"
+  head -c 256M /dev/urandom > "$dir/big-root/data/big.bin"
+  python3 scripts/make_image_archive.py "$dir/big-root" "$dir/big.tar.tmp" bench/big:1
+  rm -rf "$dir/big-root" && mv "$dir/big.tar.tmp" "$dir/big.tar"
+fi
+debian=$(IMAGEFS_FIXTURE_CACHE=${IMAGEFS_FIXTURE_CACHE:-/var/tmp/imagefs-fixtures} tests/integration/make_debian.sh)
+ln -sf "$debian" "$dir/debian.tar"
+declare -A ref=([many]=bench/many:1 [debian]=test/debian:minbase [big]=bench/big:1)
+declare -A tagpath=([many]=tags/docker.io/bench/many/1 [debian]=tags/docker.io/test/debian/minbase
+                    [big]=tags/docker.io/bench/big/1)
+for img in many debian big; do
+  if [ ! -d "$IMAGEFS_STORE" ] || ! "$imagefs" inspect "${ref[$img]}" >/dev/null 2>&1; then
+    "$imagefs" load -q "$dir/$img.tar" >/dev/null
+  fi
+  if [ ! -d "$dir/native-$img/rootfs" ]; then
+    echo "bench: umoci unpack of $img" >&2
+    rm -rf "$dir/oci-$img" "$dir/native-$img"
+    skopeo copy -q "docker-archive:$dir/$img.tar" "oci:$dir/oci-$img:img"
+    umoci unpack --image "$dir/oci-$img:img" "$dir/native-$img" >/dev/null
+    rm -rf "$dir/oci-$img"
   fi
 done
 
-# ---- The mounts: as users get it (large files passed through to a copy made on first
-# open), and with passthrough off (every read served by the daemon).
-mnt=$dir/mnt
-served=$dir/mnt-served
-mkdir -p "$mnt" "$served" 2>/dev/null || true
-rm -rf "$IMAGEFS_STORE"/diffs/*/files  # copies from earlier runs: each run makes its own
-"$imagefs" mount "$mnt" 2>"$dir/daemon.log" &
-pid=$!
-"$imagefs" mount --passthrough-min 0 "$served" 2>"$dir/daemon-served.log" &
-served_pid=$!
-trap 'fusermount3 -u -z "$mnt" 2>/dev/null || true; fusermount3 -u -z "$served" 2>/dev/null || true; kill "$pid" "$served_pid" 2>/dev/null || true; wait "$pid" "$served_pid" 2>/dev/null || true' EXIT
-for m in "$mnt" "$served"; do
-  for _ in $(seq 1 100); do awk -v m="$m" '$5 == m' /proc/self/mountinfo | grep -q . && break; sleep 0.1; done
+# ---- Mounts: imagefs (as users get it: kernel-handled opens), imagefs --opens daemon
+# (passthrough of large files), and the peers over each native tree.
+pids=()
+mounts=()
+cleanup() {
+  local m
+  for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null || fusermount3 -u -z "$m" 2>/dev/null || true; done
+  for m in "${pids[@]}"; do kill "$m" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+wait_mounted() { for _ in $(seq 1 100); do mountpoint -q "$1" && ls "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+# mount_imagefs MOUNTPOINT [options]: sets the daemon's PID in last_pid.
+mount_imagefs() {
+  local m=$1; shift
+  mkdir -p "$m"
+  "$imagefs" mount "$m" "$@" 2>>"$dir/daemon.log" &
+  last_pid=$!
+  pids+=("$last_pid"); mounts+=("$m")
+  wait_mounted "$m"
+}
+# mount_peer fuse-overlayfs|overlay IMG MOUNTPOINT: sets last_pid for fuse-overlayfs.
+mount_peer() {
+  local kind=$1 img=$2 m=$3
+  mkdir -p "$m"
+  if [ "$kind" = fuse-overlayfs ]; then
+    fuse-overlayfs -f -o "lowerdir=$dir/native-$img/rootfs" "$m" 2>>"$dir/peer.log" &
+    last_pid=$!
+    pids+=("$last_pid")
+  else
+    rm -rf "$dir/ov-$img-upper" "$dir/ov-$img-work" && mkdir -p "$dir/ov-$img-upper" "$dir/ov-$img-work"
+    mount -t overlay overlay -o "lowerdir=$dir/native-$img/rootfs,upperdir=$dir/ov-$img-upper,workdir=$dir/ov-$img-work" "$m"
+  fi
+  mounts+=("$m")
+  wait_mounted "$m"
+}
+unmount() { umount "$1" 2>/dev/null || fusermount3 -u "$1"; }
+
+systems=(native imagefs fuse-overlayfs overlay)
+declare -A root
+mount_imagefs "$dir/mnt"
+imagefs_pid=$last_pid
+for img in many debian big; do
+  root[native,$img]=$dir/native-$img/rootfs
+  root[imagefs,$img]=$dir/mnt/${tagpath[$img]}/rootfs
+  mount_peer fuse-overlayfs "$img" "$dir/fov-$img"; root[fuse-overlayfs,$img]=$dir/fov-$img
+  mount_peer overlay "$img" "$dir/kov-$img"; root[overlay,$img]=$dir/kov-$img
 done
+[ -f "${root[imagefs,debian]}/etc/os-release" ] || { echo "bench: the mount shows no Debian" >&2; exit 1; }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-# measure_pair cold|warm KEY FN NATIVE_PATH IMAGEFS_PATH: medians of $runs timings of FN on
-# each path into result[KEY-native] and result[KEY-imagefs]. Runs alternate between the two,
-# so that the machine's drift (a VM's neighbours, writeback) falls on both alike.
-measure_pair() {
-  local mode=$1 key=$2 fn=$3 native=$4 mounted=$5 native_times=() mounted_times=()
-  sync; sleep 2  # let the previous workload's writeback and reclaim settle
-  [ "$mode" = warm ] && { "$fn" "$native" >/dev/null; "$fn" "$mounted" >/dev/null; }  # warm-up
-  for _ in $(seq 1 "$runs"); do
-    [ "$mode" = cold ] && drop
-    native_times+=("$(seconds "$fn" "$native")")
-    [ "$mode" = cold ] && drop
-    mounted_times+=("$(seconds "$fn" "$mounted")")
-  done
-  [ -n "${BENCH_VERBOSE:-}" ] && echo "$key native: ${native_times[*]} imagefs: ${mounted_times[*]}" >&2
-  result[$key-native]=$(printf '%s\n' "${native_times[@]}" | median)
-  result[$key-imagefs]=$(printf '%s\n' "${mounted_times[@]}" | median)
-}
-read_file() { cat "$1"; }
-find_lstat() { find "$1" -ls; }
-
-big_native=$dir/native-big/rootfs/data/big.bin
-big_path=tags/docker.io/bench/big/1/rootfs/data/big.bin
-big_mount=$mnt/$big_path
-many_native=$dir/native-many/rootfs
-many_mount=$mnt/tags/docker.io/bench/many/1/rootfs
-cmp -s <(head -c 1M "$big_native") <(head -c 1M "$big_mount") || { echo "bench: the two trees differ" >&2; exit 1; }
-
-# The first read ever of the big file (cold, served by the daemon from the layer blob);
-# the second read's close starts its passthrough copy: the time until that is written.
+cat_all() { (cd "$1" && find . -type f -print0 | xargs -0 cat); }
+tar_all() { (cd "$1" && tar -cf - . | cat); }
+find_all() { find "$1" -printf '%s %m %u\n'; }
+read_big() { cat "$1/data/big.bin"; }
 declare -A result
-copies() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"].get("passthrough_copies", 0))' "$mnt/.imagefs/stats"; }
-drop
-first_s=$(seconds read_file "$mnt/$big_path")
-read_file "$mnt/$big_path" >/dev/null
-t0=$(date +%s.%N)
-for _ in $(seq 1 1200); do [ "$(copies)" -ge 1 ] && break; sleep 0.1; done
-[ "$(copies)" -ge 1 ] || { echo "bench: no passthrough copy was made (see $dir/daemon.log)" >&2; exit 1; }
-copy_s=$(echo "$(date +%s.%N) - $t0" | bc -l)
+# measure cold|warm KEY FN IMG: medians of $runs timings of FN on each system's tree into
+# result[KEY,SYSTEM]; the systems take turns, starting one later in each run.
+measure() {
+  local mode=$1 key=$2 fn=$3 img=$4 run i sys
+  declare -A times=()
+  sync; sleep 2  # let earlier writeback and reclaim settle
+  if [ "$mode" = warm ]; then for sys in "${systems[@]}"; do "$fn" "${root[$sys,$img]}" >/dev/null; done; fi
+  for run in $(seq 0 $((runs - 1))); do
+    for i in $(seq 0 $((${#systems[@]} - 1))); do
+      sys=${systems[$(((i + run) % ${#systems[@]}))]}
+      [ "$mode" = cold ] && drop
+      times[$sys]+="$(seconds "$fn" "${root[$sys,$img]}") "
+    done
+  done
+  for sys in "${systems[@]}"; do
+    result[$key,$sys]=$(tr ' ' '\n' <<<"${times[$sys]}" | grep . | median)
+    [ -n "${BENCH_VERBOSE:-}" ] && echo "$key $sys: ${times[$sys]}" >&2
+  done
+  return 0
+}
 
-for mode in warm cold; do
-  measure_pair $mode read-$mode read_file "$big_native" "$big_mount"
-  measure_pair $mode served-$mode read_file "$big_native" "$served/$big_path"
-  measure_pair $mode find-$mode find_lstat "$many_native" "$many_mount"
-done
-tree=$(build/tests/tools/tree_bench "$IMAGEFS_STORE" bench/many:1 "$runs")
+header() {
+  echo
+  echo "imagefs bench, $(date -u +%Y-%m-%dT%H:%MZ), $(git rev-parse --short HEAD): $(nproc) cores," \
+       "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB," \
+       "kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "median of $runs runs; each cell: seconds (ratio = native / it; 1.0 = native speed)"
+}
+# row TITLE KEY GOAL
+row() {
+  local sys line n
+  n=${result[$2,native]}
+  line=$(printf '%-40s %8.3f' "$1" "$n")
+  for sys in imagefs fuse-overlayfs overlay; do
+    line+=$(printf ' %8.3f (%4.2f)' "${result[$2,$sys]}" "$(echo "$n / ${result[$2,$sys]}" | bc -l)")
+  done
+  echo "$line  $3"
+}
+table_head() { printf '%-40s %8s %17s %17s %17s  %s\n' "workload" "native" "imagefs" "fuse-overlayfs" "overlay" "goal"; }
 
-echo
-echo "imagefs bench, $(date -u +%Y-%m-%dT%H:%MZ): $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/ {print $2}') GiB, kernel $(uname -r)"
-echo "median of $runs runs; ratio = native time / imagefs time (1.0 = native speed)"
-echo "imagefs rows: large files are passed through to a plain copy in the store, made once a file is read twice;"
-echo "\"passthrough off\" rows: every read served by the daemon (--passthrough-min 0)"
-printf '%-44s %12s %12s %8s %s\n' "workload" "native s" "imagefs s" "ratio" "goal"
-row() { printf '%-44s %12.3f %12.3f %8.2f %s\n' "$1" "${result[$2-native]}" "${result[$2-imagefs]}" \
-        "$(echo "${result[$2-native]} / ${result[$2-imagefs]}" | bc -l)" "$3"; }
-row "sequential read, 1 GiB file, warm cache" read-warm ">= 0.90"
-row "sequential read, 1 GiB file, cold cache" read-cold ""
-row "  the same, passthrough off, warm cache" served-warm ""
-row "  the same, passthrough off, cold cache" served-cold ""
-row "find -ls (lstat all), 100k files, warm" find-warm ">= 0.80"
-row "find -ls (lstat all), 100k files, cold" find-cold ""
-echo "merged tree of the 100k-file, 60-layer image: $tree"
-echo "first read of the 1 GiB file, cold, served by the daemon: $(printf '%.3f' "$first_s") s" \
-     "(native cold $(printf '%.3f' "${result[read-cold-native]}") s); its passthrough copy, started by the second read's close," \
-     "written $(printf '%.1f' "$copy_s") s later"
+header
+if want files; then
+  for mode in warm cold; do
+    for img in many debian; do
+      measure $mode "cat-$img-$mode" cat_all $img
+      measure $mode "tar-$img-$mode" tar_all $img
+    done
+    measure $mode "find-many-$mode" find_all many
+  done
+  echo
+  table_head
+  for mode in warm cold; do
+    goal=">= 0.5"; [ $mode = cold ] && goal=">= 0.8"
+    row "cat every file, $mode, 100k-file image" "cat-many-$mode" "$goal"
+    row "cat every file, $mode, Debian minbase" "cat-debian-$mode" "$goal"
+    row "tar -cf - . | cat, $mode, 100k files" "tar-many-$mode" "$goal"
+    row "tar -cf - . | cat, $mode, Debian" "tar-debian-$mode" "$goal"
+    row "find -printf, $mode, 100k files" "find-many-$mode" ""
+  done
+fi
 
-# Time to the first file of a Debian image in a registry on 127.0.0.1: a lazy pull through
-# the mount (mount, cat rootfs/etc/os-release, unmount) against skopeo copy + umoci unpack
-# + cat of the same image. Each run starts from an empty store and an empty OCI layout.
-debian=$(IMAGEFS_FIXTURE_CACHE=${IMAGEFS_FIXTURE_CACHE:-/var/tmp/imagefs-fixtures} tests/integration/make_debian.sh)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-reg=127.0.0.1:$port
-cat > "$dir/registry.yml" <<YML
+# ---- Lookups on a fresh mount: lstat of distinct paths that exist, then of missing
+# names in the same directories (each path's directories cached by then).
+lookup_us() {  # lookup_us ROOT LISTFILE -> "existing_us missing_us"
+  python3 - "$1" "$2" <<'PY'
+import os, sys, time
+root, listfile = sys.argv[1], sys.argv[2]
+paths = [l.rstrip("\n") for l in open(listfile)]
+def run(names):
+    t = time.perf_counter()
+    for p in names:
+        try: os.lstat(p)
+        except FileNotFoundError: pass
+    return (time.perf_counter() - t) / len(names) * 1e6
+existing = run([root + "/" + p for p in paths])
+missing = run([root + "/" + p + ".missing" for p in paths])
+print(f"{existing:.1f} {missing:.1f}")
+PY
+}
+if want lookup; then
+  (cd "${root[native,debian]}" && find . -type f | shuf -n 2000 --random-source=<(yes) | sed 's|^\./||') > "$dir/lookup.list"
+  declare -A lookup=()
+  for run in $(seq 1 "$runs"); do
+    drop; r=$(lookup_us "${root[native,debian]}" "$dir/lookup.list"); lookup[native]+="$r;"
+    # imagefs: a new mount each time; its tree is built by the first lookup, not timed here.
+    mount_imagefs "$dir/mnt-fresh"; fresh_pid=$last_pid
+    ls "$dir/mnt-fresh/${tagpath[debian]}/rootfs" >/dev/null
+    drop
+    r=$(lookup_us "$dir/mnt-fresh/${tagpath[debian]}/rootfs" "$dir/lookup.list"); lookup[imagefs]+="$r;"
+    unmount "$dir/mnt-fresh"; wait "$fresh_pid" 2>/dev/null || true
+    for kind in fuse-overlayfs overlay; do
+      mount_peer "$kind" debian "$dir/fresh-$kind"; peer_pid=${last_pid:-}
+      drop
+      r=$(lookup_us "$dir/fresh-$kind" "$dir/lookup.list"); lookup[$kind]+="$r;"
+      unmount "$dir/fresh-$kind"; [ "$kind" = fuse-overlayfs ] && { wait "$peer_pid" 2>/dev/null || true; }
+    done
+  done
+  echo
+  printf '%-40s %8s %17s %17s %17s  %s\n' "lstat of a path, fresh mount (µs)" "native" "imagefs" "fuse-overlayfs" "overlay" ""
+  for which in 1 2; do
+    line=$(printf '%-40s' "$([ $which = 1 ] && echo "  existing (2,000 Debian files)" || echo "  missing (a name beside each)")")
+    for sys in native imagefs fuse-overlayfs overlay; do
+      v=$(tr ';' '\n' <<<"${lookup[$sys]}" | grep . | cut -d' ' -f$which | median)
+      [ $sys = native ] && line+=$(printf ' %8.1f' "$v") || line+=$(printf ' %17.1f' "$v")
+    done
+    echo "$line"
+  done
+fi
+
+# ---- Daemon memory: anonymous and file-backed RSS of a fresh daemon, before and after
+# reading every file of the 100k-file image (cat and find), per entry served.
+rss() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }  # KiB
+if want memory; then
+  mount_imagefs "$dir/mnt-mem"; mem_pid=$last_pid
+  mount_peer fuse-overlayfs many "$dir/fov-mem"; fov_pid=$last_pid
+  entries=$(find "${root[native,many]}" | wc -l)
+  echo
+  printf '%-40s %17s %17s\n' "daemon memory, 100k-file image" "imagefs" "fuse-overlayfs"
+  declare -A before=()
+  for pair in "imagefs $mem_pid" "fuse-overlayfs $fov_pid"; do
+    set -- $pair; before[$1]="$(rss "$2" RssAnon) $(rss "$2" RssFile)"
+  done
+  drop
+  for m in "$dir/mnt-mem/${tagpath[many]}/rootfs" "$dir/fov-mem"; do cat_all "$m" >/dev/null; find_all "$m" >/dev/null; done
+  line_anon=$(printf '%-40s' "  RssAnon growth, bytes per entry")
+  line_file=$(printf '%-40s' "  RssFile growth, bytes per entry")
+  for pair in "imagefs $mem_pid" "fuse-overlayfs $fov_pid"; do
+    set -- $pair
+    read -r a0 f0 <<<"${before[$1]}"
+    line_anon+=$(printf ' %17.0f' "$(echo "($(rss "$2" RssAnon) - $a0) * 1024 / $entries" | bc -l)")
+    line_file+=$(printf ' %17.0f' "$(echo "($(rss "$2" RssFile) - $f0) * 1024 / $entries" | bc -l)")
+  done
+  echo "$line_anon  (goal <= 100 for imagefs)"
+  echo "$line_file"
+  echo "  ($entries entries; idle imagefs daemon: RssAnon ${before[imagefs]% *} KiB)"
+  unmount "$dir/mnt-mem"; unmount "$dir/fov-mem"
+fi
+
+# ---- A 256 MiB file: kernel-handled opens (every read served by the daemon through the
+# page cache) and daemon-handled opens with passthrough (a copy made after two reads).
+if want big; then
+  mount_imagefs "$dir/mnt-pt" --opens daemon --passthrough-min 32M
+  root[passthrough,big]=$dir/mnt-pt/${tagpath[big]}/rootfs
+  read_big "${root[passthrough,big]}" >/dev/null; read_big "${root[passthrough,big]}" >/dev/null
+  copies() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["events"].get("passthrough_copies", 0))' "$dir/mnt-pt/.imagefs/stats"; }
+  for _ in $(seq 1 600); do [ "$(copies)" -ge 1 ] && break; sleep 0.1; done
+  for mode in warm cold; do measure $mode "big-$mode" read_big big; done
+  saved=("${systems[@]}"); systems=(native passthrough)
+  for mode in warm cold; do measure $mode "pt-$mode" read_big big; done
+  systems=("${saved[@]}")
+  echo
+  table_head
+  row "cat of a 256 MiB file, warm" big-warm ">= 0.9"
+  row "cat of a 256 MiB file, cold" big-cold ""
+  for mode in warm cold; do
+    printf '%-40s %8.3f %8.3f (%4.2f)   (imagefs --opens daemon, passed through)\n' "  the same, $mode, passthrough" \
+      "${result[pt-$mode,native]}" "${result[pt-$mode,passthrough]}" \
+      "$(echo "${result[pt-$mode,native]} / ${result[pt-$mode,passthrough]}" | bc -l)"
+  done
+  unmount "$dir/mnt-pt"
+fi
+
+# ---- Time to the first file of the Debian image in a registry on 127.0.0.1: a lazy pull
+# through the mount (mount, cat rootfs/etc/os-release, unmount) against skopeo copy +
+# umoci unpack + cat of the same image. Each run starts from an empty store and layout.
+if want lazy; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  reg=127.0.0.1:$port
+  cat > "$dir/registry.yml" <<YML
 version: 0.1
 log: {level: error, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $dir/registry}}
 http: {addr: $reg}
 YML
-docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
-reg_pid=$!
-trap 'fusermount3 -u -z "$mnt" 2>/dev/null || true; fusermount3 -u -z "$served" 2>/dev/null || true; fusermount3 -u -z "$dir/lazy-mnt" 2>/dev/null || true; kill "$pid" "$served_pid" "$reg_pid" 2>/dev/null || true; wait "$pid" "$served_pid" "$reg_pid" 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://$reg/v2/" && break; sleep 0.1; done
-skopeo copy -q --dest-tls-verify=false "docker-archive:$debian" "docker://$reg/bench/debian:1"
-lazy_first_file() {
-  rm -rf "$dir/lazy-store"; mkdir -p "$dir/lazy-mnt"
-  IMAGEFS_STORE=$dir/lazy-store "$imagefs" mount -d "$dir/lazy-mnt"
-  cat "$dir/lazy-mnt/registry/$reg/bench/debian/1/rootfs/etc/os-release"
-  fusermount3 -u "$dir/lazy-mnt"
-}
-peer_first_file() {
-  rm -rf "$dir/peer" && mkdir -p "$dir/peer"
-  skopeo copy -q --src-tls-verify=false "docker://$reg/bench/debian:1" "oci:$dir/peer/oci:img"
-  umoci unpack --image "$dir/peer/oci:img" "$dir/peer/bundle" >/dev/null
-  cat "$dir/peer/bundle/rootfs/etc/os-release"
-}
-lazy_first_file >/dev/null; peer_first_file >/dev/null  # warm-up: binaries, registry storage in page cache
-lazy_s=$(for _ in $(seq 1 "$runs"); do seconds lazy_first_file; done | median)
-peer_s=$(for _ in $(seq 1 "$runs"); do seconds peer_first_file; done | median)
-rm -rf "$dir/peer" "$dir/lazy-store"
-echo "first file of a Debian image from a registry on 127.0.0.1 ($(du -sh "$debian" | cut -f1) image): imagefs lazy pull ${lazy_s}s," \
-     "skopeo copy + umoci unpack ${peer_s}s, ratio imagefs/peer $(printf '%.2f' "$(echo "$lazy_s / $peer_s" | bc -l)") (goal <= 0.30)"
-
-# A store with 1,000 images: what a command pays to open it.
-thousand=$dir/thousand-store
-if [ ! -d "$thousand/images" ]; then
-  python3 scripts/make_thousand_images.py "$dir/thousand.tar" 1000
-  IMAGEFS_STORE=$thousand "$imagefs" load -q "$dir/thousand.tar" >/dev/null
+  docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://$reg/v2/" && break; sleep 0.1; done
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$debian" "docker://$reg/bench/debian:1"
+  lazy_first_file() {
+    rm -rf "$dir/lazy-store"; mkdir -p "$dir/lazy-mnt"
+    IMAGEFS_STORE=$dir/lazy-store "$imagefs" mount -d "$dir/lazy-mnt"
+    cat "$dir/lazy-mnt/registry/$reg/bench/debian/1/rootfs/etc/os-release"
+    fusermount3 -u "$dir/lazy-mnt"
+  }
+  peer_first_file() {
+    rm -rf "$dir/peer" && mkdir -p "$dir/peer"
+    skopeo copy -q --src-tls-verify=false "docker://$reg/bench/debian:1" "oci:$dir/peer/oci:img"
+    umoci unpack --image "$dir/peer/oci:img" "$dir/peer/bundle" >/dev/null
+    cat "$dir/peer/bundle/rootfs/etc/os-release"
+  }
+  lazy_first_file >/dev/null; peer_first_file >/dev/null  # warm-up: binaries, registry storage in page cache
+  lazy_s=$(for _ in $(seq 1 "$runs"); do seconds lazy_first_file; done | median)
+  peer_s=$(for _ in $(seq 1 "$runs"); do seconds peer_first_file; done | median)
+  rm -rf "$dir/peer" "$dir/lazy-store"
+  echo
+  echo "first file of a Debian image from a registry on 127.0.0.1 ($(du -sh "$debian" | cut -f1)): imagefs lazy pull" \
+       "$(printf '%.2f' "$lazy_s") s, skopeo copy + umoci unpack $(printf '%.2f' "$peer_s") s," \
+       "ratio imagefs/peer $(printf '%.2f' "$(echo "$lazy_s / $peer_s" | bc -l)") (goal <= 0.20)"
 fi
-open_s=$(for _ in $(seq 1 "$runs"); do seconds env IMAGEFS_STORE="$thousand" "$imagefs" images; done | median)
-rss=$( { IMAGEFS_STORE=$thousand /usr/bin/time -f %M "$imagefs" images >/dev/null; } 2>&1 | tail -1)
-echo "imagefs images on a store of $(ls "$thousand/images" | wc -l) images: median ${open_s}s, max RSS ${rss} KiB"
+
+# ---- What a command pays to open a store of 1,000 images; the 60-layer tree's build.
+if want store; then
+  thousand=$dir/thousand-store
+  if [ ! -d "$thousand/images" ]; then
+    python3 scripts/make_thousand_images.py "$dir/thousand.tar" 1000
+    IMAGEFS_STORE=$thousand "$imagefs" load -q "$dir/thousand.tar" >/dev/null
+  fi
+  open_s=$(for _ in $(seq 1 "$runs"); do seconds env IMAGEFS_STORE="$thousand" "$imagefs" images; done | median)
+  rss_kb=$( { IMAGEFS_STORE=$thousand /usr/bin/time -f %M "$imagefs" images >/dev/null; } 2>&1 | tail -1)
+  echo
+  echo "imagefs images on a store of $(ls "$thousand/images" | wc -l) images: median $(printf '%.3f' "$open_s") s, max RSS $rss_kb KiB"
+  echo "merged tree of the 100k-file, 60-layer image: $(build/tests/tools/tree_bench "$IMAGEFS_STORE" bench/many:1 "$runs")"
+fi
