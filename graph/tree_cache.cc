@@ -1,5 +1,7 @@
 #include "graph/tree_cache.h"
 
+#include <malloc.h>
+
 namespace imagefs {
 
 Result<std::shared_ptr<const Tree>> TreeCache::Get(Kind kind, const std::optional<Digest>& top) {
@@ -19,6 +21,9 @@ Result<std::shared_ptr<const Tree>> TreeCache::Get(Kind kind, const std::optiona
   Result<std::shared_ptr<const Tree>> tree =
       kind == Kind::kMerged ? Tree::BuildMerged(store_, top)
                             : (top ? Tree::BuildDiff(store_, *top) : Tree::BuildMerged(store_, std::nullopt));
+  // The build's scratch (a node per entry with its child list, a hash map) is about three
+  // times the frozen tree; glibc keeps freed memory for reuse unless told otherwise.
+  malloc_trim(0);
   lock.lock();
   if (!tree) {
     slots_.erase(key);  // a later request tries again
