@@ -264,7 +264,8 @@ Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver*
         ++it;
       }
     }
-    if (!pending.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    // Progress is reported every 100 ms; the end of a transfer is seen at once.
+    if (!pending.empty()) pending.front().transfer->WaitFor(std::chrono::milliseconds(100));
   }
   if (failure) return Fail(*failure);
   std::optional<Digest> parent;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <future>
@@ -34,6 +35,10 @@ class Transfer {
   void reset_done() { done_.store(0); }
   // Set when every waiter has left; work polls it and stops.
   const std::atomic<bool>& cancelled() const { return cancelled_; }
+  // Waits up to `timeout` for the work to end; true once it has.
+  bool WaitFor(std::chrono::milliseconds timeout) const {
+    return result_.wait_for(timeout) == std::future_status::ready;
+  }
 
  private:
   friend class TransferManager;

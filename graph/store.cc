@@ -21,6 +21,7 @@ namespace {
 
 constexpr char kStoreVersion[] = "imagefs-store 1\n";
 constexpr size_t kCopyBuffer = 1 << 20;
+constexpr uint64_t kWritebackChunk = 8 << 20;
 
 auto Log() { return Logger("graph"); }
 
@@ -502,7 +503,7 @@ Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<D
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(tar_path, O_RDWR | O_CREAT | O_EXCL, 0600));
   Sha256 hash;
   std::vector<char> buf(kCopyBuffer);
-  uint64_t total = 0;
+  uint64_t total = 0, flushed = 0;
   while (true) {
     ASSIGN_OR_RETURN(size_t n, tar.Read(buf.data(), buf.size()));
     if (n == 0) break;
@@ -513,6 +514,13 @@ Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<D
     }
     hash.Update(buf.data(), n);
     RETURN_IF_ERROR(WriteAll(fd.get(), buf.data(), n));
+    // Start writeback as the data arrives, so that the fsync of the commit waits for the
+    // last few megabytes only (a 120 MB layer's fsync alone took 0.12 s on this VM).
+    if (total - flushed >= kWritebackChunk) {
+      (void)sync_file_range(fd.get(), static_cast<off_t>(flushed), static_cast<off_t>(total - flushed),
+                            SYNC_FILE_RANGE_WRITE);
+      flushed = total;
+    }
   }
   RETURN_IF_ERROR(Step("layer:stream"));
   layer.diff_id = hash.Finish();

@@ -16,6 +16,7 @@
 namespace imagefs {
 namespace {
 
+using testing::Gzip;
 using testing::MakeTar;
 using testing::ScratchDir;
 using testing::TarMember;
@@ -60,19 +61,6 @@ std::vector<TarMember> LegacyArchive() {
           {"repositories", R"({"legacy/app":{"v1":")" + Hex('b') + R"("}})"}};
 }
 
-std::string Gzip(const std::string& data) {
-  std::string out(compressBound(data.size()) + 64, '\0');
-  z_stream z{};
-  deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
-  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
-  z.avail_in = static_cast<uInt>(data.size());
-  z.next_out = reinterpret_cast<Bytef*>(out.data());
-  z.avail_out = static_cast<uInt>(out.size());
-  deflate(&z, Z_FINISH);
-  out.resize(z.total_out);
-  deflateEnd(&z);
-  return out;
-}
 
 // An OCI layout with gzip layers; `tamper` may change the members before packing.
 std::vector<TarMember> OciArchive() {

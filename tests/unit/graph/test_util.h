@@ -12,6 +12,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 namespace imagefs::testing {
 
@@ -51,6 +52,21 @@ inline CommandResult Shell(const std::string& command) {
   int st = pclose(p);
   result.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return result;
+}
+
+// One gzip member of data, as gzip(1) writes it.
+inline std::string Gzip(const std::string& data) {
+  std::string out(compressBound(data.size()) + 64, '\0');
+  z_stream z{};
+  deflateInit2(&z, 9, Z_DEFLATED, 31, 8, Z_DEFAULT_STRATEGY);
+  z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(data.data()));
+  z.avail_in = static_cast<uInt>(data.size());
+  z.next_out = reinterpret_cast<Bytef*>(out.data());
+  z.avail_out = static_cast<uInt>(out.size());
+  deflate(&z, Z_FINISH);
+  out.resize(z.total_out);
+  deflateEnd(&z);
+  return out;
 }
 
 inline std::string ReadAll(const fs::path& path) {
