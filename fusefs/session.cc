@@ -202,7 +202,9 @@ class ImportMount {
 
 int RunMount(Store& store, MountOptions options) {
   RaiseFileLimit();
-  std::string fuse_opts = "default_permissions,fsname=imagefs,subtype=imagefs";
+  // noatime: nothing to record in an immutable tree, and the relatime check costs warm
+  // reads of a cached file about 15% (8 cats of a 256 MiB file: 217-234 ms against 257-292).
+  std::string fuse_opts = "default_permissions,noatime,fsname=imagefs,subtype=imagefs";
   if (auto st = ParseOptions(options, fuse_opts); !st) return ReportError(st.error());
   if (auto st = RecoverDeadMount(options.mountpoint); !st) return ReportError(st.error());
   std::unique_ptr<ImportMount> import;
