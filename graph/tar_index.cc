@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -31,20 +32,51 @@ struct ArchiveDeleter {
   void operator()(archive* a) const { archive_read_free(a); }
 };
 
-class StringTable {
+// Appends to a file through a buffer: the index of a layer of millions of entries is
+// written as it is built, never held whole in memory.
+class FileAppender {
  public:
-  Result<std::pair<uint32_t, uint32_t>> Add(std::string_view s) {
-    if (data_.size() + s.size() > UINT32_MAX) {
-      return Fail(Code::kInvalid, "layer index string table exceeds 4 GiB");
-    }
-    auto off = static_cast<uint32_t>(data_.size());
-    data_.append(s);
-    return std::make_pair(off, static_cast<uint32_t>(s.size()));
+  explicit FileAppender(int fd) : fd_(fd) { buf_.reserve(kSize); }
+  Status Append(const void* data, size_t len) {
+    const char* p = static_cast<const char*>(data);
+    written_ += len;
+    if (buf_.size() + len > kSize) RETURN_IF_ERROR(Flush());
+    if (len >= kSize) return WriteAll(fd_, p, len);
+    buf_.insert(buf_.end(), p, p + len);
+    return {};
   }
-  const std::string& data() const { return data_; }
+  Status Flush() {
+    RETURN_IF_ERROR(WriteAll(fd_, buf_.data(), buf_.size()));
+    buf_.clear();
+    return {};
+  }
+  uint64_t written() const { return written_; }
 
  private:
-  std::string data_;
+  static constexpr size_t kSize = 1 << 20;
+  int fd_;
+  std::vector<char> buf_;
+  uint64_t written_ = 0;
+};
+
+// Paths, link targets and xattrs, written to a scratch file as they come; appended to the
+// index at the end.
+class StringTable {
+ public:
+  explicit StringTable(int fd) : out_(fd) {}
+  Result<std::pair<uint32_t, uint32_t>> Add(std::string_view s) {
+    if (out_.written() + s.size() > UINT32_MAX) {
+      return Fail(Code::kInvalid, "layer index string table exceeds 4 GiB");
+    }
+    auto off = static_cast<uint32_t>(out_.written());
+    RETURN_IF_ERROR(out_.Append(s.data(), s.size()));
+    return std::make_pair(off, static_cast<uint32_t>(s.size()));
+  }
+  uint64_t size() const { return out_.written(); }
+  Status Flush() { return out_.Flush(); }
+
+ private:
+  FileAppender out_;
 };
 
 EntryKind KindOf(archive_entry* ae) {
@@ -106,10 +138,18 @@ std::string CleanPath(std::string_view name, bool* escaped) {
 Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
                                    const std::filesystem::path& out_path, bool drop_behind) {
   uint64_t dropped = 0, high_water = 0;
-  std::vector<IndexEntry> entries;
-  std::vector<IndexXattr> xattrs;
-  std::vector<IndexExtent> extents;
-  StringTable strings;
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(out_path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  std::filesystem::path strings_path = out_path;
+  strings_path += ".strings";
+  ASSIGN_OR_RETURN(UniqueFd strings_fd, OpenFile(strings_path, O_RDWR | O_CREAT | O_TRUNC, 0600));
+  ::unlink(strings_path.c_str());  // scratch: gone with its descriptor
+  IndexHeader h{};
+  RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));  // the real one goes in at the end
+  FileAppender entries(fd.get());
+  uint64_t entry_count = 0;
+  std::vector<IndexXattr> xattrs;    // rare: kept in memory
+  std::vector<IndexExtent> extents;  // sparse files only
+  StringTable strings(strings_fd.get());
   IndexSummary summary;
 
   // An empty blob is a valid empty layer (some tools write zero bytes for "no changes").
@@ -128,12 +168,12 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       if (r == ARCHIVE_WARN) {
         Logger("graph")->debug("index tar entry: warning: {}", archive_error_string(a.get()));
       } else if (r != ARCHIVE_OK) {
-        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entries.size()) + ": " +
+        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entry_count) + ": " +
                                         archive_error_string(a.get()));
       }
       const char* raw_name = archive_entry_pathname(ae);
       if (raw_name == nullptr) {
-        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entries.size()) +
+        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entry_count) +
                                         ": name cannot be decoded");
       }
       IndexEntry e{};
@@ -219,7 +259,8 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
         return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data missing");
       }
       if (e.kind == EntryKind::kFile) summary.content_bytes += e.size;
-      entries.push_back(e);
+      RETURN_IF_ERROR(entries.Append(&e, sizeof e));
+      ++entry_count;
       if (drop_behind && high_water > dropped + (64u << 20)) {
         uint64_t upto = high_water & ~uint64_t{4095};
         madvise(const_cast<char*>(tar), upto > (1u << 20) ? upto - (1u << 20) : 0, MADV_DONTNEED);
@@ -227,23 +268,28 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
     }
   }
-  summary.entries = entries.size();
-
-  IndexHeader h{};
+  summary.entries = entry_count;
+  RETURN_IF_ERROR(entries.Append(xattrs.data(), xattrs.size() * sizeof(IndexXattr)));
+  RETURN_IF_ERROR(entries.Append(extents.data(), extents.size() * sizeof(IndexExtent)));
+  RETURN_IF_ERROR(entries.Flush());
+  RETURN_IF_ERROR(strings.Flush());
+  // The string table follows, copied in the kernel from the scratch file.
+  loff_t from = 0;
+  for (uint64_t left = strings.size(); left > 0;) {
+    ssize_t n = copy_file_range(strings_fd.get(), &from, fd.get(), nullptr, left, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return n < 0 ? FailErrno("copy index strings") : Fail(Code::kIo, "copy index strings: short");
+    left -= static_cast<uint64_t>(n);
+  }
   std::memcpy(h.magic, kMagic, sizeof kMagic);
   h.version = 1;
-  h.entry_count = entries.size();
+  h.entry_count = entry_count;
   h.xattr_count = xattrs.size();
   h.extent_count = extents.size();
-  h.strings_size = strings.data().size();
+  h.strings_size = strings.size();
   h.tar_size = tar_size;
   h.content_bytes = summary.content_bytes;
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
-  RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));
-  RETURN_IF_ERROR(WriteAll(fd.get(), entries.data(), entries.size() * sizeof(IndexEntry)));
-  RETURN_IF_ERROR(WriteAll(fd.get(), xattrs.data(), xattrs.size() * sizeof(IndexXattr)));
-  RETURN_IF_ERROR(WriteAll(fd.get(), extents.data(), extents.size() * sizeof(IndexExtent)));
-  RETURN_IF_ERROR(WriteAll(fd.get(), strings.data().data(), strings.data().size()));
+  if (pwrite(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return FailErrno("write index header");
   return summary;
 }
 
