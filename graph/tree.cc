@@ -33,8 +33,18 @@ uint64_t HashChild(uint32_t parent, std::string_view name) {
 
 }  // namespace
 
+// What a built tree's spans point into (a mapped tree file holds a mapping instead).
+struct Tree::Built {
+  std::vector<TreeNode> nodes;
+  std::vector<uint32_t> children;
+  std::string names;
+  std::vector<uint32_t> slots;
+};
+
 // Applies layers to a mutable tree, then freezes it. Names are views into the layers'
-// mmap'd string tables (or into implied_names_), which outlive the builder.
+// mmap'd string tables, which outlive the builder. Lean on purpose, as a million-entry
+// image is built in the process that loads it: 48 bytes a node, a node's children a
+// linked list, the (parent, name) index an open-addressing table of node ids.
 class TreeBuilder {
  public:
   // Finds a hardlink target that is not in the layers applied so far (a layer's diff view
@@ -42,12 +52,15 @@ class TreeBuilder {
   using BelowResolver = std::function<std::optional<std::tuple<uint32_t, uint32_t, uint32_t>>(std::string_view)>;
   void set_below(BelowResolver resolver) { below_ = std::move(resolver); }
 
-  TreeBuilder() { nodes_.push_back({kNone, "", Tree::kImplied, 0, 0, true, true, false, {}}); }
+  TreeBuilder() {
+    nodes_.push_back(BNode{kNone, Tree::kImplied, 0, 0, kNone, kNone, "", true, true});
+    table_.assign(1024, kNone);
+  }
 
   Status ApplyLayer(uint32_t layer_index, const TarIndex& index, bool merge) {
     layer_ = layer_index;
-    index_ = &index;
     auto entries = index.entries();
+    Reserve(nodes_.size() + entries.size());
     if (merge) {
       // Deletions first: whiteouts and opaque markers apply to the lower layers only,
       // whatever their position in this layer's tar.
@@ -56,7 +69,7 @@ class TreeBuilder {
         std::string_view base = BaseName(path);
         if (base == kOpaque) {
           if (auto dir = ResolveNoFollow(DirName(path)); dir && nodes_[*dir].is_dir) {
-            for (uint32_t child : nodes_[*dir].kids) Remove(child);
+            for (uint32_t k = nodes_[*dir].first_kid; k != kNone; k = nodes_[k].next) Remove(k);
           }
         } else if (base.substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix) {
           if (auto dir = ResolveNoFollow(DirName(path)); dir && nodes_[*dir].is_dir) {
@@ -103,94 +116,123 @@ class TreeBuilder {
     return {};
   }
 
-  void Freeze(Tree& tree) {
-    // DFS in name order gives deterministic ids, and locality for tar -c and find.
+  // The frozen form: nodes in DFS order of sorted names (deterministic ids, and locality
+  // for tar -c and find), children in one array, the (parent, name) hash table.
+  std::shared_ptr<Tree::Built> Freeze() {
+    table_ = {};  // the builder's index is not needed any more: give its memory back first
+    auto built = std::make_shared<Tree::Built>();
     std::vector<uint32_t> new_id(nodes_.size(), kNone);
     std::vector<uint32_t> order;
-    std::vector<uint32_t> stack{0};
+    std::vector<uint32_t> stack{0}, kids;
     while (!stack.empty()) {
       uint32_t id = stack.back();
       stack.pop_back();
       new_id[id] = static_cast<uint32_t>(order.size());
       order.push_back(id);
       if (!nodes_[id].is_dir) continue;
-      std::vector<uint32_t> kids = LiveKids(id);
-      std::sort(kids.begin(), kids.end(), [&](uint32_t a, uint32_t b) { return nodes_[a].name < nodes_[b].name; });
+      SortedLiveKids(id, kids);
       for (auto it = kids.rbegin(); it != kids.rend(); ++it) stack.push_back(*it);
     }
-    std::unordered_map<uint32_t, uint32_t> inode_of;  // builder inode -> first new id
-    std::unordered_map<uint32_t, uint32_t> links;     // builder inode -> name count
+    // Builder inodes are builder node ids: count the names of each, and find its first.
+    std::vector<uint32_t> first_name(nodes_.size(), kNone), links(nodes_.size(), 0);
     for (uint32_t old : order) {
-      inode_of.emplace(nodes_[old].inode, new_id[old]);
-      ++links[nodes_[old].inode];
+      uint32_t inode = nodes_[old].inode;
+      if (first_name[inode] == kNone) first_name[inode] = new_id[old];
+      ++links[inode];
     }
-    tree.nodes_.resize(order.size());
+    size_t names = 0;
+    for (uint32_t old : order) names += nodes_[old].name.size();
+    built->nodes.resize(order.size());
+    built->names.reserve(names);
+    built->children.reserve(order.size() - 1);
     for (uint32_t n = 0; n < order.size(); ++n) {
       const BNode& b = nodes_[order[n]];
-      TreeNode& t = tree.nodes_[n];
+      TreeNode& t = built->nodes[n];
       t.parent = b.parent == kNone ? 0 : new_id[b.parent];
-      t.name_off = static_cast<uint32_t>(tree.names_.size());
+      t.name_off = static_cast<uint32_t>(built->names.size());
       t.name_len = static_cast<uint32_t>(b.name.size());
-      tree.names_.append(b.name);
+      built->names.append(b.name);
       t.layer = b.layer;
       t.entry = b.entry;
-      t.inode = inode_of[b.inode];
+      t.inode = first_name[b.inode];
       t.nlink = b.is_dir ? 2 : links[b.inode];
-      t.first_child = static_cast<uint32_t>(tree.children_.size());
+      t.first_child = static_cast<uint32_t>(built->children.size());
       t.child_count = 0;
       if (b.is_dir) {
-        std::vector<uint32_t> kids = LiveKids(order[n]);
+        SortedLiveKids(order[n], kids);  // new ids follow name order
         for (uint32_t k : kids) {
-          tree.children_.push_back(new_id[k]);
+          built->children.push_back(new_id[k]);
           if (nodes_[k].is_dir) ++t.nlink;
         }
         t.child_count = static_cast<uint32_t>(kids.size());
-        std::sort(tree.children_.begin() + t.first_child, tree.children_.end());  // ids are in name order
       }
     }
+    nodes_ = {};
     size_t slots = 16;
-    while (slots < tree.nodes_.size() * 2) slots *= 2;
-    tree.slots_.assign(slots, kNone);
-    for (uint32_t n = 1; n < tree.nodes_.size(); ++n) {
-      size_t s = HashChild(tree.nodes_[n].parent, tree.Name(n)) & (slots - 1);
-      while (tree.slots_[s] != kNone) s = (s + 1) & (slots - 1);
-      tree.slots_[s] = n;
+    while (slots < built->nodes.size() * 2) slots *= 2;
+    built->slots.assign(slots, kNone);
+    for (uint32_t n = 1; n < built->nodes.size(); ++n) {
+      const TreeNode& t = built->nodes[n];
+      std::string_view name(built->names.data() + t.name_off, t.name_len);
+      size_t s = HashChild(t.parent, name) & (slots - 1);
+      while (built->slots[s] != kNone) s = (s + 1) & (slots - 1);
+      built->slots[s] = n;
     }
+    return built;
   }
 
  private:
+  static constexpr uint32_t kDead = UINT32_MAX - 1;  // a removed slot of table_
   struct BNode {
     uint32_t parent;
-    std::string_view name;
     uint32_t layer;
     uint32_t entry;
     uint32_t inode;
+    uint32_t first_kid;  // children, newest first; may hold dead nodes
+    uint32_t next;       // the next sibling
+    std::string_view name;
     bool is_dir;
     bool alive;
-    bool pending;
-    std::vector<uint32_t> kids;  // may hold dead nodes; live ones are in children_
-  };
-  struct Key {
-    uint32_t parent;
-    std::string_view name;
-    bool operator==(const Key&) const = default;
-  };
-  struct KeyHash {
-    size_t operator()(const Key& k) const { return HashChild(k.parent, k.name); }
   };
 
-  std::vector<uint32_t> LiveKids(uint32_t dir) const {
-    std::vector<uint32_t> out;
-    for (uint32_t k : nodes_[dir].kids) {
+  void SortedLiveKids(uint32_t dir, std::vector<uint32_t>& out) const {
+    out.clear();
+    for (uint32_t k = nodes_[dir].first_kid; k != kNone; k = nodes_[k].next) {
       if (nodes_[k].alive) out.push_back(k);
     }
-    return out;
+    std::sort(out.begin(), out.end(), [&](uint32_t a, uint32_t b) { return nodes_[a].name < nodes_[b].name; });
   }
 
+  // Room for `nodes` in all, growing geometrically: a chain of many small layers must not
+  // copy everything once per layer.
+  void Reserve(size_t nodes) {
+    if (nodes_.capacity() < nodes) nodes_.reserve(std::max(nodes, nodes_.capacity() * 2));
+    if (table_.size() < nodes * 2) Rehash(std::max(nodes * 2, table_.size() * 2));
+  }
+
+  void Rehash(size_t at_least) {
+    size_t size = 1024;
+    while (size < at_least) size *= 2;
+    std::vector<uint32_t> old = std::move(table_);
+    table_.assign(size, kNone);
+    used_ = 0;
+    for (uint32_t id : old) {
+      if (id == kNone || id == kDead) continue;
+      size_t s = Slot(nodes_[id].parent, nodes_[id].name);
+      while (table_[s] != kNone) s = (s + 1) & (table_.size() - 1);
+      table_[s] = id;
+      ++used_;
+    }
+  }
+
+  size_t Slot(uint32_t parent, std::string_view name) const { return HashChild(parent, name) & (table_.size() - 1); }
+
   std::optional<uint32_t> Find(uint32_t dir, std::string_view name) const {
-    auto it = children_.find({dir, name});
-    if (it == children_.end()) return std::nullopt;
-    return it->second;
+    for (size_t s = Slot(dir, name);; s = (s + 1) & (table_.size() - 1)) {
+      uint32_t id = table_[s];
+      if (id == kNone) return std::nullopt;
+      if (id != kDead && nodes_[id].parent == dir && nodes_[id].name == name) return id;
+    }
   }
 
   std::optional<uint32_t> ResolveNoFollow(std::string_view path) const {
@@ -226,10 +268,14 @@ class TreeBuilder {
   }
 
   uint32_t Add(uint32_t parent, std::string_view name, bool is_dir) {
+    if ((used_ + 1) * 2 > table_.size()) Rehash((used_ + 1) * 4);
     uint32_t id = static_cast<uint32_t>(nodes_.size());
-    nodes_.push_back({parent, name, Tree::kImplied, 0, id, is_dir, true, false, {}});
-    nodes_[parent].kids.push_back(id);
-    children_[{parent, name}] = id;
+    nodes_.push_back(BNode{parent, Tree::kImplied, 0, id, kNone, nodes_[parent].first_kid, name, is_dir, true});
+    nodes_[parent].first_kid = id;
+    size_t s = Slot(parent, name);
+    while (table_[s] != kNone && table_[s] != kDead) s = (s + 1) & (table_.size() - 1);
+    if (table_[s] == kNone) ++used_;
+    table_[s] = id;
     return id;
   }
 
@@ -269,22 +315,35 @@ class TreeBuilder {
       BNode& n = nodes_[id];
       if (!n.alive) continue;
       n.alive = false;
-      auto it = children_.find({n.parent, n.name});
-      if (it != children_.end() && it->second == id) children_.erase(it);
+      for (size_t s = Slot(n.parent, n.name);; s = (s + 1) & (table_.size() - 1)) {
+        if (table_[s] == kNone) break;
+        if (table_[s] == id) {
+          table_[s] = kDead;
+          break;
+        }
+      }
       if (n.is_dir) {
-        pending.insert(pending.end(), n.kids.begin(), n.kids.end());
-        n.kids.clear();
+        for (uint32_t k = n.first_kid; k != kNone; k = nodes_[k].next) pending.push_back(k);
+        n.first_kid = kNone;
       }
     }
   }
 
   std::vector<BNode> nodes_;
-  std::unordered_map<Key, uint32_t, KeyHash> children_;
+  std::vector<uint32_t> table_;  // node ids by (parent, name); kNone empty, kDead removed
+  size_t used_ = 0;              // slots not kNone
   uint32_t layer_ = 0;
-  const TarIndex* index_ = nullptr;
   BelowResolver below_;
   std::unordered_map<uint32_t, uint32_t> below_inodes_;
 };
+
+void Tree::Adopt(std::shared_ptr<Built> built) {
+  nodes_ = built->nodes;
+  children_ = built->children;
+  names_ = built->names;
+  slots_ = built->slots;
+  storage_ = std::move(built);
+}
 
 Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store, const std::optional<Digest>& top) {
   std::shared_ptr<Tree> tree(new Tree());
@@ -297,9 +356,10 @@ Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store, const 
       if (auto st = builder.ApplyLayer(static_cast<uint32_t>(i), *blob->index, true); !st) {
         return Fail(st.error().WithContext("merge layer " + chain[i].chain_id.str()));
       }
+      blob->index->DropResidentPages();
     }
   }
-  builder.Freeze(*tree);
+  tree->Adopt(builder.Freeze());
   return std::shared_ptr<const Tree>(std::move(tree));
 }
 
@@ -333,17 +393,19 @@ Result<std::shared_ptr<const Tree>> Tree::BuildDiff(const Store& store, const Di
     if (!below_status) return Fail(below_status.error());
     return Fail(st.error().WithContext("layer " + chain_id.str()));
   }
-  builder.Freeze(*tree);
+  tree->Adopt(builder.Freeze());
   return std::shared_ptr<const Tree>(std::move(tree));
 }
 
 std::optional<uint32_t> Tree::Lookup(uint32_t dir, std::string_view name) const {
   size_t mask = slots_.size() - 1;
-  for (size_t s = HashChild(dir, name) & mask;; s = (s + 1) & mask) {
+  size_t s = HashChild(dir, name) & mask;
+  for (size_t probes = 0; probes < slots_.size(); ++probes, s = (s + 1) & mask) {
     uint32_t n = slots_[s];
     if (n == kNone) return std::nullopt;
-    if (nodes_[n].parent == dir && Name(n) == name) return n;
+    if (n < nodes_.size() && nodes_[n].parent == dir && Name(n) == name) return n;
   }
+  return std::nullopt;
 }
 
 std::optional<uint32_t> Tree::Resolve(std::string_view path) const {
@@ -363,7 +425,8 @@ std::optional<uint32_t> Tree::Resolve(std::string_view path) const {
 
 std::string Tree::Path(uint32_t id) const {
   std::vector<std::string_view> parts;
-  for (uint32_t cur = id; cur != kRoot; cur = nodes_[cur].parent) parts.push_back(Name(cur));
+  // Parents come before their children: a damaged parent id cannot make this loop.
+  for (uint32_t cur = id; cur != kRoot && nodes_[cur].parent < cur; cur = nodes_[cur].parent) parts.push_back(Name(cur));
   std::string out;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     if (!out.empty()) out += '/';
@@ -374,8 +437,9 @@ std::string Tree::Path(uint32_t id) const {
 
 const IndexEntry* Tree::Entry(uint32_t id) const {
   const TreeNode& n = nodes_[id];
-  if (n.layer == kImplied) return nullptr;
-  return &layers_[n.layer]->index->entries()[n.entry];
+  if (n.layer == kImplied || n.layer >= layers_.size()) return nullptr;
+  auto entries = layers_[n.layer]->index->entries();
+  return n.entry < entries.size() ? &entries[n.entry] : nullptr;
 }
 
 bool Tree::IsDir(uint32_t id) const {
@@ -469,8 +533,7 @@ std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Tree::DataRuns(uint32_
 }
 
 size_t Tree::MemoryBytes() const {
-  return nodes_.capacity() * sizeof(TreeNode) + children_.capacity() * sizeof(uint32_t) +
-         names_.capacity() + slots_.capacity() * sizeof(uint32_t) + sizeof(*this);
+  return nodes_.size_bytes() + children_.size_bytes() + names_.size() + slots_.size_bytes() + sizeof(*this);
 }
 
 }  // namespace imagefs

@@ -20,6 +20,8 @@
 
 namespace imagefs {
 
+enum class TreeKind : uint32_t { kMerged = 0, kDiff = 1 };
+
 // One merged entry. 36 bytes; names live in the tree's name table.
 struct TreeNode {
   uint32_t parent;
@@ -57,11 +59,19 @@ class Tree {
 
   size_t size() const { return nodes_.size(); }
   const TreeNode& node(uint32_t id) const { return nodes_[id]; }
+  // A mapped tree file is checked when opened by what costs no pass over its nodes; so
+  // every accessor keeps ids and ranges inside the tree (a damaged file gives wrong
+  // answers, empty names or ESTALE, never a read past its mapping). id < size() always.
   std::string_view Name(uint32_t id) const {
-    return std::string_view(names_).substr(nodes_[id].name_off, nodes_[id].name_len);
+    const TreeNode& n = nodes_[id];
+    if (uint64_t{n.name_off} + n.name_len > names_.size()) return {};
+    return names_.substr(n.name_off, n.name_len);
   }
+  // Child ids; callers skip any that is not below size() (a damaged file).
   std::span<const uint32_t> Children(uint32_t dir) const {
-    return std::span<const uint32_t>(children_).subspan(nodes_[dir].first_child, nodes_[dir].child_count);
+    const TreeNode& n = nodes_[dir];
+    if (uint64_t{n.first_child} + n.child_count > children_.size()) return {};
+    return children_.subspan(n.first_child, n.child_count);
   }
   // O(1): one hash probe sequence, whatever the chain depth.
   std::optional<uint32_t> Lookup(uint32_t dir, std::string_view name) const;
@@ -93,14 +103,19 @@ class Tree {
 
  private:
   friend class TreeBuilder;
+  friend class TreeFile;
+  struct Built;
   Tree() = default;
   const IndexEntry* Entry(uint32_t id) const;
+  void Adopt(std::shared_ptr<Built> built);
 
   std::vector<std::shared_ptr<const LayerBlob>> layers_;
-  std::vector<TreeNode> nodes_;
-  std::vector<uint32_t> children_;
-  std::string names_;
-  std::vector<uint32_t> slots_;  // open addressing on (parent, name); UINT32_MAX = empty
+  // Views into storage_: the arrays a build made, or a mapped tree file (tree_file.h).
+  std::shared_ptr<const void> storage_;
+  std::span<const TreeNode> nodes_;
+  std::span<const uint32_t> children_;
+  std::string_view names_;
+  std::span<const uint32_t> slots_;  // open addressing on (parent, name); UINT32_MAX = empty
 };
 
 }  // namespace imagefs
