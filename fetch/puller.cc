@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "graph/base/log.h"
+#include "graph/loader.h"
 
 namespace imagefs::fetch {
 namespace {
@@ -207,6 +208,7 @@ Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* obser
                       image.ref.FamiliarString());
   }
   Log()->info("pull {} digest={} id={}", image.ref.String(), image.digest.str(), *id);
+  if (!existed) PrepareTree(store_, *id);  // the first look inside need not build it
   return id;
 }
 

@@ -90,6 +90,10 @@ void ImageFs::Init(fuse_conn_info* conn) {
   no_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
   // Content never changes: no attribute revalidation on every cached read.
   conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+  // Every listing carries attributes (readdirplus), not only its first reply: with the
+  // "auto" mode libfuse asks for, a directory of thousands of entries cost one LOOKUP per
+  // entry past the first reply when stat'ed (find -printf, ls -l).
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   if (options_.kernel_opens && (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT)) {
     conn->want |= FUSE_CAP_NO_OPEN_SUPPORT;
     kernel_opens_ = true;
@@ -770,6 +774,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
       e.attr.st_mode = S_IFDIR;
     } else if (tree) {
       uint32_t child = tree->Children(node)[pos - 2];
+      if (child >= tree->size()) continue;  // a damaged tree file
       name = std::string(tree->Name(child));
       e.ino = InodeTable::TreeIno(serial, child);
       FillTreeAttr(*tree, serial, child, &e.attr);

@@ -5,6 +5,7 @@
 
 #include "graph/base/log.h"
 #include "graph/loader_internal.h"
+#include "graph/tree_file.h"
 
 namespace imagefs {
 namespace loader {
@@ -358,6 +359,14 @@ class LegacyLoader {
 }  // namespace
 }  // namespace loader
 
+void PrepareTree(const Store& store, const std::string& image_id) {
+  auto image = store.GetImage(image_id);
+  if (!image || !image->top_layer) return;
+  if (auto tree = TreeFile::Load(store, TreeKind::kMerged, *image->top_layer); !tree) {
+    Logger("graph")->warn("image {}: its tree is not saved, a mount will build it: {}", image_id, tree.error().msg);
+  }
+}
+
 Result<LoadReport> LoadArchive(Store& store, const std::filesystem::path& path,
                                const LoadOptions& options, LoadProgress* progress) {
   ASSIGN_OR_RETURN(auto archive, ArchiveView::Open(path, store.root() / "tmp"));
@@ -375,6 +384,7 @@ Result<LoadReport> LoadArchive(Store& store, const std::filesystem::path& path,
   if (!st) return Fail(st.error());
   for (const auto& image : report.images) {
     Logger("graph")->info("load image id={} from={}", image.id, path.string());
+    PrepareTree(store, image.id);
   }
   return report;
 }

@@ -44,6 +44,10 @@ class LoadProgress {
 
 // Fails as a whole only when the archive cannot be read or its format is unknown;
 // otherwise reports each image's success or failure.
+// Builds and saves the merged tree of an image (TreeFile) unless a valid one is saved, so
+// that the first mount answers at once; a failure is logged, and the mount builds it.
+void PrepareTree(const Store& store, const std::string& image_id);
+
 Result<LoadReport> LoadArchive(Store& store, const std::filesystem::path& path,
                                const LoadOptions& options = {}, LoadProgress* progress = nullptr);
 

@@ -97,6 +97,10 @@ class Store {
   // whose data starts at `offset` in the layer's tar. Derived data, removed with the
   // layer; the directory exists only once a copy was made.
   fs::path FileCopyDir(const Digest& diff_id) const;
+  // A file kept with a layer's record (derived data, such as its saved trees).
+  fs::path LayerFilePath(const Digest& chain_id, std::string_view name) const {
+    return root_ / "layers" / chain_id.hex() / name;
+  }
   fs::path FileCopyPath(const Digest& diff_id, uint64_t offset) const;
   fs::path TmpDir() const { return root_ / "tmp"; }
   // Removes every file copy; returns the bytes freed.

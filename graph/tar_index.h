@@ -80,14 +80,25 @@ class TarIndex {
   std::span<const IndexEntry> entries() const { return entries_; }
   std::string_view Path(const IndexEntry& e) const { return Str(e.path_off, e.path_len); }
   std::string_view Link(const IndexEntry& e) const { return Str(e.link_off, e.link_len); }
+  // Ranges out of bounds (a damaged index: Open checks only what costs no pass over the
+  // entries) come back empty, never past the mapping.
   std::span<const IndexXattr> Xattrs(const IndexEntry& e) const {
+    if (uint64_t{e.xattr_first} + e.xattr_count > xattrs_.size()) return {};
     return xattrs_.subspan(e.xattr_first, e.xattr_count);
   }
   std::span<const IndexExtent> Extents(const IndexEntry& e) const {
+    if (uint64_t{e.extent_first} + e.extent_count > extents_.size()) return {};
     return extents_.subspan(e.extent_first, e.extent_count);
   }
-  std::string_view Str(uint32_t off, uint32_t len) const { return strings_.substr(off, len); }
+  std::string_view Str(uint32_t off, uint32_t len) const {
+    if (uint64_t{off} + len > strings_.size()) return {};
+    return strings_.substr(off, len);
+  }
   uint64_t tar_size() const { return tar_size_; }
+  // Unmaps the pages a pass over the whole index made resident in this process (they stay
+  // in the page cache and fault back in when used): a tree build of a million-entry layer
+  // would otherwise keep its 100 MB index resident on top of the tree.
+  void DropResidentPages() const;
   uint64_t content_bytes() const { return content_bytes_; }
 
  private:

@@ -2,6 +2,8 @@
 
 #include <malloc.h>
 
+#include "graph/tree_file.h"
+
 namespace imagefs {
 
 Result<std::shared_ptr<const Tree>> TreeCache::Get(Kind kind, const std::optional<Digest>& top) {
@@ -18,9 +20,9 @@ Result<std::shared_ptr<const Tree>> TreeCache::Get(Kind kind, const std::optiona
   }
   slots_[key].building = true;
   lock.unlock();
+  // A tree saved with its layer is mapped; else built once, and saved for the next mount.
   Result<std::shared_ptr<const Tree>> tree =
-      kind == Kind::kMerged ? Tree::BuildMerged(store_, top)
-                            : (top ? Tree::BuildDiff(store_, *top) : Tree::BuildMerged(store_, std::nullopt));
+      top ? TreeFile::Load(store_, kind, *top) : Tree::BuildMerged(store_, std::nullopt);
   // The build's scratch (a node per entry with its child list, a hash map) is about three
   // times the frozen tree; glibc keeps freed memory for reuse unless told otherwise.
   malloc_trim(0);

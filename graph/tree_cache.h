@@ -18,7 +18,7 @@ namespace imagefs {
 
 class TreeCache {
  public:
-  enum class Kind { kMerged, kDiff };
+  using Kind = TreeKind;
 
   TreeCache(const Store& store, size_t max_nodes) : store_(store), max_nodes_(max_nodes) {}
 
