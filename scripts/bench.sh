@@ -7,11 +7,11 @@
 # drift falls on all of them alike. Data is made once and cached in $IMAGEFS_BENCH_DIR
 # (default /var/tmp/imagefs-bench). Needs root (drop_caches, mounts).
 #   scripts/bench.sh [RUNS]       BENCH_VERBOSE=1 prints every timing
-#   BENCH_ONLY="files lookup memory big lazy store" picks sections (default: all)
+#   BENCH_ONLY="files lookup memory big lazy store scale" picks sections (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-only=${BENCH_ONLY:-files lookup memory big lazy store}
+only=${BENCH_ONLY:-files lookup memory big lazy store scale}
 dir=${IMAGEFS_BENCH_DIR:-/var/tmp/imagefs-bench}
 scripts/setup.sh
 for p in fuse-overlayfs; do
@@ -328,4 +328,66 @@ if want store; then
   echo
   echo "imagefs images on a store of $(ls "$thousand/images" | wc -l) images: median $(printf '%.3f' "$open_s") s, max RSS $rss_kb KiB"
   echo "merged tree of the 100k-file, 60-layer image: $(build/tests/tools/tree_bench "$IMAGEFS_STORE" bench/many:1 "$runs")"
+fi
+
+# ---- Scale: one-layer images of empty files made by Python's tarfile (the shape of
+# node_modules or site-packages at scale): 100k and 1M entries in 1,000 directories, and
+# 10,000 entries in one directory. Load time and peak RSS; the first stat on a fresh mount
+# with caches dropped; cold find -printf against the same tree extracted on this disk; the
+# daemon's anonymous memory after that walk.
+if want scale; then
+  for spec in "100k 100000 1000" "1m 1000000 1000" "wide 10000 1"; do
+    set -- $spec
+    if [ ! -s "$dir/scale-$1.tar" ]; then
+      echo "bench: making the $1 scale image" >&2
+      python3 scripts/make_scale_image.py "$dir/scale-$1.tar.tmp" "scale/$1:1" "$2" "$3"
+      mv "$dir/scale-$1.tar.tmp" "$dir/scale-$1.tar"
+    fi
+    if [ ! -d "$dir/native-scale-$1" ]; then
+      mkdir -p "$dir/native-scale-$1.tmp"
+      tar -xOf "$dir/scale-$1.tar" --wildcards '*/layer.tar' | tar -x -C "$dir/native-scale-$1.tmp"
+      mv "$dir/native-scale-$1.tmp" "$dir/native-scale-$1"
+    fi
+  done
+  declare -A load_s=() load_kb=()
+  for run in $(seq 1 "$runs"); do
+    for n in 100k 1m wide; do
+      rm -rf "$dir/scale-store-$n"
+      out=$( { /usr/bin/time -f "%e %M" env IMAGEFS_STORE="$dir/scale-store-$n" "$imagefs" load -q "$dir/scale-$n.tar" >/dev/null; } 2>&1 | tail -1)
+      load_s[$n]+="${out% *} "; load_kb[$n]+="${out#* } "
+    done
+  done
+  declare -A first_ms=() find_native=() find_imagefs=() anon=()
+  for run in $(seq 1 "$runs"); do
+    for n in 1m wide; do
+      mkdir -p "$dir/scale-mnt"
+      IMAGEFS_STORE="$dir/scale-store-$n" "$imagefs" mount "$dir/scale-mnt" 2>>"$dir/daemon.log" &
+      scale_pid=$!; pids+=("$scale_pid"); mounts+=("$dir/scale-mnt")
+      for _ in $(seq 1 100); do mountpoint -q "$dir/scale-mnt" && break; sleep 0.1; done
+      drop
+      a0=$(rss "$scale_pid" RssAnon)
+      t0=$(date +%s%N)
+      stat "$dir/scale-mnt/tags/docker.io/scale/$n/1/rootfs/d0000" >/dev/null
+      first_ms[$n]+="$(( ($(date +%s%N) - t0) / 1000000 )) "
+      drop
+      find_imagefs[$n]+="$(seconds find_all "$dir/scale-mnt/tags/docker.io/scale/$n/1/rootfs") "
+      anon[$n]+="$(( ($(rss "$scale_pid" RssAnon) - a0) * 1024 )) "
+      unmount "$dir/scale-mnt"; wait "$scale_pid" 2>/dev/null || true
+      drop
+      find_native[$n]+="$(seconds find_all "$dir/native-scale-$n") "
+    done
+  done
+  med() { tr ' ' '\n' <<<"$1" | grep . | median; }
+  echo
+  printf '%-52s %12s %12s %s\n' "scale (one layer of empty files)" "100k" "1M" "goal"
+  printf '%-52s %12.2f %12.2f %s\n' "imagefs load, seconds" "$(med "${load_s[100k]}")" "$(med "${load_s[1m]}")" "1M <= 11x 100k"
+  printf '%-52s %12.0f %12.0f %s\n' "  peak RSS, bytes per entry" "$(echo "$(med "${load_kb[100k]}") * 1024 / 100000" | bc -l)" \
+    "$(echo "$(med "${load_kb[1m]}") * 1024 / 1000000" | bc -l)" "<= 200 (1M)"
+  printf '%-52s %12s %12.0f %s\n' "fresh mount, caches dropped, first stat, ms" "" "$(med "${first_ms[1m]}")" "<= 50"
+  for n in 1m wide; do
+    nat=$(med "${find_native[$n]}"); img=$(med "${find_imagefs[$n]}")
+    printf '%-52s native %6.2f s, imagefs %6.2f s, ratio %4.2f %s\n' "cold find -printf, $([ $n = 1m ] && echo "1M entries" || echo "10,000 in one directory")" \
+      "$nat" "$img" "$(echo "$nat / $img" | bc -l)" "(goal >= 0.8)"
+  done
+  printf '%-52s %12.0f %s\n' "daemon RssAnon growth after the 1M walk, B/entry" "$(echo "$(med "${anon[1m]}") / 1000000" | bc -l)" "(goal <= 100)"
 fi
