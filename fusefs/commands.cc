@@ -17,6 +17,7 @@
 #include "graph/base/fs_util.h"
 #include "graph/loader.h"
 #include "graph/tree.h"
+#include "graph/tree_file.h"
 #include "graph/tree_export.h"
 
 namespace imagefs {
@@ -286,7 +287,9 @@ int CmdExportRootfs(Store& store, const std::string& name, const std::string& ou
   if (!id) return ReportError(id.error());
   auto image = store.GetImage(*id);
   if (!image) return ReportError(image.error());
-  auto tree = Tree::BuildMerged(store, image->top_layer);
+  // The saved tree when there is one (load and pull save it), else built.
+  auto tree = image->top_layer ? TreeFile::Load(store, TreeKind::kMerged, *image->top_layer)
+                               : Tree::BuildMerged(store, std::nullopt);
   if (!tree) return ReportError(tree.error().WithContext("image " + id->substr(0, 12)));
   if ((output.empty() || output == "-") && isatty(STDOUT_FILENO)) {
     return ReportError(Error::Make(Code::kInvalid, "refusing to write a tar to a terminal: use -o FILE or a pipe"));
