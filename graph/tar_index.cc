@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,95 @@ uint32_t TypeBits(EntryKind k) {
   return S_IFREG;
 }
 
+// A tar number field: octal digits, or GNU's base-256 (high bit of the first byte set).
+std::optional<uint64_t> TarNumber(const char* field, size_t len) {
+  auto* u = reinterpret_cast<const unsigned char*>(field);
+  if (u[0] & 0x80) {
+    uint64_t v = u[0] & 0x3f;
+    for (size_t i = 1; i < len; ++i) {
+      if (v >> 56) return std::nullopt;
+      v = (v << 8) | u[i];
+    }
+    return v;
+  }
+  uint64_t v = 0;
+  size_t i = 0;
+  while (i < len && field[i] == ' ') ++i;
+  for (; i < len && field[i] >= '0' && field[i] <= '7'; ++i) {
+    if (v >> 60) return std::nullopt;
+    v = v * 8 + static_cast<uint64_t>(field[i] - '0');
+  }
+  return v;
+}
+
+std::string_view UpToNul(const char* p, size_t max) {
+  return std::string_view(p, strnlen(p, max));
+}
+
+// The name and link target of the entry whose headers start at `pos`, as the archive holds
+// their bytes. libarchive hands names over converted to the locale's charset, and PAX names
+// (UTF-8 by definition) normalised to NFC on the way: "café" written with U+00E9 and with
+// "e" + U+0301 became one name, and one of two files vanished. Names are bytes here: a PAX
+// path or linkpath record (GNU.sparse.name first), else a GNU long name or link, else the ustar fields (prefix +
+// "/" + name for POSIX ustar). Nothing found (a malformed header) leaves libarchive's.
+struct RawNames {
+  std::optional<std::string> path, link;
+};
+
+RawNames ReadRawNames(const char* tar, uint64_t size, uint64_t pos) {
+  RawNames pax, gnu;
+  std::optional<std::string> sparse_name;
+  for (int extensions = 0; extensions < 64 && pos + 512 <= size; ++extensions) {
+    const char* h = tar + pos;
+    char type = h[156];
+    if (type != 'x' && type != 'L' && type != 'K' && type != 'g') {
+      RawNames out;
+      out.path = sparse_name ? sparse_name : pax.path ? pax.path : gnu.path;
+      out.link = pax.link ? pax.link : gnu.link;
+      if (!out.path) {
+        std::string name(UpToNul(h, 100));
+        bool posix = std::memcmp(h + 257, "ustar\0", 6) == 0;
+        std::string_view prefix = posix ? UpToNul(h + 345, 155) : std::string_view();
+        out.path = prefix.empty() ? name : std::string(prefix) + "/" + name;
+      }
+      if (!out.link) out.link = std::string(UpToNul(h + 157, 100));
+      return out;
+    }
+    auto body = TarNumber(h + 124, 12);
+    if (!body || *body > size - pos - 512) return {};
+    std::string_view data(h + 512, *body);
+    if (type == 'x') {
+      // Records "LENGTH KEY=VALUE\n"; LENGTH counts the whole record.
+      while (!data.empty()) {
+        size_t space = data.find(' ');
+        if (space == std::string_view::npos || space > 20) return {};
+        uint64_t len = 0;
+        for (char c : data.substr(0, space)) {
+          if (c < '0' || c > '9') return {};
+          len = len * 10 + static_cast<uint64_t>(c - '0');
+        }
+        if (len <= space + 1 || len > data.size()) return {};
+        std::string_view record = data.substr(space + 1, len - space - 2);  // without "\n"
+        size_t eq = record.find('=');
+        if (eq != std::string_view::npos) {
+          std::string_view key = record.substr(0, eq), value = record.substr(eq + 1);
+          // GNU tar's PAX sparse files keep their real name apart (the path is made up).
+          if (key == "GNU.sparse.name") sparse_name = std::string(value);
+          if (key == "path") pax.path = std::string(value);
+          if (key == "linkpath") pax.link = std::string(value);
+        }
+        data.remove_prefix(len);
+      }
+    } else if (type == 'L') {
+      gnu.path = std::string(UpToNul(data.data(), data.size()));
+    } else if (type == 'K') {
+      gnu.link = std::string(UpToNul(data.data(), data.size()));
+    }
+    pos += 512 + ((*body + 511) & ~uint64_t{511});
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string CleanPath(std::string_view name, bool* escaped) {
@@ -178,7 +268,9 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
       IndexEntry e{};
       e.kind = KindOf(ae);
-      std::string path = CleanTarPath(raw_name);
+      la_int64_t header_at = archive_read_header_position(a.get());
+      RawNames raw = header_at >= 0 ? ReadRawNames(tar, tar_size, static_cast<uint64_t>(header_at)) : RawNames{};
+      std::string path = CleanTarPath(raw.path ? *raw.path : raw_name);
       la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
       if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX) {
         return Fail(Code::kCorrupt, "tar entry \"" + path + "\": uid/gid out of range");
@@ -193,11 +285,13 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       e.size = static_cast<uint64_t>(size);
       ASSIGN_OR_RETURN(std::tie(e.path_off, e.path_len), strings.Add(path));
       if (e.kind == EntryKind::kHardlink) {
+        const char* target = archive_entry_hardlink(ae);
         ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
-                         strings.Add(CleanTarPath(archive_entry_hardlink(ae))));
+                         strings.Add(CleanTarPath(raw.link ? *raw.link : target)));
       } else if (e.kind == EntryKind::kSymlink) {
         const char* target = archive_entry_symlink(ae);
-        ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len), strings.Add(target ? target : ""));
+        ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
+                         strings.Add(raw.link ? *raw.link : std::string(target ? target : "")));
       }
       if (e.kind == EntryKind::kCharDev || e.kind == EntryKind::kBlockDev) {
         e.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(ae));

@@ -16,6 +16,15 @@ namespace {
 constexpr uint32_t kNone = UINT32_MAX;
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaque = ".wh..wh..opq";
+// Docker's AUFS metadata at a layer's root (.wh..wh.plnk/, .wh..wh.aufs, .wh..wh.orph/):
+// never shown, as Docker's UnpackLayer does; files in .wh..wh.plnk/ are hardlink targets.
+constexpr std::string_view kAufsMetaPrefix = ".wh..wh.";
+constexpr std::string_view kAufsLinkDir = ".wh..wh.plnk";
+
+bool IsAufsMeta(std::string_view path) {
+  std::string_view top = path.substr(0, path.find('/'));
+  return top.substr(0, kAufsMetaPrefix.size()) == kAufsMetaPrefix && top != kOpaque;
+}
 
 std::string_view BaseName(std::string_view path) {
   size_t slash = path.rfind('/');
@@ -61,11 +70,17 @@ class TreeBuilder {
     layer_ = layer_index;
     auto entries = index.entries();
     Reserve(nodes_.size() + entries.size());
+    std::unordered_map<std::string_view, uint32_t> aufs_links;  // .wh..wh.plnk/NAME -> entry
     if (merge) {
       // Deletions first: whiteouts and opaque markers apply to the lower layers only,
       // whatever their position in this layer's tar.
-      for (const IndexEntry& e : entries) {
+      for (uint32_t i = 0; i < entries.size(); ++i) {
+        const IndexEntry& e = entries[i];
         std::string_view path = index.Path(e);
+        if (IsAufsMeta(path)) {
+          if (DirName(path) == kAufsLinkDir && e.kind == EntryKind::kFile) aufs_links.emplace(BaseName(path), i);
+          continue;
+        }
         std::string_view base = BaseName(path);
         if (base == kOpaque) {
           if (auto dir = ResolveNoFollow(DirName(path)); dir && nodes_[*dir].is_dir) {
@@ -82,7 +97,7 @@ class TreeBuilder {
     for (uint32_t i = 0; i < entries.size(); ++i) {
       const IndexEntry& e = entries[i];
       std::string_view path = index.Path(e);
-      if (merge && BaseName(path).substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix) continue;
+      if (merge && (IsAufsMeta(path) || BaseName(path).substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix)) continue;
       bool is_dir = e.kind == EntryKind::kDir;
       if (path.empty()) {  // the root's own entry
         if (is_dir) SetEntry(0, i);
@@ -98,7 +113,17 @@ class TreeBuilder {
         Remove(*existing);
       }
       uint32_t id = Add(parent, name, is_dir);
-      if (e.kind == EntryKind::kHardlink) {
+      std::string_view link = e.kind == EntryKind::kHardlink ? index.Link(e) : std::string_view();
+      if (merge && e.kind == EntryKind::kHardlink && DirName(link) == kAufsLinkDir) {
+        // A link into .wh..wh.plnk/ becomes a file of its own with the target's content
+        // and attributes, as Docker unpacks it.
+        auto target = aufs_links.find(BaseName(link));
+        if (target == aufs_links.end()) {
+          return Fail(Code::kCorrupt, "hardlink \"" + std::string(path) + "\" -> \"" + std::string(link) +
+                                          "\": AUFS link target not in this layer");
+        }
+        SetEntry(id, target->second);
+      } else if (e.kind == EntryKind::kHardlink) {
         // Bound to the inode its target names now; a target listed later in this same
         // layer is resolved once the layer's other entries are in.
         if (!Link(id, index.Link(e))) pending_links.emplace_back(id, i);
