@@ -68,7 +68,7 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-wait_mounted() { for _ in $(seq 1 100); do mountpoint -q "$1" && ls "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
+wait_mounted() { for _ in $(seq 1 100); do mountpoint -q "$1" && stat -f "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done; return 1; }
 # mount_imagefs MOUNTPOINT [options]: sets the daemon's PID in last_pid.
 mount_imagefs() {
   local m=$1; shift

@@ -14,8 +14,9 @@ start_mount() {
   cleanup_hooks+=("stop_mount '$mp' $MOUNT_PID")
   local i
   for i in $(seq 1 100); do
-    # Listed and answering: a dead mount left by a killed daemon is listed too.
-    mounted "$(realpath "$mp" 2>/dev/null || echo "$mp")" && ls "$mp" >/dev/null 2>&1 && return 0
+    # Listed and answering: a dead mount left by a killed daemon is listed too, and may
+    # still list its root from the kernel's cache; statfs always reaches the daemon.
+    mounted "$(realpath "$mp" 2>/dev/null || echo "$mp")" && stat -f "$mp" >/dev/null 2>&1 && return 0
     kill -0 "$MOUNT_PID" 2>/dev/null || { cat "$SCRATCH/daemon.log" >&2; return 1; }
     sleep 0.1
   done
