@@ -2,7 +2,7 @@
 # Names are bytes: layers written by Python's tarfile (PAX, with UTF-8 and binary names;
 # GNU, with Latin-1 bytes and long names), GNU tar (ustar prefix/name splits) and Go
 # (umoci) keep every name and link target byte for byte, in diff/, rootfs/, export
-# --rootfs and image.tar loaded again, whatever the locale of the commands.
+# --rootfs and image.tar loaded again, whatever the locale of the commands (C, C.UTF-8, Latin-1).
 # Docker's AUFS metadata (.wh..wh.plnk/, .wh..wh.aufs, .wh..wh.orph/) is never shown in
 # rootfs/, and hardlinks into .wh..wh.plnk/ become files of their own, as Docker unpacks them.
 source "$(dirname "$0")/lib.sh"
@@ -71,7 +71,16 @@ skopeo copy -q "oci:$SCRATCH/oci:go" "docker-archive:$SCRATCH/go.tar:names/go:1"
 grep -v "$(printf link | xxd -p)" "$SCRATCH/expected" > "$SCRATCH/expected-files"
 
 m=$SCRATCH/mnt
-for locale in C C.UTF-8; do
+# A Latin-1 locale, made for the test (Debian ships only C and C.UTF-8 compiled).
+locales="C C.UTF-8"
+mkdir -p "$SCRATCH/loc"
+if localedef -i en_US -f ISO-8859-1 "$SCRATCH/loc/en_US.ISO-8859-1" 2>/dev/null; then
+  locales+=" en_US.ISO-8859-1"
+else
+  echo "SKIP: no Latin-1 locale (localedef failed); tested under C and C.UTF-8 only"
+fi
+for locale in $locales; do
+  if [ "$locale" = en_US.ISO-8859-1 ]; then export LOCPATH=$SCRATCH/loc; else unset LOCPATH; fi
   export IMAGEFS_STORE=$SCRATCH/store-$locale
   LANG=$locale LC_ALL=$locale "$IMAGEFS" load -q "$(image_of pax.tar names/pax:1)" >/dev/null
   LANG=$locale LC_ALL=$locale "$IMAGEFS" load -q "$(image_of gnu.tar names/gnu:1)" >/dev/null
@@ -110,6 +119,7 @@ PY
     "$(cat "$m/tags/docker.io/names/ustar/1/rootfs/$deep/$(printf 'n%.0s' $(seq 1 90))")"
   stop_mount "$m" "$MOUNT_PID"
 done
+unset LOCPATH
 
 # ---- AUFS metadata, as Docker's aufs driver exported layers.
 python3 - "$SCRATCH/aufs.tar" <<'PY'
