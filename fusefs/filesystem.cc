@@ -169,6 +169,12 @@ Result<std::shared_ptr<const ImageArchive>> ImageFs::ArchiveOf(const std::string
 
 namespace {
 
+// A tag link's key: "<canonical reference>\n<image id>".
+std::pair<std::string, std::string> TagLinkKey(const std::string& key) {
+  size_t nl = key.find('\n');
+  return {key.substr(0, nl), nl == std::string::npos ? std::string() : key.substr(nl + 1)};
+}
+
 std::string TagLinkTarget(const Reference& ref, const std::string& id) {
   std::string up;
   std::string name = ref.Name();
@@ -341,11 +347,11 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       e.timeout = store_timeout;
       return e;
     case VKind::kTagLink: {
-      auto ref = ParseReference(v->key);
-      auto id = ref ? store_.ResolveImage(v->key) : Result<std::string>(Fail(ref.error()));
-      if (!id) return Fail(Errno(ENOENT, "tag gone"));
-      link(TagLinkTarget(*ref, *id));
-      e.timeout = store_timeout;  // a tag may move
+      auto [canonical, id] = TagLinkKey(v->key);
+      auto ref = ParseReference(canonical);
+      if (!ref) return Fail(Errno(ENOENT, "tag gone"));
+      link(TagLinkTarget(*ref, id));
+      e.timeout = store_timeout;  // a tag may move: the watcher drops its entry then
       return e;
     }
     case VKind::kImportFile: {
@@ -452,7 +458,9 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
         std::string name = ref->Name();
         if (name == prefix) {
           if (seen.insert(ref->tag).second) {
-            out.emplace_back(ref->tag, inodes_.Synthetic(VKind::kTagLink, canonical));
+            // One node per (tag, image): a tag that moves is a new symlink, so the
+            // target the kernel cached for the old one is never shown for the new.
+            out.emplace_back(ref->tag, inodes_.Synthetic(VKind::kTagLink, canonical + "\n" + id));
           }
         } else if (prefix.empty() || name.rfind(prefix + "/", 0) == 0) {
           std::string rest = prefix.empty() ? name : name.substr(prefix.size() + 1);
@@ -558,6 +566,8 @@ void ImageFs::OnStoreChanged() {
   }
   // A tag added, moved or removed: each directory on its path under tags/ may have
   // gained or lost the name below it.
+  // image.tar lists an image's tags: the archives of images whose tags changed go.
+  std::set<std::string> retagged;
   auto tag_changed = [&](const std::string& canonical) {
     auto ref = ParseReference(canonical);
     if (!ref) return;
@@ -573,12 +583,26 @@ void ImageFs::OnStoreChanged() {
   };
   for (const auto& [ref, id] : seen_.tags) {
     auto it = now.tags.find(ref);
-    if (it == now.tags.end() || it->second != id) tag_changed(ref);
+    if (it == now.tags.end() || it->second != id) {
+      tag_changed(ref);
+      retagged.insert(id);
+      if (it != now.tags.end()) retagged.insert(it->second);
+    }
   }
   for (const auto& [ref, id] : now.tags) {
-    if (!seen_.tags.count(ref)) tag_changed(ref);
+    if (!seen_.tags.count(ref)) {
+      tag_changed(ref);
+      retagged.insert(id);
+    }
   }
   seen_ = std::move(now);
+  for (const std::string& id : retagged) {
+    {
+      std::lock_guard archives(archives_mu_);
+      archives_.erase(id);
+    }
+    if (auto ino = inodes_.FindSynthetic(VKind::kImageTar, id)) fuse_lowlevel_notify_inval_inode(session_, *ino, 0, 0);
+  }
 }
 
 Status ImageFs::WatchStore() {
@@ -616,17 +640,19 @@ std::map<std::string, std::string> ImageFs::StatusFiles() {
 
 std::string ImageFs::StatusFileName(const std::string& key) { return key.substr(0, key.find('@')); }
 
+// A file's snapshots take turns among kSnapshotSlots nodes, so that a pull watched for an
+// hour does not grow the node table: a node given a new content has its cached pages
+// and attributes dropped first.
 fuse_ino_t ImageFs::SnapshotIno(const std::string& name, std::string content) {
-  fuse_ino_t ino = inodes_.Synthetic(VKind::kMetaFile, name + "@" + Sha256::Of(content).hex().substr(0, 16));
+  constexpr uint32_t kSnapshotSlots = 16;
   std::lock_guard lock(snapshots_mu_);
-  if (snapshots_.emplace(ino, std::move(content)).second) {
-    snapshot_order_.push_back(ino);
-    constexpr size_t kKept = 64;
-    while (snapshot_order_.size() > kKept) {
-      snapshots_.erase(snapshot_order_.front());
-      snapshot_order_.pop_front();
-    }
-  }
+  uint32_t& slot = snapshot_slot_[name];
+  fuse_ino_t ino = inodes_.Synthetic(VKind::kMetaFile, name + "@" + std::to_string(slot));
+  if (auto it = snapshots_.find(ino); it != snapshots_.end() && it->second == content) return ino;
+  slot = (slot + 1) % kSnapshotSlots;
+  ino = inodes_.Synthetic(VKind::kMetaFile, name + "@" + std::to_string(slot));
+  snapshots_[ino] = std::move(content);
+  if (kernel_opens_ && session_ != nullptr) fuse_lowlevel_notify_inval_inode(session_, ino, 0, 0);
   return ino;
 }
 
@@ -635,7 +661,8 @@ std::string ImageFs::StatusSnapshot(fuse_ino_t ino, const std::string& key) {
     std::lock_guard lock(snapshots_mu_);
     if (auto it = snapshots_.find(ino); it != snapshots_.end()) return it->second;
   }
-  auto files = StatusFiles();  // long forgotten: what it says now
+  // Not handed out yet in this run (a node id from another listing): what it says now.
+  auto files = StatusFiles();
   return files[StatusFileName(key)];
 }
 
@@ -644,14 +671,26 @@ void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
     if (auto dir = inodes_.GetSynthetic(parent)) WaitForImports(*dir, name);
     (void)store_.Refresh();
   }
-  auto e = ResolveChild(parent, name, Access(req));
-  if (!e && e.error().code == Code::kNotFound && InodeTable::SerialOf(parent) != 0) {
-    // A tree never changes: the kernel may remember that the name is not there (a
-    // negative entry), so that asking again costs no round trip.
-    fuse_entry_param negative{};
-    negative.entry_timeout = options_.tree_timeout;
-    return (void)fuse_reply_entry(req, &negative);
+  if (uint32_t serial = InodeTable::SerialOf(parent); serial != 0) {
+    auto tree_node = TreeNode(parent);
+    if (!tree_node) return ReplyError(req, tree_node.error(), "lookup");
+    auto& [tree, node] = *tree_node;
+    auto child = tree->Lookup(node, name);
+    if (!child) {
+      // A tree never changes: the kernel may remember that the name is not there (a
+      // negative entry), so that asking again costs no round trip. Only for a name the
+      // tree lacks: a tree that failed to load is an error, not an answer.
+      fuse_entry_param negative{};
+      negative.entry_timeout = options_.tree_timeout;
+      return (void)fuse_reply_entry(req, &negative);
+    }
+    fuse_entry_param p{};
+    p.ino = InodeTable::TreeIno(serial, *child);
+    FillTreeAttr(*tree, serial, *child, &p.attr);
+    p.attr_timeout = p.entry_timeout = options_.tree_timeout;
+    return (void)fuse_reply_entry(req, &p);
   }
+  auto e = ResolveChild(parent, name, Access(req));
   if (!e) return ReplyError(req, e.error(), "lookup");
   fuse_entry_param p{};
   p.ino = e->ino;
@@ -711,10 +750,10 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
     if (!layer || !layer->parent) return (void)fuse_reply_err(req, ENOENT);
     target = "../" + layer->parent->hex();
   } else if (v->kind == VKind::kTagLink) {
-    auto ref = ParseReference(v->key);
-    auto id = store_.ResolveImage(v->key);
-    if (!ref || !id) return (void)fuse_reply_err(req, ENOENT);
-    target = TagLinkTarget(*ref, *id);
+    auto [canonical, id] = TagLinkKey(v->key);
+    auto ref = ParseReference(canonical);
+    if (!ref) return (void)fuse_reply_err(req, ENOENT);
+    target = TagLinkTarget(*ref, id);
   } else {
     return (void)fuse_reply_err(req, EINVAL);
   }

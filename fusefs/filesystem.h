@@ -57,6 +57,8 @@ class ImageFs {
                                                  std::shared_ptr<ImportDir> import = nullptr);
   std::shared_ptr<ImportDir> import_dir() const { return import_; }
   static const fuse_lowlevel_ops& Ops();
+  // The watcher's thread goes first: it uses the members below.
+  ~ImageFs() { watcher_.reset(); }
 
   // The operations (called through Ops()).
   void Init(fuse_conn_info* conn);
@@ -143,7 +145,7 @@ class ImageFs {
   uint64_t last_fh_ = 0;                                           // guarded by handles_mu_
   std::mutex snapshots_mu_;
   std::map<fuse_ino_t, std::string> snapshots_;  // guarded by snapshots_mu_
-  std::deque<fuse_ino_t> snapshot_order_;        // oldest first; guarded by snapshots_mu_
+  std::map<std::string, uint32_t> snapshot_slot_;  // name -> its current slot; guarded by snapshots_mu_
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;

@@ -36,9 +36,9 @@ enum class VKind : uint8_t {
   kLayerDir,       // key = chain id hex
   kLayerTar,
   kLayerParent,
-  kTagLink,        // key = canonical reference
+  kTagLink,        // key = canonical reference + "\n" + image id
   kImportFile,     // key = name in import/
-  kMetaFile,       // key = "NAME@HASH": one content of .imagefs/NAME (stats, pull status JSON)
+  kMetaFile,       // key = "NAME@SLOT": a snapshot of .imagefs/NAME (stats, pull status JSON)
   kRegistryDir,    // registry/ and the host and repository directories below; key = path
   kRegistryImage,  // a resolved tag or digest; key = RemoteEntry::key ("path@digest")
   kRegistryConfig,

@@ -113,6 +113,15 @@ Result<OutputFile> OutputFile::Open(const std::string& path) {
     }
     sigprocmask(SIG_SETMASK, &old, nullptr);
     if (fd < 0 && err == EEXIST) continue;
+    if (fd < 0 && err == EACCES && exists) {
+      // A file we may write in a directory we may not: written in place, as cp does
+      // (not atomic, but never removed either).
+      int in_place = ::open(target.path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+      if (in_place < 0) return FailErrno(path);
+      out.fd_.Reset(in_place);
+      out.regular_ = true;
+      return out;
+    }
     if (fd < 0) return Fail(Error::FromErrno(path + ": cannot create a file in " + dir, err));
   }
   if (!out.fd_.valid()) return Fail(Code::kIo, path + ": cannot create a temporary file in " + dir);

@@ -13,6 +13,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "fusefs/commands.h"
@@ -178,14 +180,37 @@ class ImportMount {
   std::shared_ptr<ImportDir> import_dir() const { return fs_->import_dir(); }
   // After daemonizing: threads start here.
   void Serve() {
-    loop_ = std::thread([this] { Loop(se_.get()); });
+    // libfuse's loop waits on a semaphore for its workers: a signal interrupts that wait,
+    // and the loop, seeing the session exited, cancels its workers (Stop relies on it).
+    struct sigaction wake {};
+    wake.sa_handler = [](int) {};
+    sigaction(SIGUSR1, &wake, nullptr);
+    loop_ = std::thread([this] {
+      Loop(se_.get());
+      done_ = true;
+    });
   }
+  // Ends the loop before unmounting: an unmount is lazy, so with a shell still in the
+  // directory it would not wake the loop's readers, and a join would wait forever.
   void Stop() {
     if (!mounted_) return;
     mounted_ = false;
     fuse_session_exit(se_.get());
-    fuse_session_unmount(se_.get());  // ends the loop's reads
-    if (loop_.joinable()) loop_.join();
+    if (loop_.joinable()) {
+      for (int i = 0; i < 100 && !done_; ++i) {  // until it is past its wait (a signal may land early)
+        pthread_kill(loop_.native_handle(), SIGUSR1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (!done_) {
+        Log()->error("import/: its loop did not stop; leaving it");
+        loop_.detach();
+        (void)fs_.release();  // still in use by the loop: never freed
+        (void)se_.release();
+        return;
+      }
+      loop_.join();
+    }
+    fuse_session_unmount(se_.get());
     ::rmdir(path_.c_str());
   }
 
@@ -195,6 +220,7 @@ class ImportMount {
   std::unique_ptr<ImageFs> fs_;
   SessionPtr se_;
   std::thread loop_;
+  std::atomic<bool> done_ = false;
   bool mounted_ = false;
 };
 

@@ -158,6 +158,7 @@ class GzipSource final : public ByteSource {
   }
 
   Result<size_t> Read(char* buf, size_t len) override {
+    if (len == 0) return 0;
     while (!done_) {
       if (state_.avail_in == 0 && !inner_eof_) RETURN_IF_ERROR(Refill());
       if (state_.block_state == ISAL_BLOCK_FINISH) {
@@ -195,18 +196,22 @@ class GzipSource final : public ByteSource {
     state_.crc_flag = ISAL_GZIP;
   }
 
+  // Reads more input after what is left unread (kept at the front of the buffer).
   Status Refill() {
-    ASSIGN_OR_RETURN(size_t n, inner_->Read(in_buf_.data(), in_buf_.size()));
+    size_t left = state_.avail_in;
+    if (left > 0) std::memmove(in_buf_.data(), state_.next_in, left);
+    ASSIGN_OR_RETURN(size_t n, inner_->Read(in_buf_.data() + left, in_buf_.size() - left));
     inner_eof_ = n == 0;
     state_.next_in = reinterpret_cast<uint8_t*>(in_buf_.data());
-    state_.avail_in = static_cast<uint32_t>(n);
+    state_.avail_in = static_cast<uint32_t>(left + n);
     return {};
   }
 
   // After a member: another one, or the end (the input read to its end, so that a
-  // verifying source below sees all of it before the output is taken as complete).
+  // verifying source below sees all of it before the output is taken as complete). The
+  // next member's two magic bytes may straddle two reads.
   Status NextMember() {
-    while (state_.avail_in == 0 && !inner_eof_) RETURN_IF_ERROR(Refill());
+    while (state_.avail_in < 2 && !inner_eof_) RETURN_IF_ERROR(Refill());
     if (state_.avail_in >= 2 && state_.next_in[0] == 0x1f && state_.next_in[1] == 0x8b) {
       uint8_t* next = state_.next_in;
       uint32_t avail = state_.avail_in;

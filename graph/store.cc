@@ -172,6 +172,7 @@ Status Store::CreateOrCheck() {
   }
   if (marker.error().code != Code::kNotFound) return Fail(marker.error());
   if (!IsEmptyDir(root_)) {
+    if (fs::exists(version)) return CreateOrCheck();  // another process made it meanwhile
     return Fail(Error{Code::kInvalid, ENOTEMPTY,
                       root_.string() + " is not an imagefs store (it has files but no VERSION): "
                                        "choose an empty or new directory for the store"});

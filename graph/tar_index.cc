@@ -369,11 +369,23 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
   RETURN_IF_ERROR(entries.Append(extents.data(), extents.size() * sizeof(IndexExtent)));
   RETURN_IF_ERROR(entries.Flush());
   RETURN_IF_ERROR(strings.Flush());
-  // The string table follows, copied in the kernel from the scratch file.
+  // The string table follows, copied in the kernel from the scratch file (by hand where
+  // copy_file_range is refused: old kernels, sandboxes).
   loff_t from = 0;
   for (uint64_t left = strings.size(); left > 0;) {
     ssize_t n = copy_file_range(strings_fd.get(), &from, fd.get(), nullptr, left, 0);
     if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == ENOSYS || errno == EPERM || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) {
+      std::vector<char> buf(1 << 20);
+      while (left > 0) {
+        size_t chunk = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
+        RETURN_IF_ERROR(PreadAll(strings_fd.get(), buf.data(), chunk, from));
+        RETURN_IF_ERROR(WriteAll(fd.get(), buf.data(), chunk));
+        from += static_cast<loff_t>(chunk);
+        left -= chunk;
+      }
+      break;
+    }
     if (n <= 0) return n < 0 ? FailErrno("copy index strings") : Fail(Code::kIo, "copy index strings: short");
     left -= static_cast<uint64_t>(n);
   }

@@ -35,8 +35,11 @@ std::string_view DirName(std::string_view path) {
   return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
 }
 
+// FNV-1a: a hash fixed by its definition, as saved trees keep their slot tables (the
+// standard library's may differ between builds and libraries).
 uint64_t HashChild(uint32_t parent, std::string_view name) {
-  uint64_t h = std::hash<std::string_view>()(name);
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
   return h ^ (uint64_t{parent} * 0x9e3779b97f4a7c15ULL);
 }
 

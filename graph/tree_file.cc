@@ -16,7 +16,9 @@ namespace imagefs {
 namespace {
 
 constexpr char kMagic[8] = {'I', 'M', 'G', 'F', 'S', 'T', 'R', '1'};
-constexpr uint32_t kVersion = 1;
+// 2: AUFS metadata hidden from merged trees, and the FNV-1a name hash (trees of version 1
+// were built by other rules and hashed with the standard library's hash).
+constexpr uint32_t kVersion = 2;
 constexpr uint32_t kNone = UINT32_MAX;
 
 struct Header {
@@ -74,6 +76,11 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
   std::memcpy(&h, base, sizeof h);
   if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kVersion) return bad("not a tree file of this version");
   if (h.kind != static_cast<uint32_t>(kind)) return bad("kind differs");
+  // Each count is bounded by the file size first, so that the size check below cannot wrap.
+  if (h.node_count > size / sizeof(TreeNode) || h.children_count > size / sizeof(uint32_t) ||
+      h.slots_count > size / sizeof(uint32_t) || h.layer_count > size / sizeof(LayerRecord)) {
+    return bad("counts exceed the file size");
+  }
   if (h.node_count == 0 || h.node_count >= kNone - 1 || h.slots_count < 16 || (h.slots_count & (h.slots_count - 1)) != 0 ||
       h.slots_count < h.node_count + 1 || h.layer_count > (1u << 20) || h.children_count >= h.node_count ||
       h.names_size > size) {
@@ -122,6 +129,10 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
   tree->slots_ = slots;
   tree->names_ = names;
   tree->storage_ = std::move(map);
+  // One lookup through the hash table: a table built with another hash finds nothing.
+  if (h.node_count > 1 && tree->Lookup(tree->node(1).parent, tree->Name(1)) != 1u) {
+    return bad("its name index does not find its own nodes");
+  }
   return std::shared_ptr<const Tree>(std::move(tree));
 }
 

@@ -65,6 +65,23 @@ TEST(Decompress, GzipMembersFollowEachOther) {
   EXPECT_EQ(*got, a + b + c);
 }
 
+TEST(Decompress, GzipMemberBoundaryAtEveryOffsetOfARead) {
+  std::string a = Text(20000, 8), b = Text(30000, 9);
+  std::string ga = Gzip(a), gz = ga + Gzip(b);
+  // Input pieces that end 0, 1, 2 and 3 bytes after the first member: the next member's
+  // magic split across reads.
+  for (size_t extra : {0, 1, 2, 3}) {
+    auto got = ReadAll(gz, ga.size() + extra);
+    ASSERT_TRUE(got) << got.error().msg;
+    EXPECT_EQ(*got, a + b) << "the first read ends " << extra << " bytes into the second member";
+  }
+  for (size_t step : {1, 2, 3}) {
+    auto got = ReadAll(gz, step);
+    ASSERT_TRUE(got) << got.error().msg;
+    EXPECT_EQ(*got, a + b) << "pieces of " << step;
+  }
+}
+
 TEST(Decompress, GzipTrailingBytesThatStartNoMemberAreIgnored) {
   std::string a = Text(10000, 5);
   auto got = ReadAll(Gzip(a) + std::string(512, '\0'));

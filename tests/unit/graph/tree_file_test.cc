@@ -114,7 +114,10 @@ TEST_F(TreeFileTest, DamageInsideStaysInsideTheTree) {
       std::memcpy(bad.data() + nodes_at + node * 36 + field * 4, &huge, sizeof huge);
       testing::WriteAll(File(TreeKind::kMerged), bad);
       auto tree = TreeFile::Open(*store_, TreeKind::kMerged, top_);
-      ASSERT_TRUE(tree) << tree.error().msg;
+      // Opening looks node 1 up by its name (a check of the hash table): damage there may
+      // be refused; anywhere else it is not seen until used.
+      if (node == 1 && !tree) continue;
+      ASSERT_TRUE(tree) << "node " << node << " field " << field << ": " << tree.error().msg;
       for (uint32_t id = 0; id < (*tree)->size(); ++id) {
         (void)(*tree)->Path(id);
         (void)(*tree)->Attr(id);
