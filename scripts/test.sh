@@ -40,6 +40,7 @@ run_suite "${IMAGEFS_BUILD_DIR:-build}"
 if [ "${CI:-}" = true ] || [ "${IMAGEFS_SANITIZE_TESTS:-}" = 1 ]; then
   echo "== the same tests on an ASan+UBSan build =="
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
   run_suite build-asan -DIMAGEFS_SANITIZE=address,undefined
 fi
 echo "$passed passed, $failed failed"
