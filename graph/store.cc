@@ -17,6 +17,8 @@
 #include "graph/base/scope_guard.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 namespace {
 
 constexpr char kStoreVersion[] = "imagefs-store 1\n";

@@ -24,8 +24,6 @@
 
 namespace imagefs {
 
-namespace fs = std::filesystem;
-
 struct StoreOptions {
   // A layer whose uncompressed tar grows past this is refused (decompression bombs).
   uint64_t max_layer_bytes = uint64_t{64} << 30;
@@ -64,10 +62,10 @@ class RetainHandle {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const fs::path& root, StoreOptions options = {});
+  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& root, StoreOptions options = {});
   ~Store();
 
-  const fs::path& root() const { return root_; }
+  const std::filesystem::path& root() const { return root_; }
 
   // Layers. RegisterLayer reads an uncompressed tar from `tar`, stores it under its DiffID
   // and records the layer under its ChainID. With expected_diff_id, a layer already
@@ -89,20 +87,20 @@ class Store {
   Result<std::vector<LayerInfo>> LayerChain(const Digest& top) const;
   // Number of images whose chain contains the layer.
   size_t ImagesUsingLayer(const Digest& chain_id) const;
-  fs::path BlobPath(const Digest& diff_id) const;
+  std::filesystem::path BlobPath(const Digest& diff_id) const;
   Result<std::shared_ptr<const TarIndex>> OpenIndex(const Digest& diff_id) const;
   // Opens (once, then cached) the layer's index and tar.
   Result<std::shared_ptr<const LayerBlob>> OpenBlob(const Digest& diff_id) const;
   // Plain copies of single files of a layer (the mount's passthrough cache): the file
   // whose data starts at `offset` in the layer's tar. Derived data, removed with the
   // layer; the directory exists only once a copy was made.
-  fs::path FileCopyDir(const Digest& diff_id) const;
+  std::filesystem::path FileCopyDir(const Digest& diff_id) const;
   // A file kept with a layer's record (derived data, such as its saved trees).
-  fs::path LayerFilePath(const Digest& chain_id, std::string_view name) const {
+  std::filesystem::path LayerFilePath(const Digest& chain_id, std::string_view name) const {
     return root_ / "layers" / chain_id.hex() / name;
   }
-  fs::path FileCopyPath(const Digest& diff_id, uint64_t offset) const;
-  fs::path TmpDir() const { return root_ / "tmp"; }
+  std::filesystem::path FileCopyPath(const Digest& diff_id, uint64_t offset) const;
+  std::filesystem::path TmpDir() const { return root_ / "tmp"; }
   // Removes every file copy; returns the bytes freed.
   uint64_t DropFileCopies();
 
@@ -150,7 +148,7 @@ class Store {
 
  private:
   class WriteLock;
-  Store(fs::path root, StoreOptions options);
+  Store(std::filesystem::path root, StoreOptions options);
   Status Init();
   Status CreateOrCheck();
   Status Recover();
@@ -166,10 +164,10 @@ class Store {
   Status CollectLayersLocked(std::optional<Digest> from);
   std::string LayerBusyReasonLocked(const Digest& chain_id) const;
   Status WriteTagsLocked(const std::map<std::string, std::string>& tags);
-  Status RemoveDirAtomically(const fs::path& dir);
-  Result<UniqueFd> LockFile(const fs::path& path, int operation) const;
+  Status RemoveDirAtomically(const std::filesystem::path& dir);
+  Result<UniqueFd> LockFile(const std::filesystem::path& path, int operation) const;
 
-  const fs::path root_;
+  const std::filesystem::path root_;
   const StoreOptions options_;
   UniqueFd in_use_fd_;  // shared flock held for the Store's life; exclusive during recovery
   UniqueFd write_lock_fd_;

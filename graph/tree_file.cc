@@ -13,6 +13,8 @@
 #include "graph/base/scope_guard.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 namespace {
 
 constexpr char kMagic[8] = {'I', 'M', 'G', 'F', 'S', 'T', 'R', '1'};

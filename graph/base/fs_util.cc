@@ -10,6 +10,8 @@
 
 namespace imagefs {
 
+namespace fs = std::filesystem;
+
 Result<UniqueFd> OpenFile(const fs::path& path, int flags, mode_t mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
   if (fd < 0) return FailErrno("open " + path.string());

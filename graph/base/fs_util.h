@@ -14,39 +14,37 @@
 
 namespace imagefs {
 
-namespace fs = std::filesystem;
-
 // Files the store makes are its owner's alone: the default mode is 0600.
-Result<UniqueFd> OpenFile(const fs::path& path, int flags, mode_t mode = 0600);
+Result<UniqueFd> OpenFile(const std::filesystem::path& path, int flags, mode_t mode = 0600);
 // Reads a whole file, refusing one larger than max_bytes (hostile or corrupt input).
-Result<std::string> ReadFile(const fs::path& path, size_t max_bytes = 64u << 20);
+Result<std::string> ReadFile(const std::filesystem::path& path, size_t max_bytes = 64u << 20);
 Status WriteAll(int fd, const void* data, size_t len);
 Status PreadAll(int fd, void* buf, size_t len, off_t off);
-Status FsyncPath(const fs::path& path);
+Status FsyncPath(const std::filesystem::path& path);
 // Writes data to path atomically and durably (tmp file beside it + fsync + rename + fsync dir).
-Status WriteFileAtomic(const fs::path& path, std::string_view data);
+Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data);
 // Creates a directory and its missing parents, each private to its owner (0700), as the
 // XDG base directory rules ask of directories made on a user's behalf.
-Status MkdirAll(const fs::path& path);
+Status MkdirAll(const std::filesystem::path& path);
 // Removes a tree; a missing path is not an error.
-Status RemoveTree(const fs::path& path);
+Status RemoveTree(const std::filesystem::path& path);
 
 // A directory under a parent that is removed on destruction unless Commit() renamed it.
 class TempDir {
  public:
-  static Result<TempDir> Create(const fs::path& parent, std::string_view prefix);
+  static Result<TempDir> Create(const std::filesystem::path& parent, std::string_view prefix);
   TempDir(TempDir&& other) noexcept;
   TempDir& operator=(TempDir&& other) noexcept;
   ~TempDir();
 
-  const fs::path& path() const { return path_; }
+  const std::filesystem::path& path() const { return path_; }
   // fsyncs every file directly inside, renames the directory to dest and fsyncs dest's
   // parent. Fails with kExists when dest exists already (a concurrent identical commit).
-  Status Commit(const fs::path& dest);
+  Status Commit(const std::filesystem::path& dest);
 
  private:
   TempDir() = default;
-  fs::path path_;
+  std::filesystem::path path_;
 };
 
 }  // namespace imagefs
@@ -54,5 +52,5 @@ class TempDir {
 namespace imagefs {
 // Creates path (which must not exist) with data; durability comes from the caller's
 // later fsync (TempDir::Commit fsyncs every file it renames into place).
-Status WriteNewFile(const fs::path& path, std::string_view data);
+Status WriteNewFile(const std::filesystem::path& path, std::string_view data);
 }  // namespace imagefs

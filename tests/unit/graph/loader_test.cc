@@ -14,6 +14,8 @@
 #include "test_util.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 namespace {
 
 using testing::Gzip;

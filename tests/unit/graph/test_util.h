@@ -16,24 +16,22 @@
 
 namespace imagefs::testing {
 
-namespace fs = std::filesystem;
-
 class ScratchDir {
  public:
   ScratchDir() {
-    std::string tmpl = (fs::temp_directory_path() / "imagefs-test-XXXXXX").string();
+    std::string tmpl = (std::filesystem::temp_directory_path() / "imagefs-test-XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) std::abort();
     path_ = tmpl;
   }
   ~ScratchDir() {
     std::error_code ec;
-    fs::remove_all(path_, ec);
+    std::filesystem::remove_all(path_, ec);
   }
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
 
  private:
-  fs::path path_;
+  std::filesystem::path path_;
 };
 
 struct CommandResult {
@@ -69,14 +67,14 @@ inline std::string Gzip(const std::string& data) {
   return out;
 }
 
-inline std::string ReadAll(const fs::path& path) {
+inline std::string ReadAll(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-inline void WriteAll(const fs::path& path, const std::string& data) {
+inline void WriteAll(const std::filesystem::path& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary);
   out << data;
 }

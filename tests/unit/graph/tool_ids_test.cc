@@ -10,6 +10,8 @@
 #include "test_util.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 namespace {
 
 using nlohmann::json;

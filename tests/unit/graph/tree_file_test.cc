@@ -11,6 +11,8 @@
 #include "test_util.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 namespace {
 
 // Every node as a line: path, mode, size, link count, inode position, target.
