@@ -18,6 +18,8 @@
 #include "graph/base/scope_guard.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 namespace {
 
 auto Log() { return Logger("fusefs"); }
@@ -111,21 +113,42 @@ void Passthrough::OfferInInit() const { t_offer_init = min_size_ != 0; }
 
 Passthrough::Mode Passthrough::Open(fuse_ino_t ino, const Tree::Extent& extent, uint64_t size) {
   if (min_size_ == 0 || size < min_size_ || extent.fd < 0) return Mode::kServe;
-  std::lock_guard lock(mu_);
-  if (!usable_) return Mode::kServe;
-  int& cached = cached_[ino];
-  if (cached == 0) {
-    if (int id = BackingLocked(extent, size); id > 0) {
-      cached_.erase(ino);
-      t_backing_id = id;
-      stats_.Note("passthrough_opens");
-      return Mode::kPassthrough;
+  const std::string key = KeyOf(extent);
+  bool look_for_copy = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!usable_) return Mode::kServe;
+    if (cached_.count(ino) == 0) {
+      if (auto it = backing_.find(key); it != backing_.end()) return PassthroughLocked(it->second);
+      // Copies are named only once complete, so one being written is simply not found yet.
+      look_for_copy = failed_.count(key) == 0;
     }
   }
-  ++cached;
-  int opens = ++opens_[KeyOf(extent)];
+  // The decision is taken under the lock; the calls (open, fstat, the ioctl) run outside it,
+  // so that opens of other files never wait on this one's disk.
+  int id = look_for_copy ? OpenBacking(extent, size) : 0;
+  std::lock_guard lock(mu_);
+  if (id > 0) {
+    auto [it, added] = backing_.emplace(key, id);
+    if (!added) {  // another open of the same copy got there first
+      CloseBacking(id);
+      id = it->second;
+    }
+    // A cached-mode open of this inode that came meanwhile rules passthrough out (kernel rule).
+    if (cached_.count(ino) == 0) return PassthroughLocked(id);
+  } else if (id < 0) {
+    usable_ = false;
+  }
+  int cached = ++cached_[ino];
+  int opens = ++opens_[key];
   Log()->debug("passthrough: node {:x} served ({} open now, {} opens so far)", ino, cached, opens);
   return Mode::kServeCounted;
+}
+
+Passthrough::Mode Passthrough::PassthroughLocked(int backing_id) {
+  t_backing_id = backing_id;
+  stats_.Note("passthrough_opens");
+  return Mode::kPassthrough;
 }
 
 void Passthrough::CachedRelease(fuse_ino_t ino, const Tree::Extent& extent, uint64_t size) {
@@ -137,10 +160,7 @@ void Passthrough::CachedRelease(fuse_ino_t ino, const Tree::Extent& extent, uint
   if (usable_ && opens_[KeyOf(extent)] >= kOpensBeforeCopy) QueueLocked(extent, size);
 }
 
-int Passthrough::BackingLocked(const Tree::Extent& extent, uint64_t size) {
-  std::string key = KeyOf(extent);
-  if (auto it = backing_.find(key); it != backing_.end()) return it->second;
-  if (pending_.count(key) != 0 || failed_.count(key) != 0) return 0;
+int Passthrough::OpenBacking(const Tree::Extent& extent, uint64_t size) {
   fs::path path = store_.FileCopyPath(extent.diff_id, extent.offset);
   auto fd = OpenFile(path, O_RDONLY | O_CLOEXEC);
   if (!fd) return 0;
@@ -150,13 +170,10 @@ int Passthrough::BackingLocked(const Tree::Extent& extent, uint64_t size) {
     unlink(path.c_str());
     return 0;
   }
-  int id = OpenBackingLocked(fd->get());
-  if (id <= 0) return 0;
-  backing_.emplace(std::move(key), id);
-  return id;
+  return BackingIdOf(fd->get());
 }
 
-int Passthrough::OpenBackingLocked(int fd) {
+int Passthrough::BackingIdOf(int fd) {
   BackingMap map{fd, 0, 0};
   int id = ioctl(fuse_fd_, kIocBackingOpen, &map);
   if (id > 0) return id;
@@ -164,23 +181,17 @@ int Passthrough::OpenBackingLocked(int fd) {
   // for a store on a stacked file system: the same for every file.
   Log()->info("passthrough off: the kernel refused a backing file ({}); files are served by the daemon",
               std::strerror(errno));
-  usable_ = false;
-  return 0;
+  return -1;
+}
+
+void Passthrough::CloseBacking(int backing_id) {
+  auto id = static_cast<uint32_t>(backing_id);
+  ioctl(fuse_fd_, kIocBackingClose, &id);
 }
 
 void Passthrough::QueueLocked(const Tree::Extent& extent, uint64_t size) {
-  // A copy made meanwhile (or by an earlier mount) is opened instead.
-  if (BackingLocked(extent, size) > 0 || !usable_) return;
-  // Before the first copy: would the kernel take a file of the store as backing at all?
-  // The layer blob itself answers (same file system), and its id is closed again.
-  if (!probed_) {
-    probed_ = true;
-    uint32_t probe = static_cast<uint32_t>(OpenBackingLocked(extent.fd));
-    if (probe == 0) return;
-    ioctl(fuse_fd_, kIocBackingClose, &probe);
-  }
   std::string key = KeyOf(extent);
-  if (pending_.count(key) != 0 || failed_.count(key) != 0) return;
+  if (backing_.count(key) != 0 || pending_.count(key) != 0 || failed_.count(key) != 0) return;
   UniqueFd blob(fcntl(extent.fd, F_DUPFD_CLOEXEC, 0));
   if (!blob.valid()) return;
   pending_.insert(key);
@@ -188,6 +199,16 @@ void Passthrough::QueueLocked(const Tree::Extent& extent, uint64_t size) {
   queue_.push_back(Copy{std::move(key), extent.diff_id, std::move(blob), extent.offset, size});
   if (!writer_.joinable()) writer_ = std::thread([this] { Writer(); });
   wake_.notify_one();
+}
+
+bool Passthrough::KernelTakesBacking(int fd) {
+  if (!kernel_takes_backing_) {
+    // Asked once, with the layer blob (same file system as the copies), before any copy.
+    int probe = BackingIdOf(fd);
+    if (probe > 0) CloseBacking(probe);
+    kernel_takes_backing_ = probe > 0;
+  }
+  return *kernel_takes_backing_;
 }
 
 void Passthrough::Writer() {
@@ -201,12 +222,18 @@ void Passthrough::Writer() {
     Copy copy = std::move(queue_.front());
     queue_.pop_front();
     lock.unlock();
+    if (!KernelTakesBacking(copy.blob.get())) {
+      lock.lock();
+      usable_ = false;
+      pending_.erase(copy.key);
+      continue;
+    }
     if (copy_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(copy_delay_ms_));
-    Status written = WriteCopy(copy);
+    Result<bool> written = WriteCopy(copy);
     lock.lock();
     pending_.erase(copy.key);
     if (written) {
-      stats_.Note("passthrough_copies");
+      if (*written) stats_.Note("passthrough_copies");
     } else if (!stop_) {
       failed_.insert(copy.key);
       stats_.Note("passthrough_copy_failed");
@@ -215,9 +242,15 @@ void Passthrough::Writer() {
   }
 }
 
-Status Passthrough::WriteCopy(const Copy& copy) {
+Result<bool> Passthrough::WriteCopy(const Copy& copy) {
   fs::path tmp = store_.TmpDir() / ("copy-" + std::to_string(getpid()) + "-" + copy.diff_id.hex().substr(0, 12) + "-" +
                                     std::to_string(copy.offset));
+  fs::path dest = store_.FileCopyPath(copy.diff_id, copy.offset);
+  // A copy made earlier (by this mount or another) is used as it is: copies are named only
+  // once complete.
+  if (struct stat st; stat(dest.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == copy.size) {
+    return false;
+  }
   ASSIGN_OR_RETURN(UniqueFd out, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
   ScopeGuard remove_tmp([&] { unlink(tmp.c_str()); });
   // Plain reads and writes of 8 MiB, not copy_file_range: large writes leave the copy in
@@ -235,12 +268,11 @@ Status Passthrough::WriteCopy(const Copy& copy) {
   }
   // A copy must never be shorter or staler than its size says, even after a crash.
   if (fdatasync(out.get()) != 0) return FailErrno("fdatasync " + tmp.string());
-  fs::path dest = store_.FileCopyPath(copy.diff_id, copy.offset);
   // mkdir, not mkdir -p: a layer removed meanwhile must not be half re-created.
   if (mkdir(dest.parent_path().c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + dest.parent_path().string());
   if (rename(tmp.c_str(), dest.c_str()) != 0) return FailErrno("rename to " + dest.string());
   remove_tmp.Dismiss();
-  return {};
+  return true;
 }
 
 }  // namespace imagefs

@@ -16,7 +16,6 @@
 // the INIT reply and the backing id to OPEN replies.
 #pragma once
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <atomic>
@@ -24,6 +23,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -67,13 +67,19 @@ class Passthrough {
     uint64_t size;
   };
   static std::string KeyOf(const Tree::Extent& extent) { return extent.diff_id.hex() + "/" + std::to_string(extent.offset); }
-  // The backing id of a complete copy, opened once; 0 when there is none (yet).
-  int BackingLocked(const Tree::Extent& extent, uint64_t size);
-  // FUSE_DEV_IOC_BACKING_OPEN; 0 (and passthrough off) when the kernel refuses.
-  int OpenBackingLocked(int fd);
+  Mode PassthroughLocked(int backing_id);
+  // The backing id of a complete copy of the extent; 0 when there is none (yet), -1 when
+  // the kernel refuses backing files. Called without mu_.
+  int OpenBacking(const Tree::Extent& extent, uint64_t size);
+  // FUSE_DEV_IOC_BACKING_OPEN; -1 when the kernel refuses (it refuses every file alike).
+  int BackingIdOf(int fd);
+  void CloseBacking(int backing_id);
+  // The writer's first question: would the kernel take a file of the store at all?
+  bool KernelTakesBacking(int fd);
   void QueueLocked(const Tree::Extent& extent, uint64_t size);
   void Writer();
-  Status WriteCopy(const Copy& copy);
+  // Whether a copy was written (false: a complete one was there already).
+  Result<bool> WriteCopy(const Copy& copy);
 
   Store& store_;
   Stats& stats_;
@@ -81,7 +87,6 @@ class Passthrough {
   int fuse_fd_ = -1;
   std::mutex mu_;
   bool usable_ = true;                            // guarded by mu_: off after the kernel refuses
-  bool probed_ = false;                           // guarded by mu_
   std::map<std::string, int> backing_;            // guarded by mu_: copy key -> backing id
   std::set<std::string> pending_, failed_;        // guarded by mu_
   std::unordered_map<fuse_ino_t, int> cached_;    // guarded by mu_: open cached-mode handles
@@ -90,6 +95,7 @@ class Passthrough {
   std::condition_variable wake_;
   std::atomic<bool> stop_ = false;
   int copy_delay_ms_ = 0;  // tests only: $IMAGEFS_TEST_COPY_DELAY_MS holds each copy back
+  std::optional<bool> kernel_takes_backing_;  // the writer thread's alone
   std::thread writer_;                            // started with the first copy
 };
 
