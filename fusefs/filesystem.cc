@@ -309,7 +309,7 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       e.timeout = store_timeout;                 // but the image may go
       return e;
     case VKind::kLayerDir:
-      RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
+      RETURN_IF_ERROR(LayerOf(v->key));
       e.timeout = store_timeout;
       return e;
     case VKind::kImageConfig: {
@@ -325,7 +325,7 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       return e;
     }
     case VKind::kLayerTar: {
-      ASSIGN_OR_RETURN(LayerInfo layer, store_.GetLayer(*Digest::FromHex(v->key)));
+      ASSIGN_OR_RETURN(LayerInfo layer, LayerOf(v->key));
       file(layer.tar_size);
       e.timeout = options_.tree_timeout;
       return e;
@@ -342,7 +342,7 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
       return e;
     }
     case VKind::kLayerParent:
-      RETURN_IF_ERROR(store_.GetLayer(*Digest::FromHex(v->key)));
+      RETURN_IF_ERROR(LayerOf(v->key));
       link("../" + std::string(64, 'x'));
       e.timeout = store_timeout;
       return e;
@@ -547,7 +547,7 @@ void ImageFs::OnStoreChanged() {
   }
   auto tag_dirs = inodes_.SyntheticOfKind(VKind::kTagsDir);
   for (const auto& [key, ino] : tag_dirs) inval_dir(ino);
-  if (auto st = store_.Refresh(); !st) Log()->warn("store watcher: {}", st.error().msg);
+  RefreshStore();
   StoreView now;
   for (const ImageInfo& image : store_.Images()) now.images.insert(image.id);
   for (const LayerInfo& layer : store_.Layers()) now.layers.insert(layer.chain_id.hex());
@@ -666,10 +666,20 @@ std::string ImageFs::StatusSnapshot(fuse_ino_t ino, const std::string& key) {
   return files[StatusFileName(key)];
 }
 
+// Another process's commit is read before the store's directories answer. When that
+// fails (a lock or a file the store could not read), the last view read is served and the
+// failure is counted and logged: a listing a moment old beats an error for every lookup.
+void ImageFs::RefreshStore() {
+  if (auto st = store_.Refresh(); !st) {
+    stats_.Note("store_refresh_failed");
+    Log()->warn("store: {}", st.error().msg);
+  }
+}
+
 void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
   if (InodeTable::SerialOf(parent) == 0) {
     if (auto dir = inodes_.GetSynthetic(parent)) WaitForImports(*dir, name);
-    (void)store_.Refresh();
+    RefreshStore();
   }
   if (uint32_t serial = InodeTable::SerialOf(parent); serial != 0) {
     auto tree_node = TreeNode(parent);
@@ -701,7 +711,7 @@ void ImageFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
 
 void ImageFs::GetAttr(fuse_req_t req, fuse_ino_t ino) {
   const RemoteAccess access = Access(req);
-  if (InodeTable::SerialOf(ino) == 0) (void)store_.Refresh();
+  if (InodeTable::SerialOf(ino) == 0) RefreshStore();
   auto e = Describe(ino, access);
   if (!e) return ReplyError(req, e.error(), "getattr");
   fuse_reply_attr(req, &e->attr, e->timeout);
@@ -729,35 +739,51 @@ void ImageFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
   }
   auto v = inodes_.GetSynthetic(ino);
   if (!v) return (void)fuse_reply_err(req, ESTALE);
-  std::string target;
-  if (v->kind == VKind::kImportLink) {
-    target = options_.import_link;
-  } else if (v->kind == VKind::kImageLayerLink) {
-    auto image = store_.GetImage(v->key);
-    if (!image || !image->top_layer) return (void)fuse_reply_err(req, ENOENT);
-    auto chain = store_.LayerChain(*image->top_layer);
-    if (!chain || v->index >= chain->size()) return (void)fuse_reply_err(req, ENOENT);
-    target = "../../../layers/" + (*chain)[v->index].chain_id.hex();
-  } else if (v->kind == VKind::kRegistryLayerLink) {
-    auto id = Materialized(v->key, access);
-    auto image = id ? store_.GetImage(*id) : Result<ImageInfo>(Fail(id.error()));
-    if (!image || !image->top_layer) return (void)fuse_reply_err(req, ENOENT);
-    auto chain = store_.LayerChain(*image->top_layer);
-    if (!chain || v->index >= chain->size()) return (void)fuse_reply_err(req, ENOENT);
-    target = RegistryLayerTarget(v->key, (*chain)[v->index].chain_id.hex());
-  } else if (v->kind == VKind::kLayerParent) {
-    auto layer = store_.GetLayer(*Digest::FromHex(v->key));
-    if (!layer || !layer->parent) return (void)fuse_reply_err(req, ENOENT);
-    target = "../" + layer->parent->hex();
-  } else if (v->kind == VKind::kTagLink) {
-    auto [canonical, id] = TagLinkKey(v->key);
-    auto ref = ParseReference(canonical);
-    if (!ref) return (void)fuse_reply_err(req, ENOENT);
-    target = TagLinkTarget(*ref, id);
-  } else {
-    return (void)fuse_reply_err(req, EINVAL);
+  auto target = LinkTarget(*v, access);
+  if (!target) return ReplyError(req, target.error(), "readlink_failed");
+  fuse_reply_readlink(req, target->c_str());
+}
+
+Result<LayerInfo> ImageFs::LayerOf(const std::string& chain_hex) {
+  ASSIGN_OR_RETURN(Digest chain, Digest::FromHex(chain_hex));
+  return store_.GetLayer(chain);
+}
+
+Result<Digest> ImageFs::ChainAt(const std::string& image_id, uint32_t index) {
+  ASSIGN_OR_RETURN(ImageInfo image, store_.GetImage(image_id));
+  if (!image.top_layer) return Fail(Errno(ENOENT, "image " + image_id + " has no layers"));
+  ASSIGN_OR_RETURN(auto chain, store_.LayerChain(*image.top_layer));
+  if (index >= chain.size()) return Fail(Errno(ENOENT, "no layer " + std::to_string(index)));
+  return chain[index].chain_id;
+}
+
+Result<std::string> ImageFs::LinkTarget(const VNode& v, RemoteAccess access) {
+  switch (v.kind) {
+    case VKind::kImportLink:
+      return options_.import_link;
+    case VKind::kImageLayerLink: {
+      ASSIGN_OR_RETURN(Digest chain, ChainAt(v.key, v.index));
+      return "../../../layers/" + chain.hex();
+    }
+    case VKind::kRegistryLayerLink: {
+      ASSIGN_OR_RETURN(std::string id, Materialized(v.key, access));
+      ASSIGN_OR_RETURN(Digest chain, ChainAt(id, v.index));
+      return RegistryLayerTarget(v.key, chain.hex());
+    }
+    case VKind::kLayerParent: {
+      ASSIGN_OR_RETURN(LayerInfo layer, LayerOf(v.key));
+      if (!layer.parent) return Fail(Errno(ENOENT, "layer " + v.key + " has no parent"));
+      return "../" + layer.parent->hex();
+    }
+    case VKind::kTagLink: {
+      auto [canonical, id] = TagLinkKey(v.key);
+      auto ref = ParseReference(canonical);
+      if (!ref) return Fail(Errno(ENOENT, "tag gone"));
+      return TagLinkTarget(*ref, id);
+    }
+    default:
+      return Fail(Code::kInvalid, "not a symlink");
   }
-  fuse_reply_readlink(req, target.c_str());
 }
 
 void ImageFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
@@ -792,7 +818,7 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
     if (!v) return (void)fuse_reply_err(req, ESTALE);
     if (off == 0) {
       WaitForImports(*v, nullptr);
-      (void)store_.Refresh();
+      RefreshStore();
     }
     auto children = SyntheticChildren(*v, access);
     if (!children) return ReplyError(req, children.error(), "readdir");

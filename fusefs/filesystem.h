@@ -4,7 +4,6 @@
 // (ops.cc) and replies exactly once. No lock is held across a reply.
 #pragma once
 
-#define FUSE_USE_VERSION 314
 #include <fuse_lowlevel.h>
 
 #include <deque>
@@ -118,11 +117,16 @@ class ImageFs {
   // The image ID behind a registry image node, pulling it first if need be.
   Result<std::string> Materialized(const std::string& key, RemoteAccess access);
   Result<size_t> ChainLength(const std::string& image_id);
+  Result<LayerInfo> LayerOf(const std::string& chain_hex);
+  // The chain ID of an image's layer at index (0 = the base).
+  Result<Digest> ChainAt(const std::string& image_id, uint32_t index);
+  Result<std::string> LinkTarget(const VNode& link, RemoteAccess access);
   fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
   void WaitForImports(const VNode& dir, const char* name);
   void OnStoreChanged();
+  void RefreshStore();
   std::map<std::string, std::string> StatusFiles();
   static std::string StatusFileName(const std::string& key);
   fuse_ino_t SnapshotIno(const std::string& name, std::string content);

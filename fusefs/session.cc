@@ -17,7 +17,6 @@
 #include <chrono>
 #include <thread>
 
-#include "fusefs/commands.h"
 #include "graph/base/digest.h"
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -226,17 +225,17 @@ class ImportMount {
 
 }  // namespace
 
-int RunMount(Store& store, MountOptions options) {
+Result<int> RunMount(Store& store, MountOptions options) {
   RaiseFileLimit();
   // noatime: nothing to record in an immutable tree, and the relatime check costs warm
   // reads of a cached file about 15% (8 cats of a 256 MiB file: 217-234 ms against 257-292).
   std::string fuse_opts = "default_permissions,noatime,fsname=imagefs,subtype=imagefs";
-  if (auto st = ParseOptions(options, fuse_opts); !st) return ReportError(st.error());
-  if (auto st = RecoverDeadMount(options.mountpoint); !st) return ReportError(st.error());
+  if (auto st = ParseOptions(options, fuse_opts); !st) return Fail(st.error());
+  if (auto st = RecoverDeadMount(options.mountpoint); !st) return Fail(st.error());
   std::unique_ptr<ImportMount> import;
   if (options.fs.kernel_opens) {
     auto started = ImportMount::Start(store, options.mountpoint, options.fs);
-    if (!started) return ReportError(started.error().WithContext("import/"));
+    if (!started) return Fail(started.error().WithContext("import/"));
     import = std::move(*started);
     options.fs.import_link = import->path();
     // Nothing in it is writable now (uploads go to the other mount): the kernel refuses
@@ -244,20 +243,20 @@ int RunMount(Store& store, MountOptions options) {
     fuse_opts += ",ro";
   }
   auto fs = ImageFs::Create(store, options.fs, options.remote, import ? import->import_dir() : nullptr);
-  if (!fs) return ReportError(fs.error());
+  if (!fs) return Fail(fs.error());
   auto se = NewSession(**fs, fuse_opts);
-  if (!se) return ReportError(se.error());
-  if (fuse_set_signal_handlers(se->get()) != 0) return ReportError(Error::Make(Code::kIo, "cannot set signal handlers"));
+  if (!se) return Fail(se.error());
+  if (fuse_set_signal_handlers(se->get()) != 0) return Fail(Error::Make(Code::kIo, "cannot set signal handlers"));
   if (auto st = MountSession(se->get(), options.mountpoint); !st) {
     fuse_remove_signal_handlers(se->get());
-    return ReportError(st.error());
+    return Fail(st.error());
   }
   if (auto st = (*fs)->passthrough().Attach(se->get()); !st) Log()->warn("passthrough off: {}", st.error().msg);
   Log()->info("mounted {} on {}", store.root().string(), options.mountpoint);
   RaiseReadahead(options.mountpoint);
   if (options.daemon) {
     // The mount is up: the parent exits 0 now, the child serves (threads start after this).
-    if (fuse_daemonize(0) != 0) return 1;
+    if (fuse_daemonize(0) != 0) return Fail(Code::kIo, "cannot go to the background");
     InitLogging(Logger("fusefs")->level(), /*use_syslog=*/true);
   }
   if (auto st = (*fs)->WatchStore(); !st) {

@@ -17,7 +17,7 @@ struct MountOptions {
   RemoteImages* remote = nullptr;  // serves registry/; outlives the mount
 };
 
-// Serves until unmounted; returns the process exit code.
-int RunMount(Store& store, MountOptions options);
+// Serves until unmounted; the process exit code, or why the mount could not start.
+Result<int> RunMount(Store& store, MountOptions options);
 
 }  // namespace imagefs

@@ -1,4 +1,4 @@
-#include "fusefs/cli.h"
+#include "fusefs/cli/cli.h"
 
 #include <clocale>
 #include <cstdlib>
@@ -8,8 +8,8 @@
 
 #include <CLI/CLI.hpp>
 
-#include "fusefs/commands.h"
-#include "fusefs/fetch_commands.h"
+#include "fusefs/cli/commands.h"
+#include "fusefs/cli/fetch_commands.h"
 #include "fusefs/session.h"
 #include "graph/base/log.h"
 #include "graph/store.h"

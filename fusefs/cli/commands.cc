@@ -1,4 +1,4 @@
-#include "fusefs/commands.h"
+#include "fusefs/cli/commands.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -11,9 +11,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "fusefs/format.h"
-#include "fusefs/output_file.h"
-#include "fusefs/progress.h"
+#include "fusefs/cli/format.h"
+#include "fusefs/cli/output_file.h"
+#include "fusefs/cli/progress.h"
 #include "graph/base/fs_util.h"
 #include "graph/loader.h"
 #include "graph/tree.h"
@@ -21,6 +21,8 @@
 #include "graph/tree_export.h"
 
 namespace imagefs {
+
+namespace fs = std::filesystem;
 
 using nlohmann::json;
 

@@ -1,4 +1,4 @@
-#include "fusefs/fetch_commands.h"
+#include "fusefs/cli/fetch_commands.h"
 
 #include <unistd.h>
 
@@ -9,9 +9,9 @@
 
 #include "fetch/puller.h"
 #include "fetch/registry_tree.h"
-#include "fusefs/commands.h"
-#include "fusefs/format.h"
-#include "fusefs/pull_progress.h"
+#include "fusefs/cli/commands.h"
+#include "fusefs/cli/format.h"
+#include "fusefs/cli/pull_progress.h"
 #include "graph/base/log.h"
 
 namespace imagefs {
@@ -135,7 +135,8 @@ int RunMountWithRegistry(Store& store, MountOptions mount, const RegistryCmdOpti
   fetch::RegistryTree tree(store, {*stack->client, *stack->puller},
                            {*stack->anonymous_client, *stack->anonymous_puller}, stack->platform);
   mount.remote = &tree;
-  return RunMount(store, std::move(mount));
+  auto rc = RunMount(store, std::move(mount));
+  return rc ? *rc : ReportError(rc.error());
 }
 
 }  // namespace imagefs

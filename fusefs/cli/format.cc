@@ -1,4 +1,4 @@
-#include "fusefs/format.h"
+#include "fusefs/cli/format.h"
 
 #include <cstdio>
 #include <ostream>

@@ -3,7 +3,7 @@
 #include <iostream>
 #include <new>
 
-#include "fusefs/cli.h"
+#include "fusefs/cli/cli.h"
 
 int main(int argc, char** argv) {
   try {

@@ -1,4 +1,4 @@
-#include "fusefs/output_file.h"
+#include "fusefs/cli/output_file.h"
 
 #include <fcntl.h>
 #include <limits.h>

@@ -1,6 +1,6 @@
-#include "fusefs/progress.h"
+#include "fusefs/cli/progress.h"
 
-#include "fusefs/format.h"
+#include "fusefs/cli/format.h"
 
 namespace imagefs {
 

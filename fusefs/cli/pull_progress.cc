@@ -1,7 +1,7 @@
-#include "fusefs/pull_progress.h"
+#include "fusefs/cli/pull_progress.h"
 
-#include "fusefs/format.h"
-#include "fusefs/progress.h"
+#include "fusefs/cli/format.h"
+#include "fusefs/cli/progress.h"
 
 namespace imagefs {
 
