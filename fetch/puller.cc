@@ -157,7 +157,10 @@ Result<ResolvedImage> Puller::Resolve(const Reference& ref, const std::optional<
 
 Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& blob, const Digest& diff_id) {
   std::string what = "layer " + blob.digest.str() + " of " + ref.Name();
-  for (unsigned attempt = 0;; ++attempt) {
+  // One budget for the layer: the client's request retries and resumes, and the refetches
+  // here, draw from it alike.
+  RetryPolicy::Attempts attempts = client_.retry_policy().Start();
+  for (;;) {
     BlobPipe pipe;
     std::thread producer;
     BodySink sink = [&](const char* data, size_t len) -> Status {
@@ -167,7 +170,7 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     auto start = [&] {
       t.set_phase(Transfer::kDownloading);
       producer = std::thread([&] {
-        Status st = client_.GetBlob(ref, blob, sink, &t.cancelled());
+        Status st = client_.GetBlob(ref, blob, sink, &t.cancelled(), &attempts);
         if (st) t.set_phase(Transfer::kVerifying);
         pipe.CloseWrite(std::move(st));
       });
@@ -181,9 +184,10 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     if (t.cancelled().load()) return Fail(Code::kCancelled, what + ": cancelled");
     // Wrong or cut data cannot be patched once it went into the store's stream: fetch the
     // whole layer again (the store kept none of it).
-    bool retry = e.code == Code::kCorrupt || e.code == Code::kNetwork;
-    if (!retry || attempt >= client_.config().retries) return Fail(e.WithContext(what));
-    Log()->warn("retry layer {} attempt={}: {}", blob.digest.str(), attempt + 1, e.msg);
+    if (!RetryPolicy::Retryable(e) || !attempts.Again(-1, &t.cancelled())) {
+      return Fail(e.WithContext(what));
+    }
+    Log()->warn("retry layer {} attempt={}: {}", blob.digest.str(), attempts.failures(), e.msg);
     t.reset_done();
   }
 }

@@ -3,7 +3,6 @@
 #include <openssl/evp.h>
 
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <thread>
 
@@ -20,7 +19,6 @@ auto Log() { return Logger("fetch"); }
 
 constexpr uint64_t kMaxManifestBytes = 4u << 20;
 constexpr uint64_t kMaxConfigBytes = 16u << 20;
-constexpr long kMaxRetryAfterSeconds = 60;
 
 // The registry's own words, from its JSON error body when it sent one.
 std::string RegistryError(const HttpResponse& r) {
@@ -71,21 +69,6 @@ std::string Selector(const Reference& ref) {
   return ref.digest ? ref.digest->str() : (ref.tag.empty() ? "latest" : ref.tag);
 }
 
-bool Retryable(const Result<HttpResponse>& r) {
-  if (!r) return r.error().code == Code::kNetwork;
-  return r->status == 429 || r->status >= 500;
-}
-
-long RetryAfter(const Result<HttpResponse>& r) {
-  if (!r || r->status != 429) return -1;
-  auto it = r->headers.find("retry-after");
-  if (it == r->headers.end()) return -1;
-  char* end = nullptr;
-  long s = std::strtol(it->second.c_str(), &end, 10);
-  if (end == it->second.c_str() || s < 0) return -1;  // an HTTP date: use our own backoff
-  return std::min(s, kMaxRetryAfterSeconds);
-}
-
 // "bytes START-END/TOTAL" starting where we asked.
 bool RangeStartsAt(const std::map<std::string, std::string>& headers, uint64_t start) {
   auto it = headers.find("content-range");
@@ -109,22 +92,13 @@ Error WithMirrorErrors(Error error, const std::string& notes) {
 }  // namespace
 
 RegistryClient::RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir)
-    : config_(std::move(config)), credentials_(std::move(credentials)), cache_dir_(std::move(cache_dir)) {}
+    : config_(std::move(config)),
+      credentials_(std::move(credentials)),
+      cache_dir_(std::move(cache_dir)),
+      retry_(config_.retries, config_.retry_base_ms) {}
 
 std::string RegistryClient::CredentialDomain(const Endpoint& endpoint, const Reference& ref) const {
   return endpoint.mirror ? endpoint.host : ref.domain;
-}
-
-void RegistryClient::Backoff(unsigned attempt, long retry_after_s, const std::atomic<bool>* cancel) const {
-  long ms = retry_after_s >= 0 ? retry_after_s * 1000
-                               : std::min<long>(10000, static_cast<long>(config_.retry_base_ms) << std::min(attempt, 16u));
-  thread_local std::mt19937 rng{std::random_device{}()};
-  if (retry_after_s < 0 && ms > 1) ms = ms / 2 + static_cast<long>(rng() % static_cast<unsigned long>(ms / 2 + 1));
-  auto until = Clock::now() + std::chrono::milliseconds(ms);
-  while (Clock::now() < until) {
-    if (cancel != nullptr && cancel->load()) return;
-    std::this_thread::sleep_for(std::min<Clock::duration>(std::chrono::milliseconds(50), until - Clock::now()));
-  }
 }
 
 Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& ref, const std::string& header) {
@@ -236,12 +210,13 @@ Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Re
 Result<HttpResponse> RegistryClient::Retrying(const Endpoint& endpoint, const Reference& ref, const HttpRequest& request,
                                               const BodySink* sink, uint64_t max_body,
                                               const HttpClient::StatusHook* hook, const std::atomic<bool>* cancel) {
-  for (unsigned attempt = 0;; ++attempt) {
+  RetryPolicy::Attempts attempts = retry_.Start();
+  for (;;) {
     auto r = Exchange(endpoint, ref, request, sink, max_body, hook);
-    if (!Retryable(r) || attempt >= config_.retries || (cancel != nullptr && cancel->load())) return r;
-    Log()->warn("retry {} {} attempt={}: {}", request.method, request.url, attempt + 1,
+    if (!RetryPolicy::Retryable(r)) return r;
+    if (!attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel)) return r;
+    Log()->warn("retry {} {} attempt={}: {}", request.method, request.url, attempts.failures(),
                 r ? "HTTP " + std::to_string(r->status) : r.error().msg);
-    Backoff(attempt, RetryAfter(r), cancel);
   }
 }
 
@@ -364,7 +339,8 @@ Result<bool> RegistryClient::RepositoryExists(const Reference& ref) {
 }
 
 Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, const BodySink& sink,
-                               const std::atomic<bool>* cancel) {
+                               const std::atomic<bool>* cancel,
+                               RetryPolicy::Attempts* shared_attempts) {
   std::string what = "blob " + blob.digest.str() + " of " + ref.Name();
   const bool sized = blob.size != kUnknownSize;
   Sha256 hash;
@@ -403,10 +379,13 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
   };
   std::optional<Error> last;
   std::string mirror_errors;
+  std::optional<RetryPolicy::Attempts> own_attempts;
+  if (shared_attempts == nullptr) own_attempts.emplace(retry_);
+  RetryPolicy::Attempts& attempts = shared_attempts != nullptr ? *shared_attempts : *own_attempts;
   auto endpoints = config_.EndpointsFor(ref.domain);
   for (size_t e = 0; e < endpoints.size(); ++e) {
     const Endpoint& endpoint = endpoints[e];
-    for (unsigned attempt = 0;; ++attempt) {
+    for (;;) {
       HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(), {}, endpoint.ca_file};
       if (received > 0) get.headers.push_back("Range: bytes=" + std::to_string(received) + "-");
       uint64_t before = received;
@@ -425,14 +404,13 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
       } else {
         last = r.error();
       }
-      bool retry = r ? (r->status == 429 || r->status >= 500 || r->status == 200 || r->status == 206)
-                     : last->code == Code::kNetwork;
+      // A body cut short (200/206) is resumed; other failures as any request.
+      bool retry = RetryPolicy::Retryable(r) || (r && (r->status == 200 || r->status == 206));
       if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, what + ": cancelled");
-      // Progress earns a fresh attempt: only transfers that keep failing give up.
-      if (received > before) attempt = 0;
-      if (!retry || attempt >= config_.retries) break;
-      Log()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempt + 1, received, blob.size, last->msg);
-      Backoff(attempt, RetryAfter(r), cancel);
+      if (received > before) attempts.Progressed();
+      if (!retry || !attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel)) break;
+      Log()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempts.failures(), received,
+                  blob.size, last->msg);
     }
     NoteMirrorFailure(endpoint, *last, mirror_errors);
   }
@@ -449,13 +427,15 @@ Result<std::string> RegistryClient::GetSmallBlob(const Reference& ref, const Des
     out.append(data, len);
     return {};
   };
-  // Wrong bytes in memory cost nothing to drop: fetch again.
-  for (unsigned attempt = 0;; ++attempt) {
+  // Wrong bytes in memory cost nothing to drop: fetch again, within the same budget.
+  RetryPolicy::Attempts attempts = retry_.Start();
+  for (;;) {
     out.clear();
-    Status st = GetBlob(ref, blob, sink);
+    Status st = GetBlob(ref, blob, sink, nullptr, &attempts);
     if (st) return out;
-    if (st.error().code != Code::kCorrupt || attempt >= config_.retries) return Fail(st.error());
-    Log()->warn("retry blob {} attempt={}: {}", blob.digest.str(), attempt + 1, st.error().msg);
+    if (st.error().code != Code::kCorrupt || !attempts.Again()) return Fail(st.error());
+    Log()->warn("retry blob {} attempt={}: {}", blob.digest.str(), attempts.failures(),
+                st.error().msg);
   }
 }
 

@@ -20,6 +20,7 @@
 #include "fetch/fetch_config.h"
 #include "fetch/http_client.h"
 #include "fetch/manifest.h"
+#include "fetch/retry_policy.h"
 #include "graph/reference.h"
 
 namespace imagefs::fetch {
@@ -37,6 +38,7 @@ class RegistryClient {
   RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir = {});
 
   const FetchConfig& config() const { return config_; }
+  const RetryPolicy& retry_policy() const { return retry_; }
 
   // The digest a tag names now (a HEAD request where the registry allows it); a digest
   // reference answers itself.
@@ -48,8 +50,10 @@ class RegistryClient {
   // Streams a blob to sink, verifying size and digest (a size of kUnknownSize: schema1
   // layers, digest only). cancel, when set, aborts it.
   static constexpr uint64_t kUnknownSize = UINT64_MAX;
+  // attempts, when given, is the caller's budget (see RetryPolicy), shared with its own retries.
   Status GetBlob(const Reference& ref, const Descriptor& blob, const BodySink& sink,
-                 const std::atomic<bool>* cancel = nullptr);
+                 const std::atomic<bool>* cancel = nullptr,
+                 RetryPolicy::Attempts* attempts = nullptr);
   // A small blob (an image config), verified, in memory.
   Result<std::string> GetSmallBlob(const Reference& ref, const Descriptor& blob);
 
@@ -73,12 +77,11 @@ class RegistryClient {
                                          const std::optional<Digest>& expected, const std::string& header_digest);
   std::optional<FetchedManifest> CachedManifest(const Digest& digest);
   void CacheManifest(const FetchedManifest& m);
-  // Sleeps for attempt's backoff (or the server's Retry-After), waking early on cancel.
-  void Backoff(unsigned attempt, long retry_after_s, const std::atomic<bool>* cancel) const;
 
   const FetchConfig config_;
   const CredentialSource credentials_;
   const std::filesystem::path cache_dir_;
+  const RetryPolicy retry_;
   HttpClient http_;
   std::mutex mu_;
   std::map<std::string, Auth> auth_;               // by "host repo"; guarded by mu_

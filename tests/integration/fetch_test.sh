@@ -208,6 +208,13 @@ check_eq "and registers no layer" 0 "$(ls "$SCRATCH/store-proxy/layers" | wc -l)
 check_eq "and no image" 0 "$(ls "$SCRATCH/store-proxy/images" | wc -l)"
 proxy_reset "$PROXY"; fault /blobs/ slow 100; pull_via_proxy
 check_eq "a slow registry still completes" 0 "$rc"
+# One retry budget per layer, shared by the client's request retries and the puller's
+# refetches: a layer that keeps failing is asked for retries + 1 times, not (retries + 1)².
+layer=$(skopeo inspect --raw --tls-verify=false "docker://$H/test/oci:1" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["layers"][0]["digest"])')
+proxy_reset "$PROXY"; fault "$layer" status500 100; pull_via_proxy
+check_eq "a layer that keeps failing fails the pull" 1 "$rc"
+check_eq "after retries + 1 requests for it" 4 "$(proxy_log "$PROXY" | grep -c "^GET .*$layer")"
 
 # ---- Two concurrent pulls of one image download each blob once.
 proxy_reset "$PROXY"; fault /blobs/ slow 100
