@@ -11,6 +11,7 @@
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
+#include "graph/lazy_cache.h"
 
 namespace imagefs::fetch {
 namespace {
@@ -169,11 +170,6 @@ bool RegistryTree::IsMaterialized(const std::string& key) {
   return static_cast<bool>(store_.GetImage(id));
 }
 
-void RegistryTree::Touch(const std::string& image_id) {
-  auto marker = store_.root() / "cache" / "lazy" / image_id;
-  (void)utimensat(AT_FDCWD, marker.c_str(), nullptr, 0);  // fails for images not pulled lazily
-}
-
 Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAccess access) {
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
   std::shared_future<Result<std::string>> waiting;
@@ -203,12 +199,10 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
     RecordError(image.ref.String(), result.error());
     Log()->error("pull {}: {}", image.ref.String(), result.error().msg);
   } else if (!existed) {
-    Status marked = MkdirAll(store_.root() / "cache" / "lazy");
-    if (marked) marked = WriteFileAtomic(store_.root() / "cache" / "lazy" / *result, "\n");
-    if (!marked) Log()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
+    if (Status marked = LazyCache(store_).Mark(*result); !marked) Log()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
     EnforceQuota(*result);
   } else {
-    Touch(image.image_id);
+    LazyCache(store_).Touch(image.image_id);
   }
   {
     std::lock_guard lock(mu_);
@@ -219,39 +213,7 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
 }
 
 std::vector<std::string> RegistryTree::EnforceQuota(const std::string& keep) {
-  std::vector<std::string> evicted;
-  uint64_t quota = mounter_.client.config().quota_bytes;
-  if (quota == 0) return evicted;
-  auto used = [&] {
-    std::map<std::string, uint64_t> diffs;
-    for (const LayerInfo& l : store_.Layers()) diffs[l.diff_id.hex()] = l.tar_size;
-    uint64_t total = 0;
-    for (const auto& [d, size] : diffs) total += size;
-    return total;
-  };
-  std::vector<std::pair<int64_t, std::string>> lazy;
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(store_.root() / "cache" / "lazy", ec)) {
-    struct stat st;
-    if (stat(e.path().c_str(), &st) == 0) lazy.emplace_back(st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec, e.path().filename().string());
-  }
-  std::sort(lazy.begin(), lazy.end());
-  for (const auto& [mtime, id] : lazy) {
-    if (used() <= quota) break;
-    if (id == keep) continue;
-    if (!store_.GetImage(id)) {
-      std::filesystem::remove(store_.root() / "cache" / "lazy" / id, ec);
-      continue;
-    }
-    if (auto st = store_.DeleteImage(id, /*force=*/true); !st) {
-      Log()->debug("evict image id={} skipped: {}", id, st.error().msg);
-      continue;
-    }
-    std::filesystem::remove(store_.root() / "cache" / "lazy" / id, ec);
-    Log()->info("evict image id={} reason=quota quota_bytes={}", id, quota);
-    evicted.push_back(id);
-  }
-  return evicted;
+  return LazyCache(store_).Evict(mounter_.client.config().quota_bytes, keep);
 }
 
 std::vector<std::string> RegistryTree::Hosts() {

@@ -1,9 +1,8 @@
 // RegistryTree: the RemoteImages behind the mount's registry/ directory. A lookup of a tag
 // fetches its manifest and config only; Materialize pulls the missing layers (one pull
 // per image however many processes wait). Tag lookups are trusted for
-// FetchConfig::tag_cache_seconds, digests for good. Images pulled here are marked lazy
-// (<store>/cache/lazy/<id>, mtime = last use) and are the only ones the quota evicts,
-// least recently used first. Requests come with a RemoteAccess: the mounter's go through
+// FetchConfig::tag_cache_seconds, digests for good. Images pulled here are marked in the
+// store's LazyCache, the only ones its quota evicts. Requests come with a RemoteAccess: the mounter's go through
 // a client holding the mounter's credentials, everyone else's through one holding none,
 // and what one learned is not shown to the other unless it holds for both. Thread-safe:
 // mu_ guards every table and is never held across network I/O.
@@ -67,7 +66,6 @@ class RegistryTree final : public RemoteImages {
   // The image behind key, resolved again without credentials first for kAnonymous.
   Result<ResolvedImage> Resolved(const std::string& key, RemoteAccess access);
   void RecordError(const std::string& what, const Error& error);
-  void Touch(const std::string& image_id);
 
   Store& store_;
   const RegistryIdentity mounter_;

@@ -13,6 +13,8 @@
 #include "fusefs/cli/format.h"
 #include "fusefs/cli/pull_progress.h"
 #include "graph/base/log.h"
+#include "graph/lazy_cache.h"
+#include "graph/prune.h"
 
 namespace imagefs {
 namespace {
@@ -75,57 +77,19 @@ int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions
   PullProgress progress(stdout, isatty(STDOUT_FILENO) != 0);
   auto id = stack->puller->Pull(*image, quiet ? nullptr : &progress, &g_interrupted);
   if (!id) return ReportError(id.error());
-  // Pulled on purpose: never evicted by the mount's quota.
-  std::error_code ec;
-  std::filesystem::remove(store.root() / "cache" / "lazy" / *id, ec);
+  LazyCache(store).Unmark(*id);  // pulled on purpose: never evicted by a mount's quota
   std::cout << wanted.String() << "\n";
   return 0;
 }
 
 int CmdPrune(Store& store, bool all) {
-  std::map<std::string, uint64_t> before;
-  for (const LayerInfo& l : store.Layers()) before[l.diff_id.hex()] = l.tar_size;
+  PruneReport report = Prune(store, all);
   int rc = 0;
-  bool header = false;
-  auto say = [&](const std::string& line) {
-    if (!header) std::cout << "Deleted Images:\n";
-    header = true;
-    std::cout << line << "\n";
-  };
-  if (all) {
-    // Untagged images that nothing builds on, repeatedly: a v1 chain goes top-down.
-    for (bool changed = true; changed;) {
-      changed = false;
-      for (const ImageInfo& image : store.Images()) {
-        if (!store.TagsOf(image.id).empty() || !store.Children(image.id).empty()) continue;
-        if (auto st = store.DeleteImage(image.id); !st) {
-          if (st.error().code != Code::kBusy) rc = ReportError(st.error());
-          continue;
-        }
-        say("deleted: sha256:" + image.id);
-        changed = true;
-      }
-    }
-  }
-  for (bool changed = true; changed;) {
-    changed = false;
-    for (const LayerInfo& layer : store.Layers()) {
-      if (store.ImagesUsingLayer(layer.chain_id) != 0) continue;
-      if (auto st = store.DeleteLayer(layer.chain_id); st) {
-        say("deleted layer: " + layer.chain_id.str());
-        changed = true;
-      }
-    }
-  }
-  std::map<std::string, uint64_t> after;
-  for (const LayerInfo& l : store.Layers()) after[l.diff_id.hex()] = l.tar_size;
-  uint64_t freed = 0;
-  for (const auto& [diff, size] : before) {
-    if (!after.count(diff)) freed += size;
-  }
-  // Passthrough copies are made again on demand by a mount.
-  freed += store.DropFileCopies();
-  std::cout << "Total reclaimed space: " << HumanSize(freed) << "\n";
+  for (const Error& e : report.errors) rc = ReportError(e);
+  if (!report.images.empty() || !report.layers.empty()) std::cout << "Deleted Images:\n";
+  for (const std::string& id : report.images) std::cout << "deleted: sha256:" << id << "\n";
+  for (const Digest& chain : report.layers) std::cout << "deleted layer: " << chain.str() << "\n";
+  std::cout << "Total reclaimed space: " << HumanSize(report.freed_bytes) << "\n";
   return rc;
 }
 

@@ -1,5 +1,6 @@
 #include "graph/store.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,6 +9,8 @@
 #include <thread>
 
 #include "graph/base/fs_util.h"
+#include "graph/lazy_cache.h"
+#include "graph/prune.h"
 #include "tar_builder.h"
 #include "test_util.h"
 
@@ -466,6 +469,66 @@ TEST_F(StoreTest, LayerSizeLimit) {
   auto r = (*s)->RegisterLayer(std::nullopt, src);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().msg.find("larger than the limit"), std::string::npos);
+}
+
+// Only images marked lazy are evicted, least recently used first, until the layers fit;
+// the one being used is kept; markers of images that went are dropped by prune.
+TEST_F(StoreTest, LazyCacheEvictsLeastRecentlyUsedMarkedImagesOnly) {
+  std::string loaded = AddImage({tar_c_});                            // not marked: stays
+  std::string old_lazy = AddImage({tar_a_}, {}, "2001-01-01T00:00:00Z");
+  std::string new_lazy = AddImage({tar_b_}, {}, "2002-01-01T00:00:00Z");
+  LazyCache cache(*store_);
+  ASSERT_TRUE(cache.Mark(old_lazy));
+  ASSERT_TRUE(cache.Mark(new_lazy));
+  struct timespec times[2] = {{1000, 0}, {1000, 0}};  // old_lazy was used long ago
+  ASSERT_EQ(utimensat(AT_FDCWD, (dir_ / "store/cache/lazy" / old_lazy).c_str(), times, 0), 0);
+  cache.Touch(new_lazy);
+  EXPECT_FALSE(fs::exists(dir_ / "store/cache/lazy" / loaded));
+
+  EXPECT_TRUE(cache.Evict(0, "").empty()) << "quota 0: no quota";
+  uint64_t all = 0;
+  for (const LayerInfo& l : store_->Layers()) all += l.tar_size;
+  EXPECT_TRUE(cache.Evict(all, "").empty()) << "everything fits";
+  EXPECT_EQ(cache.Evict(all - 1, ""), std::vector<std::string>{old_lazy});
+  EXPECT_TRUE(store_->GetImage(new_lazy));
+  EXPECT_EQ(cache.Evict(1, new_lazy), std::vector<std::string>{}) << "kept: in use";
+  EXPECT_EQ(cache.Evict(1, ""), std::vector<std::string>{new_lazy});
+  EXPECT_TRUE(store_->GetImage(loaded)) << "never marked, never evicted";
+
+  std::string pulled = AddImage({tar_a_}, {}, "2003-01-01T00:00:00Z");
+  ASSERT_TRUE(cache.Mark(pulled));
+  cache.Unmark(pulled);  // pulled again on purpose
+  EXPECT_TRUE(cache.Evict(1, "").empty());
+  std::string gone = AddImage({tar_b_}, {}, "2004-01-01T00:00:00Z");
+  ASSERT_TRUE(cache.Mark(gone));
+  ASSERT_TRUE(store_->DeleteImage(gone));
+  EXPECT_EQ(cache.DropStale(), 1u);
+  EXPECT_EQ(CountEntries("cache/lazy"), 0u);
+}
+
+TEST_F(StoreTest, PruneRemovesUnusedLayersAndWithAllUntaggedLeaves) {
+  std::string base = AddImage({tar_a_});
+  std::string child = AddImage({tar_a_, tar_b_}, base);
+  std::string tagged = AddImage({tar_c_});
+  ASSERT_TRUE(store_->Tag(*ParseReference("example.com/keep:1"), tagged));
+  LayerInfo loose = AddLayer(std::nullopt, MakeTar({{"loose", "x"}}));
+  LazyCache cache(*store_);
+  ASSERT_TRUE(cache.Mark(child));
+
+  PruneReport some = Prune(*store_, /*all=*/false);
+  EXPECT_TRUE(some.images.empty());
+  EXPECT_EQ(some.layers, std::vector<Digest>{loose.chain_id});
+  EXPECT_EQ(some.freed_bytes, loose.tar_size);
+
+  PruneReport all = Prune(*store_, /*all=*/true);
+  EXPECT_EQ(all.images, (std::vector<std::string>{child, base})) << "a chain goes top-down";
+  EXPECT_TRUE(all.layers.empty()) << "an image's own layers go with it";
+  EXPECT_EQ(store_->Layers().size(), 1u);
+  EXPECT_GT(all.freed_bytes, 0u);
+  EXPECT_TRUE(all.errors.empty());
+  EXPECT_TRUE(store_->GetImage(tagged));
+  EXPECT_EQ(store_->Images().size(), 1u);
+  EXPECT_EQ(CountEntries("cache/lazy"), 0u) << "the marker of a pruned image goes too";
 }
 
 }  // namespace
