@@ -19,8 +19,8 @@
 #include "fetch/credentials.h"
 #include "fetch/fetch_config.h"
 #include "fetch/http_client.h"
-#include "fetch/manifest.h"
 #include "fetch/retry_policy.h"
+#include "graph/manifest.h"
 #include "graph/reference.h"
 
 namespace imagefs::fetch {

@@ -5,6 +5,7 @@
 #include "graph/base/log.h"
 #include "graph/descriptor.h"
 #include "graph/loader_internal.h"
+#include "graph/manifest.h"
 
 namespace imagefs::loader {
 
@@ -14,18 +15,6 @@ namespace {
 
 constexpr int kMaxIndexDepth = 8;
 constexpr uint64_t kMaxDocumentBytes = 8u << 20;
-
-constexpr const char* kIndexTypes[] = {"application/vnd.oci.image.index.v1+json",
-                                       "application/vnd.docker.distribution.manifest.list.v2+json"};
-constexpr const char* kManifestTypes[] = {"application/vnd.oci.image.manifest.v1+json",
-                                          "application/vnd.docker.distribution.manifest.v2+json"};
-
-bool IsOneOf(const std::string& s, const auto& list) {
-  for (const char* t : list) {
-    if (s == t) return true;
-  }
-  return false;
-}
 
 std::string BlobMember(const Digest& d) { return "blobs/sha256/" + d.hex(); }
 
@@ -47,8 +36,10 @@ class OciLoader {
       return Fail(Code::kUnsupported, archive_.name() + ": oci-layout: unsupported imageLayoutVersion");
     }
     ASSIGN_OR_RETURN(std::string index_text, archive_.ReadSmall("index.json", kMaxDocumentBytes));
-    ASSIGN_OR_RETURN(json index, ParseJson(index_text, archive_.name() + ": index.json"));
-    RETURN_IF_ERROR(Walk(index, "index.json", 0, {}));
+    auto index = ParseManifest(index_text, kOciIndex);
+    if (!index) return Fail(index.error().WithContext(archive_.name() + ": index.json"));
+    if (!index->index) return Fail(Code::kInvalid, archive_.name() + ": index.json is not an index");
+    RETURN_IF_ERROR(Walk(index->index->manifests, "index.json", 0, {}));
     return LoadSelected();
   }
 
@@ -78,31 +69,32 @@ class OciLoader {
     return names;
   }
 
-  Status Walk(const json& index, const std::string& what, int depth, const std::vector<std::string>& names) {
+  // The documents ParseManifest decodes, with the archive's name in its errors.
+  Result<Manifest> ReadManifest(const Descriptor& d, const std::string& what) {
+    ASSIGN_OR_RETURN(std::string text, ReadBlob(d));
+    auto m = ParseManifest(text, d.media_type);
+    if (!m) return Fail(m.error().WithContext(what));
+    return m;
+  }
+
+  Status Walk(const std::vector<Descriptor>& manifests, const std::string& what, int depth,
+              const std::vector<std::string>& names) {
     if (depth > kMaxIndexDepth) return Fail(Code::kInvalid, archive_.name() + ": indexes nested too deep");
-    if (!index.is_object() || !index.contains("manifests") || !index["manifests"].is_array()) {
-      return Fail(Code::kInvalid, archive_.name() + ": " + what + ": want an object with a \"manifests\" array");
-    }
-    for (size_t i = 0; i < index["manifests"].size(); ++i) {
+    for (size_t i = 0; i < manifests.size(); ++i) {
+      const Descriptor& d = manifests[i];
       std::string entry = archive_.name() + ": " + what + " manifests[" + std::to_string(i) + "]";
-      ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(index["manifests"][i], entry));
       if (IsAttestation(d)) continue;
       std::vector<std::string> own = NamesOf(d);
       if (own.empty()) own = names;
       std::string type = d.media_type;
-      std::optional<json> doc;
-      if (type.empty()) {  // old layouts omit it: tell by the document's shape
-        ASSIGN_OR_RETURN(std::string text, ReadBlob(d));
-        ASSIGN_OR_RETURN(doc, ParseJson(text, entry));
-        type = doc->is_object() && doc->contains("manifests") ? kIndexTypes[0] : kManifestTypes[0];
+      std::optional<Manifest> doc;
+      if (type.empty() || IsIndexMediaType(type)) {  // old layouts omit the type: the document tells
+        ASSIGN_OR_RETURN(doc, ReadManifest(d, entry));
+        type = doc->media_type;
       }
-      if (IsOneOf(type, kIndexTypes)) {
-        if (!doc) {
-          ASSIGN_OR_RETURN(std::string text, ReadBlob(d));
-          ASSIGN_OR_RETURN(doc, ParseJson(text, entry));
-        }
-        RETURN_IF_ERROR(Walk(*doc, "index " + d.digest.str().substr(0, 19), depth + 1, own));
-      } else if (IsOneOf(type, kManifestTypes)) {
+      if (doc && doc->index) {
+        RETURN_IF_ERROR(Walk(doc->index->manifests, "index " + d.digest.str().substr(0, 19), depth + 1, own));
+      } else if (IsImageManifestMediaType(type)) {
         candidates_.push_back({d, own});
       } else {
         Logger("graph")->debug("load {}: skipping descriptor of type {}", entry, type);
@@ -114,26 +106,26 @@ class OciLoader {
   Status LoadSelected() {
     Platform wanted = options_.platform.value_or(HostPlatform());
     std::vector<const Candidate*> selected;
-    std::optional<int> best_rank;
-    const Candidate* best = nullptr;
+    ManifestIndex with_platform;  // the choice among these is the puller's (SelectPlatform)
     std::set<std::string> available;
     for (const Candidate& c : candidates_) {
-      if (!c.descriptor.platform) {
+      if (!c.descriptor.platform || options_.all_platforms) {
         selected.push_back(&c);
-        continue;
+      } else {
+        with_platform.manifests.push_back(c.descriptor);
       }
-      available.insert(Normalize(*c.descriptor.platform).String());
-      if (options_.all_platforms) {
-        selected.push_back(&c);
-        continue;
-      }
-      auto rank = MatchRank(wanted, *c.descriptor.platform);
-      if (rank && (!best_rank || *rank < *best_rank)) {
-        best_rank = rank;
-        best = &c;
+      if (c.descriptor.platform) available.insert(Normalize(*c.descriptor.platform).String());
+    }
+    if (!with_platform.manifests.empty()) {
+      if (auto chosen = SelectPlatform(with_platform, wanted)) {
+        for (const Candidate& c : candidates_) {
+          if (c.descriptor.digest == chosen->digest && c.descriptor.platform == chosen->platform) {
+            selected.push_back(&c);
+            break;
+          }
+        }
       }
     }
-    if (best) selected.push_back(best);
     if (selected.empty()) {
       std::string list;
       for (const auto& p : available) list += (list.empty() ? "" : ", ") + p;
@@ -148,20 +140,16 @@ class OciLoader {
 
   Status LoadManifest(const Candidate& c) {
     std::string what = archive_.name() + ": manifest " + c.descriptor.digest.str();
-    ASSIGN_OR_RETURN(std::string text, ReadBlob(c.descriptor));
-    ASSIGN_OR_RETURN(json manifest, ParseJson(text, what));
-    if (!manifest.is_object() || !manifest.contains("config") || !manifest.contains("layers") ||
-        !manifest["layers"].is_array()) {
-      return Fail(Code::kInvalid, what + ": want an image manifest with config and layers");
-    }
-    ASSIGN_OR_RETURN(Descriptor config_desc, ParseDescriptor(manifest["config"], what + ": config"));
+    ASSIGN_OR_RETURN(Manifest manifest, ReadManifest(c.descriptor, what));
+    if (!manifest.image) return Fail(Code::kInvalid, what + ": not an image manifest");
+    const Descriptor& config_desc = manifest.image->config;
     ASSIGN_OR_RETURN(std::string config, ReadBlob(config_desc));
     ASSIGN_OR_RETURN(json parsed, ParseJson(config, what + ": config"));
     ASSIGN_OR_RETURN(auto diff_ids, DiffIdsOf(parsed, what + ": config"));
     std::vector<Descriptor> layers;
-    for (size_t i = 0; i < manifest["layers"].size(); ++i) {
+    for (size_t i = 0; i < manifest.image->layers.size(); ++i) {
       std::string lw = what + ": layers[" + std::to_string(i) + "]";
-      ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(manifest["layers"][i], lw));
+      const Descriptor& d = manifest.image->layers[i];
       if (d.media_type.find("encrypted") != std::string::npos) {
         return Fail(Code::kUnsupported, lw + ": encrypted layers (" + d.media_type + ") are not supported");
       }

@@ -1,9 +1,9 @@
-#include "fetch/manifest.h"
+#include "graph/manifest.h"
 
 #include <algorithm>
 #include <set>
 
-namespace imagefs::fetch {
+namespace imagefs {
 
 using nlohmann::json;
 
@@ -11,6 +11,14 @@ std::string AcceptHeader() {
   return std::string(kOciIndex) + ", " + std::string(kDockerList) + ", " + std::string(kOciManifest) + ", " +
          std::string(kDockerManifest) + ", " + std::string(kDockerSchema1Signed) + ", " +
          std::string(kDockerSchema1);
+}
+
+bool IsIndexMediaType(std::string_view media_type) {
+  return media_type == kOciIndex || media_type == kDockerList;
+}
+
+bool IsImageManifestMediaType(std::string_view media_type) {
+  return media_type == kOciManifest || media_type == kDockerManifest;
 }
 
 namespace {
@@ -131,10 +139,10 @@ Result<Manifest> ParseManifest(std::string_view bytes, std::string_view content_
   }
   Manifest m;
   m.media_type = type;
-  if (type == kOciIndex || type == kDockerList) {
+  if (IsIndexMediaType(type)) {
     ASSIGN_OR_RETURN(auto manifests, ParseDescriptors(j, "manifests", "manifest index"));
     m.index = ManifestIndex{std::move(manifests)};
-  } else if (type == kOciManifest || type == kDockerManifest) {
+  } else if (IsImageManifestMediaType(type)) {
     if (!j.contains("config")) return Fail(Code::kInvalid, "image manifest has no config");
     ImageManifest image;
     ASSIGN_OR_RETURN(image.config, ParseDescriptor(j["config"], "image manifest: config"));
@@ -193,4 +201,4 @@ Result<Descriptor> SelectPlatform(const ManifestIndex& index, const Platform& wa
   return *best;
 }
 
-}  // namespace imagefs::fetch
+}  // namespace imagefs

@@ -1,10 +1,10 @@
 // Manifests written by skopeo in the test run (OCI, schema2, signed schema1) and
 // hand-made schema1 histories for Docker's repair rules.
-#include "fetch/manifest.h"
+#include "graph/manifest.h"
 
 #include "test_util.h"
 
-namespace imagefs::fetch {
+namespace imagefs {
 namespace {
 
 using testing::ScratchDir;
@@ -138,4 +138,4 @@ TEST(Manifest, Rejects) {
 }
 
 }  // namespace
-}  // namespace imagefs::fetch
+}  // namespace imagefs

@@ -1,7 +1,8 @@
-// Registry manifests: decoding of OCI image manifests and indexes, Docker schema2
-// manifests and manifest lists, and Docker schema1 (signed or not), with schema1's
-// layers checked and repaired as Docker's fixManifestLayers did, and platform choice
-// from an index as Docker makes it.
+// Image formats, in one place for the loader (OCI layouts, docker-save archives) and the
+// puller (registries): media types; decoding of OCI image manifests and indexes, Docker
+// schema2 manifests and manifest lists, and Docker schema1 (signed or not), with schema1's
+// layers checked and repaired as Docker's fixManifestLayers did; manifest digests; and
+// platform choice from an index as Docker makes it. Adding a manifest media type: here.
 #pragma once
 
 #include <optional>
@@ -16,7 +17,7 @@
 #include "graph/descriptor.h"
 #include "graph/platform.h"
 
-namespace imagefs::fetch {
+namespace imagefs {
 
 inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
@@ -26,8 +27,11 @@ inline constexpr std::string_view kDockerSchema1 = "application/vnd.docker.distr
 inline constexpr std::string_view kDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 // The Accept header: every kind, preferred first.
 std::string AcceptHeader();
+// An OCI index or a Docker manifest list.
+bool IsIndexMediaType(std::string_view media_type);
+// An OCI image manifest or a Docker schema2 manifest.
+bool IsImageManifestMediaType(std::string_view media_type);
 
-using imagefs::Descriptor;
 
 // A list of platform manifests (OCI index or Docker manifest list).
 struct ManifestIndex {
@@ -66,4 +70,4 @@ Result<Digest> ManifestDigest(std::string_view bytes, std::string_view media_typ
 // Docker's rules (arm64 hosts fall back to arm v8, v7, v6, v5).
 Result<Descriptor> SelectPlatform(const ManifestIndex& index, const Platform& wanted);
 
-}  // namespace imagefs::fetch
+}  // namespace imagefs
