@@ -6,7 +6,8 @@ namespace imagefs::fetch {
 namespace {
 
 bool IsTokenChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+  return std::isalnum(static_cast<unsigned char>(c)) ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
 std::string Lower(std::string_view s) {
@@ -49,7 +50,8 @@ class Parser {
       if (s_[pos_] == '\\' && pos_ + 1 < s_.size()) ++pos_;
       out += s_[pos_++];
     }
-    if (pos_ >= s_.size()) return Fail(Code::kInvalid, "WWW-Authenticate: unterminated quoted string");
+    if (pos_ >= s_.size())
+      return Fail(Code::kInvalid, "WWW-Authenticate: unterminated quoted string");
     ++pos_;
     return out;
   }
@@ -74,7 +76,9 @@ Result<std::vector<AuthChallenge>> ParseAuthChallenges(std::string_view header) 
     }
     if (p.AtEnd()) break;
     std::string_view scheme = p.Token();
-    if (scheme.empty()) return Fail(Code::kInvalid, "WWW-Authenticate: expected an auth scheme in \"" + std::string(header) + "\"");
+    if (scheme.empty())
+      return Fail(Code::kInvalid,
+                  "WWW-Authenticate: expected an auth scheme in \"" + std::string(header) + "\"");
     AuthChallenge challenge{Lower(scheme), {}};
     // auth-params (name=value, ...) until the next challenge's scheme.
     while (true) {

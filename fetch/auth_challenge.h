@@ -12,7 +12,7 @@
 namespace imagefs::fetch {
 
 struct AuthChallenge {
-  std::string scheme;                        // lowercased: "bearer", "basic"
+  std::string scheme;                         // lowercased: "bearer", "basic"
   std::map<std::string, std::string> params;  // names lowercased, values unquoted
 };
 

@@ -4,9 +4,8 @@
 
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace imagefs::fetch {
 namespace {
@@ -19,7 +18,8 @@ Result<std::string> Base64Decode(std::string_view in) {
   if (clean.size() % 4 != 0) return Fail(Code::kInvalid, "invalid base64");
   std::string out(clean.size() / 4 * 3 + 1, '\0');
   int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
+                          reinterpret_cast<const unsigned char*>(clean.data()),
+                          static_cast<int>(clean.size()));
   if (n < 0) return Fail(Code::kInvalid, "invalid base64");
   size_t pad = 0;
   while (pad < 2 && pad < clean.size() && clean[clean.size() - 1 - pad] == '=') ++pad;
@@ -62,16 +62,20 @@ Result<std::optional<Credentials>> CredentialSource::Lookup(const std::string& d
   text << in.rdbuf();
   std::string what = config_path_.string();
   auto config = nlohmann::json::parse(text.str(), nullptr, false);
-  if (config.is_discarded() || !config.is_object()) return Fail(Code::kInvalid, what + ": not a JSON object");
+  if (config.is_discarded() || !config.is_object())
+    return Fail(Code::kInvalid, what + ": not a JSON object");
   auto auths = config.find("auths");
   if (auths == config.end() || !auths->is_object()) return std::optional<Credentials>();
   for (const auto& [key, entry] : auths->items()) {
     if (HostOfKey(key) != domain || !entry.is_object()) continue;
-    if (auto auth = entry.find("auth"); auth != entry.end() && auth->is_string() && !auth->get<std::string>().empty()) {
+    if (auto auth = entry.find("auth");
+        auth != entry.end() && auth->is_string() && !auth->get<std::string>().empty()) {
       auto decoded = Base64Decode(auth->get<std::string>());
-      if (!decoded) return Fail(Code::kInvalid, what + ": auths." + key + ".auth is not valid base64");
+      if (!decoded)
+        return Fail(Code::kInvalid, what + ": auths." + key + ".auth is not valid base64");
       auto creds = ParseCredsFlag(*decoded);
-      if (!creds) return Fail(Code::kInvalid, what + ": auths." + key + ".auth is not USER:PASSWORD");
+      if (!creds)
+        return Fail(Code::kInvalid, what + ": auths." + key + ".auth is not USER:PASSWORD");
       return std::optional<Credentials>(*creds);
     }
     if (entry.contains("username") && entry.contains("password") && entry["username"].is_string() &&

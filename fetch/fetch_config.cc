@@ -3,9 +3,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace imagefs::fetch {
 namespace {
@@ -52,7 +51,8 @@ std::filesystem::path FetchConfig::DefaultPath() {
     return std::filesystem::path(x) / "imagefs" / "registries.json";
   }
   const char* home = std::getenv("HOME");
-  return std::filesystem::path(home != nullptr ? home : "/") / ".config" / "imagefs" / "registries.json";
+  return std::filesystem::path(home != nullptr ? home : "/") / ".config" / "imagefs" /
+         "registries.json";
 }
 
 Result<FetchConfig> FetchConfig::Load(const std::filesystem::path& path) {
@@ -85,23 +85,29 @@ Result<FetchConfig> FetchConfig::Parse(const std::string& text, const std::strin
   RETURN_IF_ERROR(uint_field("quota_bytes", out.quota_bytes, UINT64_MAX));
   if (out.concurrency == 0) out.concurrency = 1;
   if (j.contains("tag_cache_seconds")) {
-    RETURN_IF_ERROR(Expect(j["tag_cache_seconds"].is_number() && j["tag_cache_seconds"].get<double>() >= 0, what,
-                           "tag_cache_seconds", "a number of seconds"));
+    RETURN_IF_ERROR(
+        Expect(j["tag_cache_seconds"].is_number() && j["tag_cache_seconds"].get<double>() >= 0,
+               what, "tag_cache_seconds", "a number of seconds"));
     out.tag_cache_seconds = j["tag_cache_seconds"].get<double>();
   }
   if (j.contains("registries")) {
-    RETURN_IF_ERROR(Expect(j["registries"].is_object(), what, "registries", "an object keyed by registry host"));
+    RETURN_IF_ERROR(Expect(j["registries"].is_object(), what, "registries",
+                           "an object keyed by registry host"));
     for (const auto& [domain, entry] : j["registries"].items()) {
       std::string key = "registries." + domain;
       RETURN_IF_ERROR(Expect(entry.is_object(), what, key, "an object"));
       RegistryConfig r;
       if (entry.contains("mirrors")) {
-        RETURN_IF_ERROR(Expect(entry["mirrors"].is_array(), what, key + ".mirrors", "an array of URLs"));
+        RETURN_IF_ERROR(
+            Expect(entry["mirrors"].is_array(), what, key + ".mirrors", "an array of URLs"));
         for (const json& m : entry["mirrors"]) {
-          RETURN_IF_ERROR(Expect(m.is_string() && !m.get<std::string>().empty(), what, key + ".mirrors", "an array of URLs"));
+          RETURN_IF_ERROR(Expect(m.is_string() && !m.get<std::string>().empty(), what,
+                                 key + ".mirrors", "an array of URLs"));
           std::string url = m.get<std::string>();
-          if (url.find("://") != std::string::npos && url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) {
-            return Fail(Code::kInvalid, what + ": mirror \"" + url + "\" must be http:// or https://");
+          if (url.find("://") != std::string::npos && url.rfind("http://", 0) != 0 &&
+              url.rfind("https://", 0) != 0) {
+            return Fail(Code::kInvalid,
+                        what + ": mirror \"" + url + "\" must be http:// or https://");
           }
           r.mirrors.push_back(url);
         }
@@ -111,7 +117,8 @@ Result<FetchConfig> FetchConfig::Parse(const std::string& text, const std::strin
         r.ca_file = entry["ca_file"].get<std::string>();
       }
       if (entry.contains("insecure")) {
-        RETURN_IF_ERROR(Expect(entry["insecure"].is_boolean(), what, key + ".insecure", "true or false"));
+        RETURN_IF_ERROR(
+            Expect(entry["insecure"].is_boolean(), what, key + ".insecure", "true or false"));
         r.insecure = entry["insecure"].get<bool>();
       }
       out.registries[domain] = std::move(r);
@@ -125,7 +132,8 @@ std::vector<Endpoint> FetchConfig::EndpointsFor(const std::string& domain) const
   if (auto it = registries.find(domain); it != registries.end()) config = it->second;
   std::vector<Endpoint> out;
   for (const std::string& m : config.mirrors) out.push_back(MakeEndpoint(m, config, true));
-  out.push_back(MakeEndpoint(domain == "docker.io" ? "https://registry-1.docker.io" : domain, config, false));
+  out.push_back(
+      MakeEndpoint(domain == "docker.io" ? "https://registry-1.docker.io" : domain, config, false));
   return out;
 }
 

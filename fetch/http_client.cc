@@ -37,7 +37,8 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) noexcept {
       }
     } else {
       if (t->response->body.size() + len > t->max_body) {
-        t->error = Error::Make(Code::kInvalid, "response body larger than " + std::to_string(t->max_body) + " bytes");
+        t->error = Error::Make(
+            Code::kInvalid, "response body larger than " + std::to_string(t->max_body) + " bytes");
         return 0;
       }
       t->response->body.append(data, len);
@@ -57,7 +58,8 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) noexcept {
     if (line.rfind("HTTP/", 0) == 0) {
       t->response->headers.clear();  // a new response (after a redirect or 100-continue)
       size_t space = line.find(' ');
-      t->status = space == std::string::npos ? 0 : std::strtol(line.c_str() + space + 1, nullptr, 10);
+      t->status =
+          space == std::string::npos ? 0 : std::strtol(line.c_str() + space + 1, nullptr, 10);
       return len;
     }
     if (line == "\r\n" || line == "\n") {
@@ -70,7 +72,8 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) noexcept {
     for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::string value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
-    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.pop_back();
+    while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
+      value.pop_back();
     auto& slot = t->response->headers[name];
     slot = slot.empty() ? value : slot + ", " + value;
     return len;
@@ -86,8 +89,8 @@ HttpClient::HttpClient() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
-Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const BodySink* sink, uint64_t max_body,
-                                         const StatusHook* hook) {
+Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const BodySink* sink,
+                                         uint64_t max_body, const StatusHook* hook) {
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   if (!curl) throw std::bad_alloc();
   HttpResponse response;

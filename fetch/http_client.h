@@ -36,7 +36,8 @@ class HttpClient {
   // Called when each response's headers are complete (the last call before any body
   // bytes is the final response's), so a sink can tell an error page or a wrong range
   // from data. Header names are lowercased.
-  using StatusHook = std::function<void(long status, const std::map<std::string, std::string>& headers)>;
+  using StatusHook =
+      std::function<void(long status, const std::map<std::string, std::string>& headers)>;
 
   HttpClient();
   // max_body bounds a collected body (hostile servers); a sink gets the whole stream.

@@ -2,9 +2,8 @@
 
 #include <condition_variable>
 #include <deque>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "graph/base/log.h"
 #include "graph/loader.h"
@@ -95,7 +94,9 @@ class PipeSource final : public ByteSource {
 // For layers the store holds already: RegisterLayer must not read.
 class NeverSource final : public ByteSource {
  public:
-  Result<size_t> Read(char*, size_t) override { return Fail(Code::kIo, "internal: stored layer read again"); }
+  Result<size_t> Read(char*, size_t) override {
+    return Fail(Code::kIo, "internal: stored layer read again");
+  }
 };
 
 std::string ShortId(const Digest& d) { return d.hex().substr(0, 12); }
@@ -105,13 +106,15 @@ std::string V1Id(const std::string& v1_json) {
   return j.is_object() && j.contains("id") && j["id"].is_string() ? j["id"].get<std::string>() : "";
 }
 
-void Say(PullObserver* o, const std::string& id, const std::string& status, uint64_t current = 0, uint64_t total = 0) {
+void Say(PullObserver* o, const std::string& id, const std::string& status, uint64_t current = 0,
+         uint64_t total = 0) {
   if (o != nullptr) o->LayerStatus(id, status, current, total);
 }
 
 }  // namespace
 
-Result<ResolvedImage> Puller::Resolve(const Reference& ref, const std::optional<Platform>& platform) {
+Result<ResolvedImage> Puller::Resolve(const Reference& ref,
+                                      const std::optional<Platform>& platform) {
   ResolvedImage out;
   out.ref = ref;
   ASSIGN_OR_RETURN(FetchedManifest m, client_.GetManifest(ref));
@@ -124,20 +127,24 @@ Result<ResolvedImage> Puller::Resolve(const Reference& ref, const std::optional<
     by_digest.tag.clear();
     by_digest.digest = chosen->digest;
     ASSIGN_OR_RETURN(m, client_.GetManifest(by_digest));
-    if (m.manifest.index) return Fail(Code::kUnsupported, ref.FamiliarString() + ": an index inside an index");
+    if (m.manifest.index)
+      return Fail(Code::kUnsupported, ref.FamiliarString() + ": an index inside an index");
   }
   if (m.manifest.schema1) {
     const Schema1Manifest& s1 = *m.manifest.schema1;
     out.schema1 = s1;
     out.config = s1.v1_compatibility.back();
     out.image_id = V1Id(out.config);
-    for (const Digest& d : s1.blob_sums) out.layers.push_back(Descriptor{"", d, 0, std::nullopt, nlohmann::json::object(), {}});
+    for (const Digest& d : s1.blob_sums)
+      out.layers.push_back(Descriptor{"", d, 0, std::nullopt, nlohmann::json::object(), {}});
     return out;
   }
-  if (!m.manifest.image) return Fail(Code::kUnsupported, ref.FamiliarString() + ": the manifest names no image");
+  if (!m.manifest.image)
+    return Fail(Code::kUnsupported, ref.FamiliarString() + ": the manifest names no image");
   const ImageManifest& image = *m.manifest.image;
   // A config the store holds already is not fetched again (mounts re-resolve tags often).
-  if (auto stored = store_.ReadConfig(image.config.digest.hex()); stored && Sha256::Of(*stored) == image.config.digest) {
+  if (auto stored = store_.ReadConfig(image.config.digest.hex());
+      stored && Sha256::Of(*stored) == image.config.digest) {
     out.config = std::move(*stored);
   } else {
     ASSIGN_OR_RETURN(out.config, client_.GetSmallBlob(ref, image.config));
@@ -147,15 +154,17 @@ Result<ResolvedImage> Puller::Resolve(const Reference& ref, const std::optional<
   auto config = nlohmann::json::parse(out.config, nullptr, false);
   ASSIGN_OR_RETURN(out.diff_ids, DiffIdsOf(config, what));
   if (out.diff_ids.size() != image.layers.size()) {
-    return Fail(Code::kInvalid, ref.FamiliarString() + ": the manifest has " + std::to_string(image.layers.size()) +
-                                    " layers but the config " + std::to_string(out.diff_ids.size()) + " diff_ids");
+    return Fail(Code::kInvalid,
+                ref.FamiliarString() + ": the manifest has " + std::to_string(image.layers.size()) +
+                    " layers but the config " + std::to_string(out.diff_ids.size()) + " diff_ids");
   }
   out.layers = image.layers;
   for (const Descriptor& l : out.layers) out.download_bytes += l.size;
   return out;
 }
 
-Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& blob, const Digest& diff_id) {
+Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& blob,
+                         const Digest& diff_id) {
   std::string what = "layer " + blob.digest.str() + " of " + ref.Name();
   // One budget for the layer: the client's request retries and resumes, and the refetches
   // here, draw from it alike.
@@ -192,13 +201,15 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
   }
 }
 
-Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* observer, const std::atomic<bool>* cancel) {
+Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* observer,
+                                 const std::atomic<bool>* cancel) {
   if (observer != nullptr) {
-    observer->Message((image.ref.digest ? image.ref.digest->str() : (image.ref.tag.empty() ? "latest" : image.ref.tag)) +
+    observer->Message((image.ref.digest ? image.ref.digest->str()
+                                        : (image.ref.tag.empty() ? "latest" : image.ref.tag)) +
                       ": Pulling from " + image.ref.FamiliarName());
   }
   bool existed = static_cast<bool>(store_.GetImage(image.image_id));
-  Result<std::string> id = existed ? Result<std::string>(image.image_id)
+  Result<std::string> id = existed         ? Result<std::string>(image.image_id)
                            : image.schema1 ? PullSchema1(image, observer, cancel)
                                            : PullModern(image, observer, cancel);
   if (!id) return id;
@@ -208,7 +219,8 @@ Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* obser
   }
   if (observer != nullptr) {
     observer->Message("Digest: " + image.digest.str());
-    observer->Message(std::string(existed ? "Status: Image is up to date for " : "Status: Downloaded newer image for ") +
+    observer->Message(std::string(existed ? "Status: Image is up to date for "
+                                          : "Status: Downloaded newer image for ") +
                       image.ref.FamiliarString());
   }
   Log()->info("pull {} digest={} id={}", image.ref.String(), image.digest.str(), *id);
@@ -216,7 +228,8 @@ Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* obser
   return id;
 }
 
-Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver* observer, const std::atomic<bool>* cancel) {
+Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver* observer,
+                                       const std::atomic<bool>* cancel) {
   const size_t n = image.layers.size();
   std::vector<Digest> chains;
   std::vector<RetainHandle> retains;
@@ -242,7 +255,9 @@ Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver*
     Descriptor blob = image.layers[i];
     Digest diff = image.diff_ids[i];
     Reference ref = image.ref;
-    auto t = transfers_.Join(diff.str(), blob.size, [this, ref, blob, diff](Transfer& tr) { return FetchDiff(tr, ref, blob, diff); });
+    auto t = transfers_.Join(diff.str(), blob.size, [this, ref, blob, diff](Transfer& tr) {
+      return FetchDiff(tr, ref, blob, diff);
+    });
     pending.push_back({i, std::move(t)});
   }
   std::optional<Error> failure;
@@ -278,15 +293,18 @@ Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver*
   NeverSource never;
   for (size_t i = 0; i < n; ++i) {
     bool created = false;
-    ASSIGN_OR_RETURN(LayerInfo layer, store_.RegisterLayer(parent, never, image.diff_ids[i], &created));
+    ASSIGN_OR_RETURN(LayerInfo layer,
+                     store_.RegisterLayer(parent, never, image.diff_ids[i], &created));
     if (created) Say(observer, ShortId(image.layers[i].digest), "Pull complete");
     parent = layer.chain_id;
   }
-  ASSIGN_OR_RETURN(ImageInfo info, store_.RegisterImage(ImageSpec{image.image_id, image.config, parent, std::nullopt}));
+  ASSIGN_OR_RETURN(ImageInfo info, store_.RegisterImage(ImageSpec{image.image_id, image.config,
+                                                                  parent, std::nullopt}));
   return info.id;
 }
 
-Result<std::string> Puller::PullSchema1(const ResolvedImage& image, PullObserver* observer, const std::atomic<bool>* cancel) {
+Result<std::string> Puller::PullSchema1(const ResolvedImage& image, PullObserver* observer,
+                                        const std::atomic<bool>* cancel) {
   // A legacy v1 chain: each history entry is an image with its own layer, registered base
   // first; images already present are not fetched again.
   const Schema1Manifest& s1 = *image.schema1;
@@ -301,27 +319,35 @@ Result<std::string> Puller::PullSchema1(const ResolvedImage& image, PullObserver
       parent_image = v1_id;
       continue;
     }
-    if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, "pull " + image.ref.String() + ": cancelled");
+    if (cancel != nullptr && cancel->load())
+      return Fail(Code::kCancelled, "pull " + image.ref.String() + ": cancelled");
     Say(observer, id, "Downloading");
     BlobPipe pipe;
     std::thread producer;
-    Descriptor blob{"", s1.blob_sums[i], RegistryClient::kUnknownSize, std::nullopt, nlohmann::json::object(), {}};
+    Descriptor blob{"",           s1.blob_sums[i],          RegistryClient::kUnknownSize,
+                    std::nullopt, nlohmann::json::object(), {}};
     std::atomic<bool> stop{false};
     auto start = [&] {
       producer = std::thread([&] {
         // Schema1 gives no sizes: verify the digest over whatever arrives.
-        Status st = client_.GetBlob(image.ref, blob, [&](const char* d, size_t len) { return pipe.Write(d, len); }, &stop);
+        Status st = client_.GetBlob(
+            image.ref, blob, [&](const char* d, size_t len) { return pipe.Write(d, len); }, &stop);
         pipe.CloseWrite(std::move(st));
       });
     };
-    auto source = Decompress(std::make_unique<PipeSource>(pipe, start), "layer " + blob.digest.str());
+    auto source =
+        Decompress(std::make_unique<PipeSource>(pipe, start), "layer " + blob.digest.str());
     auto layer = store_.RegisterLayer(parent_layer, *source);
     pipe.CloseRead();
     stop = true;
     if (producer.joinable()) producer.join();
-    if (!layer) return Fail(layer.error().WithContext("layer " + blob.digest.str() + " of " + image.ref.Name()));
+    if (!layer)
+      return Fail(
+          layer.error().WithContext("layer " + blob.digest.str() + " of " + image.ref.Name()));
     Say(observer, id, "Pull complete");
-    ASSIGN_OR_RETURN(ImageInfo info, store_.RegisterImage(ImageSpec{v1_id, s1.v1_compatibility[i], layer->chain_id, parent_image}));
+    ASSIGN_OR_RETURN(ImageInfo info,
+                     store_.RegisterImage(
+                         ImageSpec{v1_id, s1.v1_compatibility[i], layer->chain_id, parent_image}));
     parent_layer = layer->chain_id;
     parent_image = info.id;
   }

@@ -20,14 +20,14 @@
 namespace imagefs::fetch {
 
 struct ResolvedImage {
-  Reference ref;       // as asked for (a tag or a digest)
-  Digest digest;       // of the manifest the reference names (an index's, for multi-platform)
+  Reference ref;  // as asked for (a tag or a digest)
+  Digest digest;  // of the manifest the reference names (an index's, for multi-platform)
   std::string image_id;
-  std::string config;  // config bytes (the top v1 JSON for schema1)
-  std::vector<Descriptor> layers;             // blobs, base first
-  std::vector<Digest> diff_ids;               // modern images: from the config
-  std::optional<Schema1Manifest> schema1;     // schema1 images register as legacy v1 chains
-  uint64_t download_bytes = 0;                // sum of the layer blob sizes
+  std::string config;                      // config bytes (the top v1 JSON for schema1)
+  std::vector<Descriptor> layers;          // blobs, base first
+  std::vector<Digest> diff_ids;            // modern images: from the config
+  std::optional<Schema1Manifest> schema1;  // schema1 images register as legacy v1 chains
+  uint64_t download_bytes = 0;             // sum of the layer blob sizes
 };
 
 // Docker-style status of a pull. Layer ids are the first 12 hex digits of the blob digest.
@@ -36,7 +36,8 @@ class PullObserver {
   virtual ~PullObserver() = default;
   // status: "Pulling fs layer", "Waiting", "Downloading", "Verifying Checksum",
   // "Download complete", "Pull complete", "Already exists"; bytes for "Downloading".
-  virtual void LayerStatus(const std::string& id, const std::string& status, uint64_t current, uint64_t total) = 0;
+  virtual void LayerStatus(const std::string& id, const std::string& status, uint64_t current,
+                           uint64_t total) = 0;
   virtual void Message(const std::string& line) = 0;
 };
 
@@ -45,7 +46,8 @@ class Puller {
   Puller(Store& store, RegistryClient& client)
       : store_(store), client_(client), transfers_(client.config().concurrency) {}
 
-  Result<ResolvedImage> Resolve(const Reference& ref, const std::optional<Platform>& platform = std::nullopt);
+  Result<ResolvedImage> Resolve(const Reference& ref,
+                                const std::optional<Platform>& platform = std::nullopt);
   // Fetches what the store lacks and registers the image; tags it when ref has a tag.
   // Returns the image ID. cancel, when set, abandons this pull (other pulls sharing its
   // transfers go on).
@@ -55,11 +57,14 @@ class Puller {
   TransferManager& transfers() { return transfers_; }
 
  private:
-  Result<std::string> PullModern(const ResolvedImage& image, PullObserver* observer, const std::atomic<bool>* cancel);
-  Result<std::string> PullSchema1(const ResolvedImage& image, PullObserver* observer, const std::atomic<bool>* cancel);
+  Result<std::string> PullModern(const ResolvedImage& image, PullObserver* observer,
+                                 const std::atomic<bool>* cancel);
+  Result<std::string> PullSchema1(const ResolvedImage& image, PullObserver* observer,
+                                  const std::atomic<bool>* cancel);
   // Downloads one blob into the store as diff_id (or, with no diff_id, registers it on
   // parent directly: schema1), retrying when the data arrived wrong.
-  Status FetchDiff(Transfer& transfer, const Reference& ref, const Descriptor& blob, const Digest& diff_id);
+  Status FetchDiff(Transfer& transfer, const Reference& ref, const Descriptor& blob,
+                   const Digest& diff_id);
 
   Store& store_;
   RegistryClient& client_;

@@ -3,10 +3,9 @@
 #include <openssl/evp.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "fetch/auth_challenge.h"
 #include "graph/base/fs_util.h"
@@ -45,7 +44,8 @@ Error StatusError(const HttpResponse& r, const std::string& what) {
 std::string Base64(const std::string& in) {
   std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                          reinterpret_cast<const unsigned char*>(in.data()), static_cast<int>(in.size()));
+                          reinterpret_cast<const unsigned char*>(in.data()),
+                          static_cast<int>(in.size()));
   out.resize(static_cast<size_t>(n));
   return out;
 }
@@ -91,7 +91,8 @@ Error WithMirrorErrors(Error error, const std::string& notes) {
 
 }  // namespace
 
-RegistryClient::RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir)
+RegistryClient::RegistryClient(FetchConfig config, CredentialSource credentials,
+                               std::filesystem::path cache_dir)
     : config_(std::move(config)),
       credentials_(std::move(credentials)),
       cache_dir_(std::move(cache_dir)),
@@ -101,10 +102,12 @@ std::string RegistryClient::CredentialDomain(const Endpoint& endpoint, const Ref
   return endpoint.mirror ? endpoint.host : ref.domain;
 }
 
-Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& ref, const std::string& header) {
+Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& ref,
+                                    const std::string& header) {
   std::string what = "authenticate to " + endpoint.host;
   ASSIGN_OR_RETURN(auto challenges, ParseAuthChallenges(header));
-  ASSIGN_OR_RETURN(std::optional<Credentials> creds, credentials_.Lookup(CredentialDomain(endpoint, ref)));
+  ASSIGN_OR_RETURN(std::optional<Credentials> creds,
+                   credentials_.Lookup(CredentialDomain(endpoint, ref)));
   std::string basic = creds ? "Basic " + Base64(creds->username + ":" + creds->password) : "";
   const AuthChallenge* bearer = nullptr;
   const AuthChallenge* basic_challenge = nullptr;
@@ -120,11 +123,13 @@ Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& r
       return Fail(Code::kAuth, what + ": the Bearer challenge has no http(s) realm");
     }
     std::string url = realm->second + (realm->second.find('?') == std::string::npos ? "?" : "&");
-    if (auto s = bearer->params.find("service"); s != bearer->params.end()) url += "service=" + UrlEscape(s->second) + "&";
+    if (auto s = bearer->params.find("service"); s != bearer->params.end())
+      url += "service=" + UrlEscape(s->second) + "&";
     url += "scope=" + UrlEscape("repository:" + ref.path + ":pull");
     HttpRequest request{"GET", url, {}, endpoint.ca_file};
     if (creds) request.headers.push_back("Authorization: " + basic);
-    Log()->debug("fetch token realm={} scope=repository:{}:pull with_credentials={}", realm->second, ref.path, creds.has_value());
+    Log()->debug("fetch token realm={} scope=repository:{}:pull with_credentials={}", realm->second,
+                 ref.path, creds.has_value());
     ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, nullptr, 1u << 20));
     if (response.status != 200) {
       Error e = StatusError(response, what + ": token server " + realm->second);
@@ -135,7 +140,8 @@ Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& r
     std::string token;
     if (j.is_object()) {
       if (j.contains("token") && j["token"].is_string()) token = j["token"];
-      if (token.empty() && j.contains("access_token") && j["access_token"].is_string()) token = j["access_token"];
+      if (token.empty() && j.contains("access_token") && j["access_token"].is_string())
+        token = j["access_token"];
     }
     if (token.empty()) return Fail(Code::kAuth, what + ": the token server's answer has no token");
     long expires_in = 60;  // the spec's default, and Docker's minimum
@@ -147,8 +153,9 @@ Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& r
     auth.expires = Clock::now() + std::chrono::seconds(expires_in - expires_in / 10);
   } else if (basic_challenge != nullptr) {
     if (!creds) {
-      return Fail(Code::kAuth, what + ": the registry asks for credentials and none are configured "
-                                      "(use --creds USER:PASS or docker login)");
+      return Fail(Code::kAuth, what +
+                                   ": the registry asks for credentials and none are configured "
+                                   "(use --creds USER:PASS or docker login)");
     }
     auth.header = basic;
     auth.expires = Clock::time_point::max();
@@ -161,8 +168,9 @@ Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& r
   return {};
 }
 
-Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Reference& ref, HttpRequest request,
-                                              const BodySink* sink, uint64_t max_body,
+Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Reference& ref,
+                                              HttpRequest request, const BodySink* sink,
+                                              uint64_t max_body,
                                               const HttpClient::StatusHook* hook) {
   const std::string key = endpoint.host + " " + ref.path;
   const size_t base_headers = request.headers.size();
@@ -207,9 +215,10 @@ Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Re
   }
 }
 
-Result<HttpResponse> RegistryClient::Retrying(const Endpoint& endpoint, const Reference& ref, const HttpRequest& request,
-                                              const BodySink* sink, uint64_t max_body,
-                                              const HttpClient::StatusHook* hook, const std::atomic<bool>* cancel) {
+Result<HttpResponse> RegistryClient::Retrying(const Endpoint& endpoint, const Reference& ref,
+                                              const HttpRequest& request, const BodySink* sink,
+                                              uint64_t max_body, const HttpClient::StatusHook* hook,
+                                              const std::atomic<bool>* cancel) {
   RetryPolicy::Attempts attempts = retry_.Start();
   for (;;) {
     auto r = Exchange(endpoint, ref, request, sink, max_body, hook);
@@ -252,8 +261,10 @@ void RegistryClient::CacheManifest(const FetchedManifest& m) {
   if (!written) Log()->debug("cache manifest {}: {}", m.digest.str(), written.error().msg);
 }
 
-Result<FetchedManifest> RegistryClient::DecodeManifest(std::string bytes, const std::string& content_type,
-                                                       const Reference& ref, const std::optional<Digest>& expected,
+Result<FetchedManifest> RegistryClient::DecodeManifest(std::string bytes,
+                                                       const std::string& content_type,
+                                                       const Reference& ref,
+                                                       const std::optional<Digest>& expected,
                                                        const std::string& header_digest) {
   std::string what = "manifest " + ref.String();
   FetchedManifest out;
@@ -264,10 +275,12 @@ Result<FetchedManifest> RegistryClient::DecodeManifest(std::string bytes, const 
   out.media_type = out.manifest.media_type;
   ASSIGN_OR_RETURN(out.digest, ManifestDigest(out.bytes, out.media_type));
   if (expected && out.digest != *expected) {
-    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() + ", not " + expected->str());
+    return Fail(Code::kCorrupt,
+                what + ": content has digest " + out.digest.str() + ", not " + expected->str());
   }
   if (!header_digest.empty() && header_digest != out.digest.str()) {
-    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() + ", the registry says " + header_digest);
+    return Fail(Code::kCorrupt, what + ": content has digest " + out.digest.str() +
+                                    ", the registry says " + header_digest);
   }
   return out;
 }
@@ -278,8 +291,10 @@ Result<Digest> RegistryClient::ResolveDigest(const Reference& ref) {
   std::optional<Error> last;
   std::string mirror_errors;
   for (const Endpoint& endpoint : config_.EndpointsFor(ref.domain)) {
-    HttpRequest head{"HEAD", endpoint.base_url + "/v2/" + ref.path + "/manifests/" + Selector(ref),
-                     {"Accept: " + AcceptHeader()}, endpoint.ca_file};
+    HttpRequest head{"HEAD",
+                     endpoint.base_url + "/v2/" + ref.path + "/manifests/" + Selector(ref),
+                     {"Accept: " + AcceptHeader()},
+                     endpoint.ca_file};
     auto r = Retrying(endpoint, ref, head, nullptr, 0, nullptr);
     if (r && r->status == 200) {
       if (auto d = Digest::Parse(r->headers["docker-content-digest"])) return *d;
@@ -291,8 +306,9 @@ Result<Digest> RegistryClient::ResolveDigest(const Reference& ref) {
       get.method = "GET";
       auto g = Retrying(endpoint, ref, get, nullptr, kMaxManifestBytes, nullptr);
       if (g && g->status == 200) {
-        ASSIGN_OR_RETURN(FetchedManifest m, DecodeManifest(std::move(g->body), g->headers["content-type"], ref,
-                                                           std::nullopt, g->headers["docker-content-digest"]));
+        ASSIGN_OR_RETURN(FetchedManifest m,
+                         DecodeManifest(std::move(g->body), g->headers["content-type"], ref,
+                                        std::nullopt, g->headers["docker-content-digest"]));
         CacheManifest(m);
         return m.digest;
       }
@@ -311,11 +327,14 @@ Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
   std::optional<Error> last;
   std::string mirror_errors;
   for (const Endpoint& endpoint : config_.EndpointsFor(ref.domain)) {
-    HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/manifests/" + digest.str(),
-                    {"Accept: " + AcceptHeader()}, endpoint.ca_file};
+    HttpRequest get{"GET",
+                    endpoint.base_url + "/v2/" + ref.path + "/manifests/" + digest.str(),
+                    {"Accept: " + AcceptHeader()},
+                    endpoint.ca_file};
     auto r = Retrying(endpoint, ref, get, nullptr, kMaxManifestBytes, nullptr);
     if (r && r->status == 200) {
-      auto m = DecodeManifest(std::move(r->body), r->headers["content-type"], ref, digest, r->headers["docker-content-digest"]);
+      auto m = DecodeManifest(std::move(r->body), r->headers["content-type"], ref, digest,
+                              r->headers["docker-content-digest"]);
       if (m) {
         CacheManifest(*m);
         return m;
@@ -331,7 +350,8 @@ Result<FetchedManifest> RegistryClient::GetManifest(const Reference& ref) {
 
 Result<bool> RegistryClient::RepositoryExists(const Reference& ref) {
   Endpoint endpoint = config_.EndpointsFor(ref.domain).back();
-  HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/tags/list?n=1", {}, endpoint.ca_file};
+  HttpRequest get{
+      "GET", endpoint.base_url + "/v2/" + ref.path + "/tags/list?n=1", {}, endpoint.ca_file};
   ASSIGN_OR_RETURN(HttpResponse r, Retrying(endpoint, ref, get, nullptr, 1u << 20, nullptr));
   if (r.status == 200) return true;
   if (r.status == 404 || r.status == 401 || r.status == 403) return false;
@@ -362,7 +382,8 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
     len -= drop;
     if (len == 0) return {};
     if (sized && received + len > blob.size) {
-      return Fail(Code::kCorrupt, what + ": more than the " + std::to_string(blob.size) + " bytes its descriptor says");
+      return Fail(Code::kCorrupt, what + ": more than the " + std::to_string(blob.size) +
+                                      " bytes its descriptor says");
     }
     received += len;
     hash.Update(data, len);
@@ -374,7 +395,8 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
     range_error.reset();
     if (s == 200) skip = received;  // the whole body is coming again
     if (s == 206 && !RangeStartsAt(headers, received)) {
-      range_error = Error::Make(Code::kNetwork, what + ": the server answered a resume with the wrong range");
+      range_error =
+          Error::Make(Code::kNetwork, what + ": the server answered a resume with the wrong range");
     }
   };
   std::optional<Error> last;
@@ -386,7 +408,10 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
   for (size_t e = 0; e < endpoints.size(); ++e) {
     const Endpoint& endpoint = endpoints[e];
     for (;;) {
-      HttpRequest get{"GET", endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(), {}, endpoint.ca_file};
+      HttpRequest get{"GET",
+                      endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(),
+                      {},
+                      endpoint.ca_file};
       if (received > 0) get.headers.push_back("Range: bytes=" + std::to_string(received) + "-");
       uint64_t before = received;
       skip = 0;
@@ -396,7 +421,8 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
           if (hash.Finish() != blob.digest) return Fail(Code::kCorrupt, what + ": digest mismatch");
           return {};
         }
-        last = Error::Make(Code::kNetwork, what + ": the body ended after " + std::to_string(received) + " of " +
+        last = Error::Make(Code::kNetwork, what + ": the body ended after " +
+                                               std::to_string(received) + " of " +
                                                std::to_string(blob.size) + " bytes");
       } else if (r) {
         r->body = error_body;

@@ -35,7 +35,8 @@ struct FetchedManifest {
 class RegistryClient {
  public:
   // cache_dir, when given, keeps manifests by digest across processes.
-  RegistryClient(FetchConfig config, CredentialSource credentials, std::filesystem::path cache_dir = {});
+  RegistryClient(FetchConfig config, CredentialSource credentials,
+                 std::filesystem::path cache_dir = {});
 
   const FetchConfig& config() const { return config_; }
   const RetryPolicy& retry_policy() const { return retry_; }
@@ -66,15 +67,20 @@ class RegistryClient {
 
   // One request to one endpoint, answering an auth challenge once.
   Result<HttpResponse> Exchange(const Endpoint& endpoint, const Reference& ref, HttpRequest request,
-                                const BodySink* sink, uint64_t max_body, const HttpClient::StatusHook* hook);
+                                const BodySink* sink, uint64_t max_body,
+                                const HttpClient::StatusHook* hook);
   // Exchange with bounded retries and backoff on network errors, 5xx and 429.
-  Result<HttpResponse> Retrying(const Endpoint& endpoint, const Reference& ref, const HttpRequest& request,
-                                const BodySink* sink, uint64_t max_body, const HttpClient::StatusHook* hook,
+  Result<HttpResponse> Retrying(const Endpoint& endpoint, const Reference& ref,
+                                const HttpRequest& request, const BodySink* sink, uint64_t max_body,
+                                const HttpClient::StatusHook* hook,
                                 const std::atomic<bool>* cancel = nullptr);
-  Status Authenticate(const Endpoint& endpoint, const Reference& ref, const std::string& challenge_header);
+  Status Authenticate(const Endpoint& endpoint, const Reference& ref,
+                      const std::string& challenge_header);
   std::string CredentialDomain(const Endpoint& endpoint, const Reference& ref) const;
-  Result<FetchedManifest> DecodeManifest(std::string bytes, const std::string& content_type, const Reference& ref,
-                                         const std::optional<Digest>& expected, const std::string& header_digest);
+  Result<FetchedManifest> DecodeManifest(std::string bytes, const std::string& content_type,
+                                         const Reference& ref,
+                                         const std::optional<Digest>& expected,
+                                         const std::string& header_digest);
   std::optional<FetchedManifest> CachedManifest(const Digest& digest);
   void CacheManifest(const FetchedManifest& m);
 

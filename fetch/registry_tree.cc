@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <ctime>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "graph/base/fs_util.h"
@@ -35,12 +34,14 @@ bool ValidHost(const std::string& name) {
 class RegistryTree::Observer final : public PullObserver {
  public:
   Observer(RegistryTree& tree, std::string key) : tree_(tree), key_(std::move(key)) {}
-  void LayerStatus(const std::string& id, const std::string& status, uint64_t current, uint64_t total) override {
+  void LayerStatus(const std::string& id, const std::string& status, uint64_t current,
+                   uint64_t total) override {
     std::lock_guard lock(tree_.mu_);
     auto& layer = tree_.active_[key_].layers[id];
     layer.status = status;
     if (total != 0) layer.total = total;
-    layer.current = status == "Download complete" || status == "Pull complete" ? layer.total : current;
+    layer.current =
+        status == "Download complete" || status == "Pull complete" ? layer.total : current;
   }
   void Message(const std::string&) override {}
 
@@ -50,21 +51,23 @@ class RegistryTree::Observer final : public PullObserver {
 };
 
 void RegistryTree::RecordError(const std::string& what, const Error& error) {
-  nlohmann::json j = {{"time", Now()}, {"ref", what}, {"errno", error.ToErrno()}, {"error", error.msg}};
+  nlohmann::json j = {
+      {"time", Now()}, {"ref", what}, {"errno", error.ToErrno()}, {"error", error.msg}};
   std::lock_guard lock(mu_);
   errors_.push_back(j.dump());
   while (errors_.size() > kMaxErrors) errors_.pop_front();
 }
 
-Result<RemoteEntry> RegistryTree::ResolveImage(const std::string& path, const Reference& ref, double ttl,
-                                               RemoteAccess access) {
+Result<RemoteEntry> RegistryTree::ResolveImage(const std::string& path, const Reference& ref,
+                                               double ttl, RemoteAccess access) {
   ASSIGN_OR_RETURN(ResolvedImage image, As(access).puller.Resolve(ref, platform_));
   RemoteEntry entry{RemoteEntry::Kind::kImage, path + "@" + image.digest.str(), ttl};
   std::lock_guard lock(mu_);
   Known& known = images_[entry.key];
   if (known.image.image_id.empty()) known.image = std::move(image);
   known.anonymous_ok |= access == RemoteAccess::kAnonymous;
-  lookups_[{access, path}] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
+  lookups_[{access, path}] = {
+      entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
   return entry;
 }
 
@@ -87,13 +90,15 @@ Result<ResolvedImage> RegistryTree::Resolved(const std::string& key, RemoteAcces
   return image;
 }
 
-Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::string& name, RemoteAccess access) {
+Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::string& name,
+                                         RemoteAccess access) {
   // Shells and file managers probe for hidden names: never ask a registry about them.
   if (name.empty() || name[0] == '.') return Fail(Code::kNotFound, name + ": not a registry name");
   RegistryClient& client = As(access).client;
   const double ttl = client.config().tag_cache_seconds;
   if (dir.empty()) {
-    if (!ValidHost(name)) return Fail(Code::kNotFound, name + ": not a registry host (want host.domain or host:port)");
+    if (!ValidHost(name))
+      return Fail(Code::kNotFound, name + ": not a registry host (want host.domain or host:port)");
     std::lock_guard lock(mu_);
     hosts_.insert(name);
     return RemoteEntry{RemoteEntry::Kind::kDirectory, name, kDigestTtl};
@@ -101,7 +106,8 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   const std::string path = dir + "/" + name;
   {
     std::lock_guard lock(mu_);
-    if (auto it = lookups_.find({access, path}); it != lookups_.end() && it->second.second > Clock::now()) {
+    if (auto it = lookups_.find({access, path});
+        it != lookups_.end() && it->second.second > Clock::now()) {
       return it->second.first;
     }
   }
@@ -111,7 +117,8 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
     if (!ParseReference(path)) return Fail(Code::kNotFound, path + ": not a valid repository name");
     RemoteEntry entry{RemoteEntry::Kind::kDirectory, path, ttl};
     std::lock_guard lock(mu_);
-    lookups_[{access, path}] = {entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
+    lookups_[{access, path}] = {
+        entry, Clock::now() + std::chrono::milliseconds(static_cast<int64_t>(ttl * 1000))};
     return entry;
   };
   if (repo.empty()) return as_directory();
@@ -183,14 +190,17 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
     }
   }
   if (waiting.valid()) return waiting.get();
-  (void)store_.Refresh();
+  // Another process may have stored it meanwhile; if the store cannot be read again, the
+  // pull below finds out what is missing the hard way.
+  if (Status st = store_.Refresh(); !st) Log()->warn("store: {}", st.error().msg);
   bool existed = static_cast<bool>(store_.GetImage(image.image_id));
   {
     std::lock_guard lock(mu_);
     active_[key] = ActivePull{image.ref.String(), Now(), {}};
   }
   Observer observer(*this, key);
-  Result<std::string> result = As(access).puller.Pull(image, &observer);  // tags it, fetching what is missing
+  Result<std::string> result =
+      As(access).puller.Pull(image, &observer);  // tags it, fetching what is missing
   {
     std::lock_guard lock(mu_);
     active_.erase(key);
@@ -199,7 +209,8 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
     RecordError(image.ref.String(), result.error());
     Log()->error("pull {}: {}", image.ref.String(), result.error().msg);
   } else if (!existed) {
-    if (Status marked = LazyCache(store_).Mark(*result); !marked) Log()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
+    if (Status marked = LazyCache(store_).Mark(*result); !marked)
+      Log()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
     EnforceQuota(*result);
   } else {
     LazyCache(store_).Touch(image.image_id);
@@ -228,11 +239,16 @@ std::map<std::string, std::string> RegistryTree::StatusFiles() {
     nlohmann::json layers = nlohmann::json::array();
     uint64_t current = 0, total = 0;
     for (const auto& [id, l] : pull.layers) {
-      layers.push_back({{"layer", id}, {"status", l.status}, {"bytes", l.current}, {"total", l.total}});
+      layers.push_back(
+          {{"layer", id}, {"status", l.status}, {"bytes", l.current}, {"total", l.total}});
       current += l.current;
       total += l.total;
     }
-    pulls.push_back({{"ref", pull.ref}, {"started", pull.started}, {"bytes", current}, {"total", total}, {"layers", layers}});
+    pulls.push_back({{"ref", pull.ref},
+                     {"started", pull.started},
+                     {"bytes", current},
+                     {"total", total},
+                     {"layers", layers}});
   }
   std::string errors = "[";
   for (size_t i = 0; i < errors_.size(); ++i) errors += (i ? ",\n " : "\n ") + errors_[i];

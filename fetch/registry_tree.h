@@ -2,10 +2,10 @@
 // fetches its manifest and config only; Materialize pulls the missing layers (one pull
 // per image however many processes wait). Tag lookups are trusted for
 // FetchConfig::tag_cache_seconds, digests for good. Images pulled here are marked in the
-// store's LazyCache, the only ones its quota evicts. Requests come with a RemoteAccess: the mounter's go through
-// a client holding the mounter's credentials, everyone else's through one holding none,
-// and what one learned is not shown to the other unless it holds for both. Thread-safe:
-// mu_ guards every table and is never held across network I/O.
+// store's LazyCache, the only ones its quota evicts. Requests come with a RemoteAccess: the
+// mounter's go through a client holding the mounter's credentials, everyone else's through one
+// holding none, and what one learned is not shown to the other unless it holds for both.
+// Thread-safe: mu_ guards every table and is never held across network I/O.
 #pragma once
 
 #include <chrono>
@@ -31,7 +31,8 @@ class RegistryTree final : public RemoteImages {
                std::optional<Platform> platform)
       : store_(store), mounter_(mounter), anonymous_(anonymous), platform_(std::move(platform)) {}
 
-  Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name, RemoteAccess access) override;
+  Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name,
+                             RemoteAccess access) override;
   Result<RemoteImage> Image(const std::string& key, RemoteAccess access) override;
   Result<std::string> Materialize(const std::string& key, RemoteAccess access) override;
   bool IsMaterialized(const std::string& key) override;
@@ -62,7 +63,8 @@ class RegistryTree final : public RemoteImages {
   const RegistryIdentity& As(RemoteAccess access) const {
     return access == RemoteAccess::kMounter ? mounter_ : anonymous_;
   }
-  Result<RemoteEntry> ResolveImage(const std::string& path, const Reference& ref, double ttl, RemoteAccess access);
+  Result<RemoteEntry> ResolveImage(const std::string& path, const Reference& ref, double ttl,
+                                   RemoteAccess access);
   // The image behind key, resolved again without credentials first for kAnonymous.
   Result<ResolvedImage> Resolved(const std::string& key, RemoteAccess access);
   void RecordError(const std::string& what, const Error& error);
@@ -74,8 +76,11 @@ class RegistryTree final : public RemoteImages {
   std::mutex mu_;
   std::map<std::string, Known> images_;  // by key; guarded by mu_
   // Both by (access, path or key): one user's answer is not another's.
-  std::map<std::pair<RemoteAccess, std::string>, std::pair<RemoteEntry, Clock::time_point>> lookups_;  // guarded by mu_
-  std::map<std::pair<RemoteAccess, std::string>, std::shared_future<Result<std::string>>> pulls_;      // guarded by mu_
+  // guarded by mu_
+  std::map<std::pair<RemoteAccess, std::string>, std::pair<RemoteEntry, Clock::time_point>>
+      lookups_;
+  // guarded by mu_
+  std::map<std::pair<RemoteAccess, std::string>, std::shared_future<Result<std::string>>> pulls_;
   std::map<std::string, ActivePull> active_;  // by key; guarded by mu_
   std::set<std::string> hosts_;               // guarded by mu_
   std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_

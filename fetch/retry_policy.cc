@@ -52,7 +52,8 @@ std::chrono::milliseconds RetryPolicy::Delay(unsigned failures, long retry_after
   // Jitter in [ms/2, ms], so that clients failing together do not retry together.
   thread_local std::mt19937 random_jitter{std::random_device{}()};
   uint32_t r = seed_ != 0 ? seed_ * (failures + 1) : random_jitter();
-  return std::chrono::milliseconds(ms / 2 + static_cast<long>(r % static_cast<uint32_t>(ms / 2 + 1)));
+  return std::chrono::milliseconds(ms / 2 +
+                                   static_cast<long>(r % static_cast<uint32_t>(ms / 2 + 1)));
 }
 
 bool RetryPolicy::Attempts::Again(long retry_after_s, const std::atomic<bool>* cancel) {

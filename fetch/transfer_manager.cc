@@ -42,13 +42,15 @@ std::shared_ptr<Transfer> TransferManager::Join(const std::string& key, uint64_t
   t->result_ = promise.get_future().share();
   running_[key] = t;
   threads_.push_back(t);
-  t->thread_ = std::thread([this, t, work = std::move(work), promise = std::move(promise)]() mutable {
-    Run(t, std::move(work), std::move(promise));
-  });
+  t->thread_ =
+      std::thread([this, t, work = std::move(work), promise = std::move(promise)]() mutable {
+        Run(t, std::move(work), std::move(promise));
+      });
   return t;
 }
 
-void TransferManager::Run(const std::shared_ptr<Transfer>& t, Work work, std::promise<Status> promise) {
+void TransferManager::Run(const std::shared_ptr<Transfer>& t, Work work,
+                          std::promise<Status> promise) {
   Status result;
   {
     std::unique_lock lock(mu_);
@@ -66,7 +68,8 @@ void TransferManager::Run(const std::shared_ptr<Transfer>& t, Work work, std::pr
     } else {
       result = Fail(Code::kCancelled, "transfer " + t->key_ + ": cancelled");
     }
-    if (auto it = running_.find(t->key_); it != running_.end() && it->second == t) running_.erase(it);
+    if (auto it = running_.find(t->key_); it != running_.end() && it->second == t)
+      running_.erase(it);
   }
   slot_cv_.notify_one();
   t->phase_ = result ? Transfer::kComplete : Transfer::kFailed;
@@ -81,7 +84,8 @@ void TransferManager::Leave(const std::shared_ptr<Transfer>& t) {
     cancel = --t->waiters_ == 0 && !t->finished_.load();
     if (cancel) {
       t->cancelled_ = true;
-      if (auto it = running_.find(t->key_); it != running_.end() && it->second == t) running_.erase(it);
+      if (auto it = running_.find(t->key_); it != running_.end() && it->second == t)
+        running_.erase(it);
     }
   }
   if (cancel) slot_cv_.notify_all();

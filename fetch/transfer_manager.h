@@ -78,10 +78,10 @@ class TransferManager {
 
   mutable std::mutex mu_;
   std::condition_variable slot_cv_;
-  unsigned slots_;                                          // guarded by mu_
+  unsigned slots_;                                            // guarded by mu_
   std::map<std::string, std::shared_ptr<Transfer>> running_;  // guarded by mu_
-  std::vector<std::shared_ptr<Transfer>> threads_;          // unjoined; guarded by mu_
-  bool shutting_down_ = false;                              // guarded by mu_
+  std::vector<std::shared_ptr<Transfer>> threads_;            // unjoined; guarded by mu_
+  bool shutting_down_ = false;                                // guarded by mu_
 };
 
 }  // namespace imagefs::fetch

@@ -19,7 +19,9 @@ auto Log() { return Logger("fusefs"); }
 
 constexpr const char* kTopLevel[] = {"images", "layers", "tags", "import"};
 
-Error Errno(int e, std::string msg) { return Error{e == ENOENT ? Code::kNotFound : Code::kIo, e, std::move(msg)}; }
+Error Errno(int e, std::string msg) {
+  return Error{e == ENOENT ? Code::kNotFound : Code::kIo, e, std::move(msg)};
+}
 
 }  // namespace
 
@@ -62,10 +64,12 @@ struct ImageFs::Handle {
   };
   Source source;
   std::optional<Upload> upload;
-  fuse_ino_t counted_ino = 0;  // non-zero for Passthrough::Mode::kServeCounted: tell it of the close
+  fuse_ino_t counted_ino =
+      0;  // non-zero for Passthrough::Mode::kServeCounted: tell it of the close
 };
 
-Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options, RemoteImages* remote,
+Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& options,
+                                                 RemoteImages* remote,
                                                  std::shared_ptr<ImportDir> import) {
   std::unique_ptr<ImageFs> fs(new ImageFs(store, options));
   fs->remote_ = remote;
@@ -83,8 +87,8 @@ void ImageFs::Init(fuse_conn_info* conn) {
   // Large requests: reads of 1 MiB, splice from the blob fds where the kernel allows.
   conn->max_write = 1u << 20;
   conn->max_readahead = 1u << 20;
-  for (unsigned cap : {FUSE_CAP_SPLICE_WRITE, FUSE_CAP_CACHE_SYMLINKS,
-                       FUSE_CAP_PARALLEL_DIROPS, FUSE_CAP_ASYNC_READ, FUSE_CAP_READDIRPLUS}) {
+  for (unsigned cap : {FUSE_CAP_SPLICE_WRITE, FUSE_CAP_CACHE_SYMLINKS, FUSE_CAP_PARALLEL_DIROPS,
+                       FUSE_CAP_ASYNC_READ, FUSE_CAP_READDIRPLUS}) {
     if (conn->capable & cap) conn->want |= cap;
   }
   no_opendir_ = (conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
@@ -100,7 +104,8 @@ void ImageFs::Init(fuse_conn_info* conn) {
   } else {
     passthrough_.OfferInInit();
   }
-  Log()->info("mount ready: store={} opens={}", store_.root().string(), kernel_opens_ ? "kernel" : "daemon");
+  Log()->info("mount ready: store={} opens={}", store_.root().string(),
+              kernel_opens_ ? "kernel" : "daemon");
 }
 
 void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
@@ -117,7 +122,8 @@ void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
 RemoteAccess ImageFs::Access(fuse_req_t req) const {
   // The mounter's credentials serve the mounter; other users get what anyone may pull,
   // unless the mounter lent them on purpose (-o share_credentials).
-  if (options_.share_credentials || fuse_req_ctx(req)->uid == mounter_uid_) return RemoteAccess::kMounter;
+  if (options_.share_credentials || fuse_req_ctx(req)->uid == mounter_uid_)
+    return RemoteAccess::kMounter;
   return RemoteAccess::kAnonymous;
 }
 
@@ -134,11 +140,13 @@ Result<std::pair<std::shared_ptr<const Tree>, uint32_t>> ImageFs::TreeNode(fuse_
   return std::make_pair(std::move(tree), node);
 }
 
-fuse_ino_t ImageFs::TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner) {
+fuse_ino_t ImageFs::TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top,
+                             const std::string& owner) {
   return InodeTable::TreeIno(inodes_.TreeSerial({kind, top, owner}), Tree::kRoot);
 }
 
-void ImageFs::FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const {
+void ImageFs::FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node,
+                           struct stat* st) const {
   TreeAttr a = tree.Attr(node);
   std::memset(st, 0, sizeof *st);
   st->st_ino = InodeTable::TreeIno(serial, a.inode);
@@ -248,17 +256,18 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
   // invalidation, or, without a watcher, at every access (nothing cached).
   auto follows_store = [&] {
     uint64_t g = store_.generation();
-    st.st_mtim = {start_time_ + static_cast<time_t>(g / 1000000000), static_cast<long>(g % 1000000000)};
+    st.st_mtim = {start_time_ + static_cast<time_t>(g / 1000000000),
+                  static_cast<long>(g % 1000000000)};
     e.timeout = watcher_ ? options_.tree_timeout : 0;
   };
   switch (v->kind) {
     case VKind::kRoot:
-    case VKind::kMetaDir:
-      return e;
+    case VKind::kMetaDir: return e;
     case VKind::kRegistryDir:
       // registry/ lists the hosts looked up so far: its mtime moves as the list grows, so
       // the kernel drops its cached listing.
-      if (v->key.empty() && remote_ != nullptr) st.st_mtim.tv_nsec = static_cast<long>(remote_->Hosts().size());
+      if (v->key.empty() && remote_ != nullptr)
+        st.st_mtim.tv_nsec = static_cast<long>(remote_->Hosts().size());
       e.timeout = 0;
       return e;
     case VKind::kRegistryImage:
@@ -292,9 +301,7 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
     }
     case VKind::kImagesDir:
     case VKind::kLayersDir:
-    case VKind::kTagsDir:
-      follows_store();
-      return e;
+    case VKind::kTagsDir: follows_store(); return e;
     case VKind::kImportDir: {
       // The mounter's: others may not upload (nor, where it is its own mount, look in).
       st.st_mode = S_IFDIR | (options_.import_only ? 0700 : 0755);
@@ -369,14 +376,17 @@ Result<ImageFs::Entry> ImageFs::Describe(fuse_ino_t ino, RemoteAccess access) {
   return Fail(Errno(EIO, "unknown node kind"));
 }
 
-Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildren(const VNode& dir, RemoteAccess access) {
+Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildren(
+    const VNode& dir, RemoteAccess access) {
   std::vector<std::pair<std::string, fuse_ino_t>> out;
   switch (dir.kind) {
     case VKind::kRoot:
       out.emplace_back("images", inodes_.Synthetic(VKind::kImagesDir, ""));
       out.emplace_back("layers", inodes_.Synthetic(VKind::kLayersDir, ""));
       out.emplace_back("tags", inodes_.Synthetic(VKind::kTagsDir, ""));
-      out.emplace_back("import", inodes_.Synthetic(options_.import_link.empty() ? VKind::kImportDir : VKind::kImportLink, ""));
+      out.emplace_back(
+          "import", inodes_.Synthetic(
+                        options_.import_link.empty() ? VKind::kImportDir : VKind::kImportLink, ""));
       out.emplace_back("registry", inodes_.Synthetic(VKind::kRegistryDir, ""));
       break;
     case VKind::kImagesDir:
@@ -386,15 +396,18 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       break;
     case VKind::kLayersDir:
       for (const LayerInfo& layer : store_.Layers()) {
-        out.emplace_back(layer.chain_id.hex(), inodes_.Synthetic(VKind::kLayerDir, layer.chain_id.hex()));
+        out.emplace_back(layer.chain_id.hex(),
+                         inodes_.Synthetic(VKind::kLayerDir, layer.chain_id.hex()));
       }
       break;
     case VKind::kMetaDir:
-      for (auto& [name, text] : StatusFiles()) out.emplace_back(name, SnapshotIno(name, std::move(text)));
+      for (auto& [name, text] : StatusFiles())
+        out.emplace_back(name, SnapshotIno(name, std::move(text)));
       break;
     case VKind::kRegistryDir:
       if (dir.key.empty() && remote_ != nullptr) {
-        for (const std::string& host : remote_->Hosts()) out.emplace_back(host, inodes_.Synthetic(VKind::kRegistryDir, host));
+        for (const std::string& host : remote_->Hosts())
+          out.emplace_back(host, inodes_.Synthetic(VKind::kRegistryDir, host));
       }
       break;  // below a host, names resolve on lookup only: registries cannot list them all
     case VKind::kRegistryImage: {
@@ -416,7 +429,8 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       ASSIGN_OR_RETURN(std::string id, Materialized(dir.key, access));
       ASSIGN_OR_RETURN(size_t count, ChainLength(id));
       for (uint32_t i = 0; i < count; ++i) {
-        out.emplace_back(std::to_string(i), inodes_.Synthetic(VKind::kRegistryLayerLink, dir.key, i));
+        out.emplace_back(std::to_string(i),
+                         inodes_.Synthetic(VKind::kRegistryLayerLink, dir.key, i));
       }
       break;
     }
@@ -430,7 +444,8 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
       out.emplace_back("config.json", inodes_.Synthetic(VKind::kImageConfig, dir.key));
       out.emplace_back("image.tar", inodes_.Synthetic(VKind::kImageTar, dir.key));
       out.emplace_back("layers", inodes_.Synthetic(VKind::kImageLayersDir, dir.key));
-      out.emplace_back("rootfs", TreeRoot(TreeCache::Kind::kMerged, image.top_layer, "image:" + dir.key));
+      out.emplace_back("rootfs",
+                       TreeRoot(TreeCache::Kind::kMerged, image.top_layer, "image:" + dir.key));
       break;
     }
     case VKind::kImageLayersDir: {
@@ -466,19 +481,20 @@ Result<std::vector<std::pair<std::string, fuse_ino_t>>> ImageFs::SyntheticChildr
           std::string rest = prefix.empty() ? name : name.substr(prefix.size() + 1);
           std::string comp = rest.substr(0, rest.find('/'));
           if (seen.insert(comp).second) {
-            out.emplace_back(comp, inodes_.Synthetic(VKind::kTagsDir, prefix.empty() ? comp : prefix + "/" + comp));
+            out.emplace_back(comp, inodes_.Synthetic(VKind::kTagsDir,
+                                                     prefix.empty() ? comp : prefix + "/" + comp));
           }
         }
       }
       break;
     }
-    default:
-      return Fail(Errno(ENOTDIR, "not a directory"));
+    default: return Fail(Errno(ENOTDIR, "not a directory"));
   }
   return out;
 }
 
-Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::string& name, RemoteAccess access) {
+Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::string& name,
+                                             RemoteAccess access) {
   uint32_t serial = InodeTable::SerialOf(parent);
   if (serial != 0) {
     ASSIGN_OR_RETURN(auto tree, TreeOf(serial));
@@ -490,7 +506,8 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
   }
   auto dir = inodes_.GetSynthetic(parent);
   if (!dir) return Fail(Errno(ESTALE, "unknown node"));
-  if (dir->kind == VKind::kRoot && name == ".imagefs") return Describe(inodes_.Synthetic(VKind::kMetaDir, ""), access);
+  if (dir->kind == VKind::kRoot && name == ".imagefs")
+    return Describe(inodes_.Synthetic(VKind::kMetaDir, ""), access);
   if (dir->kind == VKind::kImagesDir || dir->kind == VKind::kLayersDir) {
     // A unique ID prefix resolves too, without being listed.
     // A prefix may become ambiguous as the store grows: its entry is trusted only briefly.
@@ -510,13 +527,15 @@ Result<ImageFs::Entry> ImageFs::ResolveChild(fuse_ino_t parent, const std::strin
   if (dir->kind == VKind::kRegistryDir) {
     if (remote_ == nullptr) return Fail(Errno(ENOENT, name));
     ASSIGN_OR_RETURN(RemoteEntry entry, remote_->Lookup(dir->key, name, access));
-    VKind kind = entry.kind == RemoteEntry::Kind::kImage ? VKind::kRegistryImage : VKind::kRegistryDir;
+    VKind kind =
+        entry.kind == RemoteEntry::Kind::kImage ? VKind::kRegistryImage : VKind::kRegistryDir;
     ASSIGN_OR_RETURN(Entry e, Describe(inodes_.Synthetic(kind, entry.key), access));
     e.timeout = entry.ttl;  // a tag may move: the kernel asks again after its cache time
     // When users whose requests may not use the mounter's credentials can enter, every
     // walk through an image entry comes here, so that a dentry the mounter's lookup left
     // in the kernel's cache does not let them into a private image.
-    if (entry.kind == RemoteEntry::Kind::kImage && options_.others_may_enter && !options_.share_credentials) {
+    if (entry.kind == RemoteEntry::Kind::kImage && options_.others_may_enter &&
+        !options_.share_credentials) {
       e.timeout = 0;
     }
     return e;
@@ -601,7 +620,8 @@ void ImageFs::OnStoreChanged() {
       std::lock_guard archives(archives_mu_);
       archives_.erase(id);
     }
-    if (auto ino = inodes_.FindSynthetic(VKind::kImageTar, id)) fuse_lowlevel_notify_inval_inode(session_, *ino, 0, 0);
+    if (auto ino = inodes_.FindSynthetic(VKind::kImageTar, id))
+      fuse_lowlevel_notify_inval_inode(session_, *ino, 0, 0);
   }
 }
 
@@ -623,7 +643,8 @@ Status ImageFs::WatchStore() {
 void ImageFs::WaitForImports(const VNode& dir, const char* name) {
   if (dir.kind == VKind::kImportDir) {
     name ? import_->WaitForLoad(name) : import_->WaitForLoads();
-  } else if (dir.kind == VKind::kImagesDir || dir.kind == VKind::kLayersDir || dir.kind == VKind::kTagsDir) {
+  } else if (dir.kind == VKind::kImagesDir || dir.kind == VKind::kLayersDir ||
+             dir.kind == VKind::kTagsDir) {
     import_->WaitForLoads();
   }
 }
@@ -717,11 +738,13 @@ void ImageFs::GetAttr(fuse_req_t req, fuse_ino_t ino) {
   fuse_reply_attr(req, &e->attr, e->timeout);
 }
 
-void ImageFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info*) {
+void ImageFs::SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                      fuse_file_info*) {
   auto v = inodes_.GetSynthetic(ino);
   if (!v || v->kind != VKind::kImportFile) return (void)fuse_reply_err(req, EROFS);
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    if (auto st = import_->Truncate(v->key, attr->st_size); !st) return ReplyError(req, st.error(), "import");
+    if (auto st = import_->Truncate(v->key, attr->st_size); !st)
+      return ReplyError(req, st.error(), "import");
   }
   GetAttr(req, ino);  // modes and times of an upload do not matter: accepted, ignored
 }
@@ -759,8 +782,7 @@ Result<Digest> ImageFs::ChainAt(const std::string& image_id, uint32_t index) {
 
 Result<std::string> ImageFs::LinkTarget(const VNode& v, RemoteAccess access) {
   switch (v.kind) {
-    case VKind::kImportLink:
-      return options_.import_link;
+    case VKind::kImportLink: return options_.import_link;
     case VKind::kImageLayerLink: {
       ASSIGN_OR_RETURN(Digest chain, ChainAt(v.key, v.index));
       return "../../../layers/" + chain.hex();
@@ -781,8 +803,7 @@ Result<std::string> ImageFs::LinkTarget(const VNode& v, RemoteAccess access) {
       if (!ref) return Fail(Errno(ENOENT, "tag gone"));
       return TagLinkTarget(*ref, id);
     }
-    default:
-      return Fail(Code::kInvalid, "not a symlink");
+    default: return Fail(Code::kInvalid, "not a symlink");
   }
 }
 
@@ -800,7 +821,8 @@ void ImageFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
-void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*, bool plus) {
+void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*,
+                      bool plus) {
   const RemoteAccess access = Access(req);
   std::shared_ptr<const Tree> tree;
   uint32_t serial = InodeTable::SerialOf(ino), node = 0;
@@ -823,7 +845,8 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
     auto children = SyntheticChildren(*v, access);
     if (!children) return ReplyError(req, children.error(), "readdir");
     entries = std::move(*children);
-    lazy_image = v->kind == VKind::kRegistryImage && remote_ != nullptr && !remote_->IsMaterialized(v->key);
+    lazy_image =
+        v->kind == VKind::kRegistryImage && remote_ != nullptr && !remote_->IsMaterialized(v->key);
   }
   std::vector<char> buf(size);
   size_t used = 0;
@@ -862,10 +885,12 @@ void ImageFs::ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fu
     // A readdirplus reply is all in the plus format; "." and ".." carry ino 0, so the
     // kernel takes no reference on them.
     if (plus) {
-      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, static_cast<off_t>(pos + 1));
+      need = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e,
+                                    static_cast<off_t>(pos + 1));
     } else {
       if (!dot) e.attr.st_ino = e.attr.st_ino ? e.attr.st_ino : e.ino;
-      need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &e.attr, static_cast<off_t>(pos + 1));
+      need = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &e.attr,
+                               static_cast<off_t>(pos + 1));
     }
     if (need > size - used) break;  // the entry did not fit: the kernel asks again from here
     used += need;
@@ -884,7 +909,8 @@ Result<ImageFs::Source> ImageFs::SourceOf(fuse_ino_t ino, RemoteAccess access) {
     ASSIGN_OR_RETURN(auto tree_node, TreeNode(ino));
     auto& [tree, node] = tree_node;
     TreeAttr attr = tree->Attr(node);
-    if (!S_ISREG(attr.mode)) return Fail(Errno(S_ISDIR(attr.mode) ? EISDIR : EACCES, tree->Path(node)));
+    if (!S_ISREG(attr.mode))
+      return Fail(Errno(S_ISDIR(attr.mode) ? EISDIR : EACCES, tree->Path(node)));
     auto extent = tree->ContiguousData(node);
     if (extent && extent->fd < 0) {
       return Fail(Error{Code::kIo, EIO, "layer blob missing for " + tree->Path(node)});
@@ -898,8 +924,7 @@ Result<ImageFs::Source> ImageFs::SourceOf(fuse_ino_t ino, RemoteAccess access) {
       ASSIGN_OR_RETURN(std::string config, store_.ReadConfig(v->key));
       return Source{Source::Bytes{std::move(config)}};
     }
-    case VKind::kMetaFile:
-      return Source{Source::Bytes{StatusSnapshot(ino, v->key)}};
+    case VKind::kMetaFile: return Source{Source::Bytes{StatusSnapshot(ino, v->key)}};
     case VKind::kRegistryConfig: {
       if (remote_ == nullptr) return Fail(Errno(ENOENT, v->key));
       ASSIGN_OR_RETURN(RemoteImage image, remote_->Image(v->key, access));
@@ -915,10 +940,8 @@ Result<ImageFs::Source> ImageFs::SourceOf(fuse_ino_t ino, RemoteAccess access) {
       ASSIGN_OR_RETURN(auto archive, ArchiveOf(v->key));
       return Source{Source::Archive{std::move(archive)}};
     }
-    case VKind::kImportFile:
-      return Source{Source::Import{v->key}};
-    default:
-      return Fail(Errno(EISDIR, "not a file"));
+    case VKind::kImportFile: return Source{Source::Import{v->key}};
+    default: return Fail(Errno(EISDIR, "not a file"));
   }
 }
 
@@ -929,8 +952,9 @@ Status ImageFs::CheckBlob(const Source& source) const {
   if (file && file->extent &&
       (fstat(file->extent->fd, &st) != 0 ||
        static_cast<uint64_t>(st.st_size) < file->extent->offset + file->size)) {
-    return Fail(Error{Code::kIo, EIO, "layer blob is shorter than its index says (truncated?) for " +
-                                          file->tree->Path(file->node)});
+    return Fail(Error{Code::kIo, EIO,
+                      "layer blob is shorter than its index says (truncated?) for " +
+                          file->tree->Path(file->node)});
   }
   return {};
 }
@@ -947,7 +971,8 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto handle = std::make_unique<Handle>();
   if (auto* t = std::get_if<Source::TreeFile>(&source->v)) {
     if (auto st = CheckBlob(*source); !st) {
-      return ReplyError(req, st.error(), t->extent && t->extent->fd >= 0 ? "blob_truncated" : "blob_missing");
+      return ReplyError(req, st.error(),
+                        t->extent && t->extent->fd >= 0 ? "blob_truncated" : "blob_missing");
     }
     auto mode = t->extent ? passthrough_.Open(ino, *t->extent, t->size) : Passthrough::Mode::kServe;
     handle->counted_ino = mode == Passthrough::Mode::kServeCounted ? ino : 0;
@@ -966,7 +991,8 @@ void ImageFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   fuse_reply_open(req, fi);
 }
 
-void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
+void ImageFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                     fuse_file_info* fi) {
   const RemoteAccess access = Access(req);
   auto dir = inodes_.GetSynthetic(parent);
   if (!dir || dir->kind != VKind::kImportDir) return (void)fuse_reply_err(req, EROFS);
@@ -1036,15 +1062,20 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   };
   if (auto* t = std::get_if<Source::TreeFile>(&source->v)) {
     if (t->extent) return reply_fd(t->extent->fd, t->extent->offset, t->size);
-    return reply_read([&](uint64_t o, size_t l, char* b) { return t->tree->Read(t->node, o, l, b); }, "blob_read_failed");
+    return reply_read(
+        [&](uint64_t o, size_t l, char* b) { return t->tree->Read(t->node, o, l, b); },
+        "blob_read_failed");
   }
   if (auto* b = std::get_if<Source::Bytes>(&source->v)) {
     if (static_cast<uint64_t>(off) >= b->data.size()) return (void)fuse_reply_buf(req, nullptr, 0);
     return (void)fuse_reply_buf(req, b->data.data() + off, std::min(size, b->data.size() - off));
   }
-  if (auto* l = std::get_if<Source::Blob>(&source->v)) return reply_fd(l->blob->fd.get(), 0, l->blob->index->tar_size());
+  if (auto* l = std::get_if<Source::Blob>(&source->v))
+    return reply_fd(l->blob->fd.get(), 0, l->blob->index->tar_size());
   if (auto* a = std::get_if<Source::Archive>(&source->v)) {
-    return reply_read([&](uint64_t o, size_t len, char* buf) { return a->archive->Read(o, len, buf); }, "archive_read_failed");
+    return reply_read(
+        [&](uint64_t o, size_t len, char* buf) { return a->archive->Read(o, len, buf); },
+        "archive_read_failed");
   }
   if (auto* i = std::get_if<Source::Import>(&source->v)) {
     // An upload read back without a handle (kernel-handled opens).
@@ -1058,7 +1089,8 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   fuse_reply_err(req, EBADF);
 }
 
-void ImageFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+void ImageFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                    fuse_file_info* fi) {
   auto h = fi->fh != 0 ? GetHandle(fi->fh) : nullptr;
   if (!h || !h->upload) {
     auto v = InodeTable::SerialOf(ino) == 0 ? inodes_.GetSynthetic(ino) : std::nullopt;
@@ -1079,7 +1111,8 @@ void ImageFs::FinishUpload(fuse_req_t req, Handle& handle) {
   if (!upload.written || upload.finished) return (void)fuse_reply_err(req, 0);
   upload.finished = true;
   upload.fd.Reset();
-  if (auto st = import_->Finish(upload.name); !st) return ReplyError(req, st.error(), "import_failed");
+  if (auto st = import_->Finish(upload.name); !st)
+    return ReplyError(req, st.error(), "import_failed");
   fuse_reply_err(req, 0);
 }
 

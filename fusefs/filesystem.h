@@ -27,9 +27,9 @@ namespace imagefs {
 struct FsOptions {
   std::optional<uid_t> uid;  // present every entry as owned by this user (-o uid=N)
   std::optional<gid_t> gid;
-  size_t cache_nodes = 8u << 20;  // tree nodes kept in memory
-  double tree_timeout = 86400;    // entry/attr cache of immutable content, seconds
-  double store_timeout = 1;       // of the synthetic directories that follow the store
+  size_t cache_nodes = 8u << 20;         // tree nodes kept in memory
+  double tree_timeout = 86400;           // entry/attr cache of immutable content, seconds
+  double store_timeout = 1;              // of the synthetic directories that follow the store
   uint64_t passthrough_min = 32u << 20;  // see Passthrough; 0: off
   // The kernel opens and closes files without asking the daemon (FUSE_CAP_NO_OPEN_SUPPORT
   // and no FLUSH): small files read at page-cache speed, but no passthrough, and an
@@ -66,12 +66,14 @@ class ImageFs {
   void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi);
   void ReadLink(fuse_req_t req, fuse_ino_t ino);
   void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi, bool plus);
+  void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi,
+               bool plus);
   void ReleaseDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi);
   void Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi);
-  void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi);
+  void Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+             fuse_file_info* fi);
   void Flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
@@ -121,7 +123,8 @@ class ImageFs {
   // The chain ID of an image's layer at index (0 = the base).
   Result<Digest> ChainAt(const std::string& image_id, uint32_t index);
   Result<std::string> LinkTarget(const VNode& link, RemoteAccess access);
-  fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top, const std::string& owner);
+  fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top,
+                      const std::string& owner);
   void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
   void WaitForImports(const VNode& dir, const char* name);
@@ -149,12 +152,13 @@ class ImageFs {
   uint64_t last_fh_ = 0;                                           // guarded by handles_mu_
   std::mutex snapshots_mu_;
   std::map<fuse_ino_t, std::string> snapshots_;  // guarded by snapshots_mu_
-  std::map<std::string, uint32_t> snapshot_slot_;  // name -> its current slot; guarded by snapshots_mu_
+  // name -> its current slot; guarded by snapshots_mu_
+  std::map<std::string, uint32_t> snapshot_slot_;
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   time_t start_time_ = 0;
   uid_t mounter_uid_ = 0;
-  bool no_opendir_ = false;  // set once in Init, before any other op
+  bool no_opendir_ = false;    // set once in Init, before any other op
   bool kernel_opens_ = false;  // likewise
   fuse_session* session_ = nullptr;
   std::unique_ptr<StoreWatcher> watcher_;  // set before serving; then read-only

@@ -32,7 +32,8 @@ Result<std::filesystem::path> ImportDir::PathOf(const std::string& name) const {
 std::vector<std::string> ImportDir::List() const {
   std::vector<std::string> out;
   std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(dir_, ec)) out.push_back(e.path().filename());
+  for (const auto& e : std::filesystem::directory_iterator(dir_, ec))
+    out.push_back(e.path().filename());
   return out;
 }
 
@@ -103,7 +104,8 @@ Status ImportDir::Finish(const std::string& name) {
   if (message.empty()) return {};
   // The file is named by its path in the staging dir; say it as the user wrote it.
   std::string shown = message;
-  for (size_t at; (at = shown.find(path.string())) != std::string::npos;) shown.replace(at, path.string().size(), "import/" + name);
+  for (size_t at; (at = shown.find(path.string())) != std::string::npos;)
+    shown.replace(at, path.string().size(), "import/" + name);
   Logger("fusefs")->error("import {}: {}", name, shown);
   (void)WriteFileAtomic(dir_ / (name + ".error"), shown + "\n");
   return Fail(Error{Code::kInvalid, EIO, shown});

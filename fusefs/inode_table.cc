@@ -16,7 +16,8 @@ std::string SyntheticKey(VKind kind, const std::string& key, uint32_t index) {
 
 InodeTable::InodeTable(VKind root) { Synthetic(root, ""); }
 
-std::optional<uint64_t> InodeTable::FindSynthetic(VKind kind, const std::string& key, uint32_t index) const {
+std::optional<uint64_t> InodeTable::FindSynthetic(VKind kind, const std::string& key,
+                                                  uint32_t index) const {
   std::string k = SyntheticKey(kind, key, index);
   std::lock_guard lock(mu_);
   auto it = by_key_.find(k);
@@ -57,7 +58,8 @@ uint32_t InodeTable::TreeSerial(const TreeKey& key) {
   if (auto it = tree_by_key_.find(k); it != tree_by_key_.end()) return it->second;
   // 31 bits of the key's hash; probing keeps serials unique within this run.
   Digest h = Sha256::Of(k);
-  uint32_t serial = static_cast<uint32_t>(std::stoul(h.hex().substr(0, 8), nullptr, 16)) & 0x7fffffffu;
+  uint32_t serial =
+      static_cast<uint32_t>(std::stoul(h.hex().substr(0, 8), nullptr, 16)) & 0x7fffffffu;
   while (serial == 0 || trees_.count(serial)) serial = (serial + 1) & 0x7fffffffu;
   trees_.emplace(serial, key);
   tree_by_key_.emplace(std::move(k), serial);

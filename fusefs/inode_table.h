@@ -24,16 +24,16 @@ enum class VKind : uint8_t {
   kRoot,
   kImagesDir,
   kLayersDir,
-  kTagsDir,        // tags/ and every directory below it; key = path below tags/
+  kTagsDir,  // tags/ and every directory below it; key = path below tags/
   kImportDir,
-  kImportLink,     // kernel-handled opens: import -> the second mount serving uploads
-  kMetaDir,        // .imagefs/
-  kImageDir,       // key = image id
+  kImportLink,  // kernel-handled opens: import -> the second mount serving uploads
+  kMetaDir,     // .imagefs/
+  kImageDir,    // key = image id
   kImageConfig,
   kImageLayersDir,
   kImageLayerLink,  // key = image id, index = position in the chain
   kImageTar,
-  kLayerDir,       // key = chain id hex
+  kLayerDir,  // key = chain id hex
   kLayerTar,
   kLayerParent,
   kTagLink,        // key = canonical reference + "\n" + image id
@@ -67,13 +67,16 @@ class InodeTable {
 
   static uint32_t SerialOf(uint64_t ino) { return static_cast<uint32_t>(ino >> 32); }
   static uint32_t TreeNodeOf(uint64_t ino) { return static_cast<uint32_t>(ino & 0xffffffffu) - 1; }
-  static uint64_t TreeIno(uint32_t serial, uint32_t node) { return (uint64_t{serial} << 32) | (node + 1); }
+  static uint64_t TreeIno(uint32_t serial, uint32_t node) {
+    return (uint64_t{serial} << 32) | (node + 1);
+  }
 
   // The id of a synthetic node, created on first use.
   uint64_t Synthetic(VKind kind, const std::string& key, uint32_t index = 0);
   std::optional<VNode> GetSynthetic(uint64_t ino) const;
   // The id of a synthetic node if it was ever handed out (the kernel may know it).
-  std::optional<uint64_t> FindSynthetic(VKind kind, const std::string& key, uint32_t index = 0) const;
+  std::optional<uint64_t> FindSynthetic(VKind kind, const std::string& key,
+                                        uint32_t index = 0) const;
   // Every synthetic node of a kind handed out so far: (key, id).
   std::vector<std::pair<std::string, uint64_t>> SyntheticOfKind(VKind kind) const;
   // The serial of a tree, registered on first use.
@@ -82,9 +85,9 @@ class InodeTable {
 
  private:
   mutable std::mutex mu_;
-  std::vector<VNode> synthetic_;               // index = ino - 1; guarded by mu_
-  std::map<std::string, uint64_t> by_key_;     // guarded by mu_
-  std::map<uint32_t, TreeKey> trees_;          // guarded by mu_
+  std::vector<VNode> synthetic_;                 // index = ino - 1; guarded by mu_
+  std::map<std::string, uint64_t> by_key_;       // guarded by mu_
+  std::map<uint32_t, TreeKey> trees_;            // guarded by mu_
   std::map<std::string, uint32_t> tree_by_key_;  // guarded by mu_
 };
 

@@ -39,11 +39,14 @@ fuse_lowlevel_ops MakeOps() {
   };
   // Node ids are computed, not allocated: nothing to free when the kernel forgets one.
   ops.forget = [](fuse_req_t req, fuse_ino_t, uint64_t) noexcept { fuse_reply_none(req); };
-  ops.forget_multi = [](fuse_req_t req, size_t, fuse_forget_data*) noexcept { fuse_reply_none(req); };
+  ops.forget_multi = [](fuse_req_t req, size_t, fuse_forget_data*) noexcept {
+    fuse_reply_none(req);
+  };
   ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->GetAttr(req, ino); });
   };
-  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) noexcept {
+  ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+                   fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->SetAttr(req, ino, attr, to_set, fi); });
   };
   ops.readlink = [](fuse_req_t req, fuse_ino_t ino) noexcept {
@@ -52,10 +55,12 @@ fuse_lowlevel_ops MakeOps() {
   ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->OpenDir(req, ino, fi); });
   };
-  ops.readdir = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  ops.readdir = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                   fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->ReadDir(req, ino, size, off, fi, false); });
   };
-  ops.readdirplus = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  ops.readdirplus = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->ReadDir(req, ino, size, off, fi, true); });
   };
   ops.releasedir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
@@ -64,13 +69,16 @@ fuse_lowlevel_ops MakeOps() {
   ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->Open(req, ino, fi); });
   };
-  ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) noexcept {
+  ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+                  fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->Create(req, parent, name, mode, fi); });
   };
-  ops.read = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  ops.read = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->Read(req, ino, size, off, fi); });
   };
-  ops.write = [](fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) noexcept {
+  ops.write = [](fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
+                 fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->Write(req, ino, buf, size, off, fi); });
   };
   ops.flush = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
@@ -92,18 +100,27 @@ fuse_lowlevel_ops MakeOps() {
     Guard(req, [&](ImageFs* fs) { fs->ListXattr(req, ino, size); });
   };
   // Everything else that would change the tree: a read-only file system.
-  ops.mkdir = [](fuse_req_t req, fuse_ino_t, const char*, mode_t) noexcept { fuse_reply_err(req, EROFS); };
-  ops.mknod = [](fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) noexcept { fuse_reply_err(req, EROFS); };
-  ops.rmdir = [](fuse_req_t req, fuse_ino_t, const char*) noexcept { fuse_reply_err(req, EROFS); };
-  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) noexcept { fuse_reply_err(req, EROFS); };
-  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) noexcept { fuse_reply_err(req, EROFS); };
-  ops.rename = [](fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) noexcept {
+  ops.mkdir = [](fuse_req_t req, fuse_ino_t, const char*, mode_t) noexcept {
     fuse_reply_err(req, EROFS);
   };
+  ops.mknod = [](fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) noexcept {
+    fuse_reply_err(req, EROFS);
+  };
+  ops.rmdir = [](fuse_req_t req, fuse_ino_t, const char*) noexcept { fuse_reply_err(req, EROFS); };
+  ops.symlink = [](fuse_req_t req, const char*, fuse_ino_t, const char*) noexcept {
+    fuse_reply_err(req, EROFS);
+  };
+  ops.link = [](fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) noexcept {
+    fuse_reply_err(req, EROFS);
+  };
+  ops.rename = [](fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*,
+                  unsigned) noexcept { fuse_reply_err(req, EROFS); };
   ops.setxattr = [](fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) noexcept {
     fuse_reply_err(req, EROFS);
   };
-  ops.removexattr = [](fuse_req_t req, fuse_ino_t, const char*) noexcept { fuse_reply_err(req, EROFS); };
+  ops.removexattr = [](fuse_req_t req, fuse_ino_t, const char*) noexcept {
+    fuse_reply_err(req, EROFS);
+  };
   return ops;
 }
 

@@ -76,7 +76,8 @@ ssize_t HookedWritev(int fd, iovec* iov, int count, void*) {
 
 ssize_t PlainRead(int fd, void* buf, size_t len, void*) { return read(fd, buf, len); }
 
-ssize_t PlainSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, unsigned flags, void*) {
+ssize_t PlainSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len, unsigned flags,
+                    void*) {
   return splice(fdin, offin, fdout, offout, len, flags);
 }
 
@@ -84,7 +85,8 @@ ssize_t PlainSplice(int fdin, off_t* offin, int fdout, off_t* offout, size_t len
 
 Passthrough::Passthrough(Store& store, Stats& stats, uint64_t min_size)
     : store_(store), stats_(stats), min_size_(min_size) {
-  if (const char* delay = std::getenv("IMAGEFS_TEST_COPY_DELAY_MS")) copy_delay_ms_ = std::atoi(delay);
+  if (const char* delay = std::getenv("IMAGEFS_TEST_COPY_DELAY_MS"))
+    copy_delay_ms_ = std::atoi(delay);
 }
 
 Passthrough::~Passthrough() {
@@ -179,8 +181,9 @@ int Passthrough::BackingIdOf(int fd) {
   if (id > 0) return id;
   // EPERM without CAP_SYS_ADMIN, ENOTTY/EINVAL from a kernel without passthrough, ELOOP
   // for a store on a stacked file system: the same for every file.
-  Log()->info("passthrough off: the kernel refused a backing file ({}); files are served by the daemon",
-              std::strerror(errno));
+  Log()->info(
+      "passthrough off: the kernel refused a backing file ({}); files are served by the daemon",
+      std::strerror(errno));
   return -1;
 }
 
@@ -237,18 +240,21 @@ void Passthrough::Writer() {
     } else if (!stop_) {
       failed_.insert(copy.key);
       stats_.Note("passthrough_copy_failed");
-      Log()->warn("passthrough: cannot copy a file of layer {}: {}", copy.diff_id.str(), written.error().msg);
+      Log()->warn("passthrough: cannot copy a file of layer {}: {}", copy.diff_id.str(),
+                  written.error().msg);
     }
   }
 }
 
 Result<bool> Passthrough::WriteCopy(const Copy& copy) {
-  fs::path tmp = store_.TmpDir() / ("copy-" + std::to_string(getpid()) + "-" + copy.diff_id.hex().substr(0, 12) + "-" +
-                                    std::to_string(copy.offset));
+  fs::path tmp =
+      store_.TmpDir() / ("copy-" + std::to_string(getpid()) + "-" +
+                         copy.diff_id.hex().substr(0, 12) + "-" + std::to_string(copy.offset));
   fs::path dest = store_.FileCopyPath(copy.diff_id, copy.offset);
   // A copy made earlier (by this mount or another) is used as it is: copies are named only
   // once complete.
-  if (struct stat st; stat(dest.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == copy.size) {
+  if (struct stat st;
+      stat(dest.c_str(), &st) == 0 && static_cast<uint64_t>(st.st_size) == copy.size) {
     return false;
   }
   ASSIGN_OR_RETURN(UniqueFd out, OpenFile(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0400));
@@ -269,7 +275,8 @@ Result<bool> Passthrough::WriteCopy(const Copy& copy) {
   // A copy must never be shorter or staler than its size says, even after a crash.
   if (fdatasync(out.get()) != 0) return FailErrno("fdatasync " + tmp.string());
   // mkdir, not mkdir -p: a layer removed meanwhile must not be half re-created.
-  if (mkdir(dest.parent_path().c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + dest.parent_path().string());
+  if (mkdir(dest.parent_path().c_str(), 0700) != 0 && errno != EEXIST)
+    return FailErrno("mkdir " + dest.parent_path().string());
   if (rename(tmp.c_str(), dest.c_str()) != 0) return FailErrno("rename to " + dest.string());
   remove_tmp.Dismiss();
   return true;

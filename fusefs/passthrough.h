@@ -66,7 +66,9 @@ class Passthrough {
     uint64_t offset;
     uint64_t size;
   };
-  static std::string KeyOf(const Tree::Extent& extent) { return extent.diff_id.hex() + "/" + std::to_string(extent.offset); }
+  static std::string KeyOf(const Tree::Extent& extent) {
+    return extent.diff_id.hex() + "/" + std::to_string(extent.offset);
+  }
   Mode PassthroughLocked(int backing_id);
   // The backing id of a complete copy of the extent; 0 when there is none (yet), -1 when
   // the kernel refuses backing files. Called without mu_.
@@ -86,17 +88,17 @@ class Passthrough {
   const uint64_t min_size_;
   int fuse_fd_ = -1;
   std::mutex mu_;
-  bool usable_ = true;                            // guarded by mu_: off after the kernel refuses
-  std::map<std::string, int> backing_;            // guarded by mu_: copy key -> backing id
-  std::set<std::string> pending_, failed_;        // guarded by mu_
-  std::unordered_map<fuse_ino_t, int> cached_;    // guarded by mu_: open cached-mode handles
-  std::unordered_map<std::string, int> opens_;    // guarded by mu_: served opens, by copy key
-  std::deque<Copy> queue_;                        // guarded by mu_
+  bool usable_ = true;                          // guarded by mu_: off after the kernel refuses
+  std::map<std::string, int> backing_;          // guarded by mu_: copy key -> backing id
+  std::set<std::string> pending_, failed_;      // guarded by mu_
+  std::unordered_map<fuse_ino_t, int> cached_;  // guarded by mu_: open cached-mode handles
+  std::unordered_map<std::string, int> opens_;  // guarded by mu_: served opens, by copy key
+  std::deque<Copy> queue_;                      // guarded by mu_
   std::condition_variable wake_;
   std::atomic<bool> stop_ = false;
   int copy_delay_ms_ = 0;  // tests only: $IMAGEFS_TEST_COPY_DELAY_MS holds each copy back
   std::optional<bool> kernel_takes_backing_;  // the writer thread's alone
-  std::thread writer_;                            // started with the first copy
+  std::thread writer_;                        // started with the first copy
 };
 
 }  // namespace imagefs

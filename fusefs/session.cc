@@ -7,14 +7,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <atomic>
-#include <chrono>
 #include <thread>
 
 #include "graph/base/digest.h"
@@ -32,21 +32,25 @@ Status RecoverDeadMount(const std::string& mountpoint) {
   struct stat st;
   struct statfs fs;
   if (statfs(mountpoint.c_str(), &fs) == 0 && stat(mountpoint.c_str(), &st) == 0) {
-    if (!S_ISDIR(st.st_mode)) return Fail(Code::kInvalid, "mountpoint " + mountpoint + " is not a directory");
+    if (!S_ISDIR(st.st_mode))
+      return Fail(Code::kInvalid, "mountpoint " + mountpoint + " is not a directory");
     return {};
   }
   if (errno != ENOTCONN) return FailErrno("mountpoint " + mountpoint);
-  Log()->warn("mount {}: stale FUSE mount (transport endpoint not connected): detaching it", mountpoint);
+  Log()->warn("mount {}: stale FUSE mount (transport endpoint not connected): detaching it",
+              mountpoint);
   if (umount2(mountpoint.c_str(), MNT_DETACH) != 0) {
     pid_t pid = fork();
     if (pid == 0) {
-      execlp("fusermount3", "fusermount3", "-u", "-z", mountpoint.c_str(), static_cast<char*>(nullptr));
+      execlp("fusermount3", "fusermount3", "-u", "-z", mountpoint.c_str(),
+             static_cast<char*>(nullptr));
       _exit(127);
     }
     int status = 0;
     if (pid > 0) waitpid(pid, &status, 0);
   }
-  if (stat(mountpoint.c_str(), &st) != 0) return FailErrno("mountpoint " + mountpoint + " (after detaching)");
+  if (stat(mountpoint.c_str(), &st) != 0)
+    return FailErrno("mountpoint " + mountpoint + " (after detaching)");
   return {};
 }
 
@@ -113,7 +117,8 @@ static void RaiseFileLimit() {
   struct rlimit limit;
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) Log()->debug("raise RLIMIT_NOFILE: {}", std::strerror(errno));
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
+      Log()->debug("raise RLIMIT_NOFILE: {}", std::strerror(errno));
   }
 }
 
@@ -135,8 +140,9 @@ Result<SessionPtr> NewSession(ImageFs& fs, const std::string& fuse_opts) {
 
 Status MountSession(fuse_session* se, const std::string& mountpoint) {
   if (fuse_session_mount(se, mountpoint.c_str()) != 0) {
-    return Fail(Code::kIo, "cannot mount on " + mountpoint +
-                               " (is /dev/fuse usable? allow_other needs user_allow_other in /etc/fuse.conf)");
+    return Fail(Code::kIo,
+                "cannot mount on " + mountpoint +
+                    " (is /dev/fuse usable? allow_other needs user_allow_other in /etc/fuse.conf)");
   }
   return {};
 }
@@ -168,7 +174,8 @@ class ImportMount {
     options.kernel_opens = false;
     options.passthrough_min = 0;
     ASSIGN_OR_RETURN(m->fs_, ImageFs::Create(store, options));
-    ASSIGN_OR_RETURN(m->se_, NewSession(*m->fs_, "default_permissions,fsname=imagefs-import,subtype=imagefs"));
+    ASSIGN_OR_RETURN(
+        m->se_, NewSession(*m->fs_, "default_permissions,fsname=imagefs-import,subtype=imagefs"));
     RETURN_IF_ERROR(MountSession(m->se_.get(), m->path_));
     m->mounted_ = true;
     return m;
@@ -196,7 +203,8 @@ class ImportMount {
     mounted_ = false;
     fuse_session_exit(se_.get());
     if (loop_.joinable()) {
-      for (int i = 0; i < 100 && !done_; ++i) {  // until it is past its wait (a signal may land early)
+      for (int i = 0; i < 100 && !done_;
+           ++i) {  // until it is past its wait (a signal may land early)
         pthread_kill(loop_.native_handle(), SIGUSR1);
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
@@ -242,16 +250,19 @@ Result<int> RunMount(Store& store, MountOptions options) {
     // writes at open, before they reach the daemon it no longer asks about opens.
     fuse_opts += ",ro";
   }
-  auto fs = ImageFs::Create(store, options.fs, options.remote, import ? import->import_dir() : nullptr);
+  auto fs =
+      ImageFs::Create(store, options.fs, options.remote, import ? import->import_dir() : nullptr);
   if (!fs) return Fail(fs.error());
   auto se = NewSession(**fs, fuse_opts);
   if (!se) return Fail(se.error());
-  if (fuse_set_signal_handlers(se->get()) != 0) return Fail(Error::Make(Code::kIo, "cannot set signal handlers"));
+  if (fuse_set_signal_handlers(se->get()) != 0)
+    return Fail(Error::Make(Code::kIo, "cannot set signal handlers"));
   if (auto st = MountSession(se->get(), options.mountpoint); !st) {
     fuse_remove_signal_handlers(se->get());
     return Fail(st.error());
   }
-  if (auto st = (*fs)->passthrough().Attach(se->get()); !st) Log()->warn("passthrough off: {}", st.error().msg);
+  if (auto st = (*fs)->passthrough().Attach(se->get()); !st)
+    Log()->warn("passthrough off: {}", st.error().msg);
   Log()->info("mounted {} on {}", store.root().string(), options.mountpoint);
   RaiseReadahead(options.mountpoint);
   if (options.daemon) {
@@ -260,7 +271,8 @@ Result<int> RunMount(Store& store, MountOptions options) {
     InitLogging(Logger("fusefs")->level(), /*use_syslog=*/true);
   }
   if (auto st = (*fs)->WatchStore(); !st) {
-    Log()->warn("store watcher off, the store's directories are looked up on every access: {}", st.error().msg);
+    Log()->warn("store watcher off, the store's directories are looked up on every access: {}",
+                st.error().msg);
   }
   if (import) import->Serve();
   int rc = Loop(se->get());

@@ -39,7 +39,8 @@ Result<std::string> ResolveLinkTarget(const std::string& link, const std::string
   std::string resolved = CleanPath(joined, &escaped);
   if (escaped) {
     return Fail(Code::kInvalid, archive_name + ": member \"" + link +
-                                    "\" is a symlink that escapes the archive (\"" + target + "\")");
+                                    "\" is a symlink that escapes the archive (\"" + target +
+                                    "\")");
   }
   return resolved;
 }
@@ -142,7 +143,8 @@ class TarballView final : public ArchiveView {
         const char* p = static_cast<const char*>(buf);
         if (len == 0) continue;
         if (p < base || p + len > base + size || static_cast<uint64_t>(logical) != got) {
-          return Fail(Code::kInvalid, name_ + ": member \"" + member_name + "\" is sparse or malformed");
+          return Fail(Code::kInvalid,
+                      name_ + ": member \"" + member_name + "\" is sparse or malformed");
         }
         if (got == 0) m.offset = static_cast<uint64_t>(p - base);
         got += len;
@@ -203,7 +205,8 @@ class TarballView final : public ArchiveView {
 // semantics done by hand): every symlink is resolved against the layout's root.
 class DirectoryView final : public ArchiveView {
  public:
-  explicit DirectoryView(std::filesystem::path root) : root_(std::move(root)), name_(root_.string()) {}
+  explicit DirectoryView(std::filesystem::path root)
+      : root_(std::move(root)), name_(root_.string()) {}
 
   bool Exists(const std::string& name) const override { return ResolvePath(name).has_value(); }
   std::vector<std::string> List() const override {
@@ -273,7 +276,8 @@ class DirectoryView final : public ArchiveView {
 
 Result<std::string> CheckMemberName(const std::string& raw) {
   if (raw.empty()) return Fail(Code::kInvalid, "empty member name");
-  if (raw.front() == '/') return Fail(Code::kInvalid, "member \"" + raw + "\" has an absolute path");
+  if (raw.front() == '/')
+    return Fail(Code::kInvalid, "member \"" + raw + "\" has an absolute path");
   size_t i = 0;
   while (i <= raw.size()) {
     size_t j = raw.find('/', i);
@@ -323,17 +327,18 @@ Result<std::unique_ptr<ArchiveView>> ArchiveView::Open(const std::filesystem::pa
   if (stat(path.c_str(), &st) != 0) return FailErrno(path.string());
   if (S_ISDIR(st.st_mode)) {
     if (!std::filesystem::exists(path / "oci-layout")) {
-      return Fail(Code::kInvalid, path.string() + ": directory is not an OCI image layout (no oci-layout file)");
+      return Fail(Code::kInvalid,
+                  path.string() + ": directory is not an OCI image layout (no oci-layout file)");
     }
     return std::unique_ptr<ArchiveView>(std::make_unique<DirectoryView>(path));
   }
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   unsigned char magic[6] = {};
   ssize_t n = pread(fd.get(), magic, sizeof magic, 0);
-  bool compressed = n >= 2 && ((magic[0] == 0x1f && magic[1] == 0x8b) ||                 // gzip
+  bool compressed = n >= 2 && ((magic[0] == 0x1f && magic[1] == 0x8b) ||  // gzip
                                (n >= 4 && magic[0] == 0x28 && magic[1] == 0xb5 &&
-                                magic[2] == 0x2f && magic[3] == 0xfd) ||                // zstd
-                               (n >= 6 && magic[0] == 0xfd && magic[1] == '7') ||       // xz
+                                magic[2] == 0x2f && magic[3] == 0xfd) ||           // zstd
+                               (n >= 6 && magic[0] == 0xfd && magic[1] == '7') ||  // xz
                                (n >= 3 && magic[0] == 'B' && magic[1] == 'Z' && magic[2] == 'h'));
   if (!compressed) return TarballView::Open(std::move(fd), path.string());
 

@@ -251,8 +251,8 @@ Result<size_t> VerifyingSource::Read(char* buf, size_t len) {
     }
     Digest got = hash_.Finish();
     if (got != digest_) {
-      return Fail(Code::kCorrupt, name_ + ": digest mismatch: expected " + digest_.str() +
-                                      ", got " + got.str());
+      return Fail(Code::kCorrupt,
+                  name_ + ": digest mismatch: expected " + digest_.str() + ", got " + got.str());
     }
   }
   return n;
@@ -282,7 +282,8 @@ class AutoDecompressSource final : public ByteSource {
       got += *n;
     }
     head.resize(got);
-    bool gzip = got == 2 && static_cast<uint8_t>(head[0]) == 0x1f && static_cast<uint8_t>(head[1]) == 0x8b;
+    bool gzip =
+        got == 2 && static_cast<uint8_t>(head[0]) == 0x1f && static_cast<uint8_t>(head[1]) == 0x8b;
     auto source = std::make_unique<PrefixedSource>(std::move(head), std::move(inner_));
     if (gzip) return std::make_unique<GzipSource>(std::move(source), name_);
     return std::make_unique<DecompressingSource>(std::move(source), name_);

@@ -8,7 +8,8 @@ Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
   if (!j.is_object()) return Fail(Code::kInvalid, what + ": descriptor is not an object");
   Descriptor d;
   if (j.contains("mediaType")) {
-    if (!j["mediaType"].is_string()) return Fail(Code::kInvalid, what + ": mediaType is not a string");
+    if (!j["mediaType"].is_string())
+      return Fail(Code::kInvalid, what + ": mediaType is not a string");
     d.media_type = j["mediaType"].get<std::string>();
   }
   if (!j.contains("digest") || !j["digest"].is_string()) {
@@ -23,7 +24,9 @@ Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
   d.size = j["size"].get<uint64_t>();
   if (j.contains("platform") && j["platform"].is_object()) {
     const json& p = j["platform"];
-    auto str = [&](const char* k) { return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : ""; };
+    auto str = [&](const char* k) {
+      return p.contains(k) && p[k].is_string() ? p[k].get<std::string>() : "";
+    };
     d.platform = Platform{str("os"), str("architecture"), str("variant")};
   }
   if (j.contains("annotations") && j["annotations"].is_object()) d.annotations = j["annotations"];

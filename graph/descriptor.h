@@ -2,11 +2,10 @@
 // found in image indexes and manifests, whether read from a layout or a registry.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "graph/base/digest.h"
 #include "graph/base/error.h"

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <nlohmann/json.hpp>
 
 #include "graph/base/fs_util.h"
@@ -15,7 +14,8 @@ using nlohmann::json;
 void PutOctal(char* field, size_t width, uint64_t value) {
   // width-1 octal digits and a NUL; values that do not fit use base-256 (GNU, as Go does).
   if (value < (uint64_t{1} << (3 * (width - 1)))) {
-    std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1), static_cast<unsigned long long>(value));
+    std::snprintf(field, width, "%0*llo", static_cast<int>(width - 1),
+                  static_cast<unsigned long long>(value));
     return;
   }
   std::memset(field, 0, width);
@@ -27,7 +27,8 @@ void PutOctal(char* field, size_t width, uint64_t value) {
 }
 
 // A ustar header; names here are at most 100 bytes (64-hex IDs and fixed names).
-std::string Header(const std::string& name, char type, uint64_t size, uint32_t mode, int64_t mtime) {
+std::string Header(const std::string& name, char type, uint64_t size, uint32_t mode,
+                   int64_t mtime) {
   std::string h(512, '\0');
   std::memcpy(h.data(), name.data(), std::min<size_t>(name.size(), 100));
   PutOctal(&h[100], 8, mode);
@@ -36,7 +37,10 @@ std::string Header(const std::string& name, char type, uint64_t size, uint32_t m
   PutOctal(&h[124], 12, size);
   PutOctal(&h[136], 12, static_cast<uint64_t>(std::max<int64_t>(0, mtime)));
   h[156] = type;
-  std::memcpy(&h[257], "ustar\0" "00", 8);
+  std::memcpy(&h[257],
+              "ustar\0"
+              "00",
+              8);
   std::memset(&h[148], ' ', 8);
   unsigned sum = 0;
   for (unsigned char c : h) sum += c;
@@ -72,7 +76,8 @@ void ImageArchive::AddFile(const std::string& name, std::string content, int64_t
   Pad();
 }
 
-void ImageArchive::AddBlobFile(const std::string& name, std::shared_ptr<const LayerBlob> blob, int64_t mtime) {
+void ImageArchive::AddBlobFile(const std::string& name, std::shared_ptr<const LayerBlob> blob,
+                               int64_t mtime) {
   uint64_t len = blob->index->tar_size();
   AddBytes(Header(name, '0', len, 0644, mtime));
   if (len > 0) {
@@ -82,7 +87,8 @@ void ImageArchive::AddBlobFile(const std::string& name, std::shared_ptr<const La
   Pad();
 }
 
-Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& store, const std::string& image_id) {
+Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& store,
+                                                                const std::string& image_id) {
   ASSIGN_OR_RETURN(ImageInfo image, store.GetImage(image_id));
   ASSIGN_OR_RETURN(std::string config, store.ReadConfig(image_id));
   json parsed = json::parse(config, nullptr, false);
@@ -109,12 +115,14 @@ Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& sto
       archive->AddFile(link.id + "/VERSION", "1.0", mtime);
       ASSIGN_OR_RETURN(std::string v1_json, store.ReadConfig(link.id));
       archive->AddFile(link.id + "/json", std::move(v1_json), mtime);
-      if (!link.top_layer) return Fail(Code::kUnsupported, "legacy image " + link.id + " has no layer");
+      if (!link.top_layer)
+        return Fail(Code::kUnsupported, "legacy image " + link.id + " has no layer");
       ASSIGN_OR_RETURN(LayerInfo layer, store.GetLayer(*link.top_layer));
       ASSIGN_OR_RETURN(auto blob, store.OpenBlob(layer.diff_id));
       archive->AddBlobFile(link.id + "/layer.tar", std::move(blob), mtime);
     }
-    for (const Reference& ref : store.TagsOf(image_id)) repositories[ref.FamiliarName()][ref.tag] = image_id;
+    for (const Reference& ref : store.TagsOf(image_id))
+      repositories[ref.FamiliarName()][ref.tag] = image_id;
   } else {
     std::vector<LayerInfo> chain;
     if (image.top_layer) {
@@ -143,7 +151,8 @@ Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& sto
                                   {"Layers", layer_paths}}});
     archive->AddFile("manifest.json", manifest.dump(), mtime);
     if (!parent_v1.empty()) {
-      for (const Reference& ref : store.TagsOf(image_id)) repositories[ref.FamiliarName()][ref.tag] = parent_v1;
+      for (const Reference& ref : store.TagsOf(image_id))
+        repositories[ref.FamiliarName()][ref.tag] = parent_v1;
     }
   }
   if (!repositories.empty()) archive->AddFile("repositories", repositories.dump(), mtime);

@@ -17,7 +17,8 @@ namespace imagefs {
 
 class ImageArchive {
  public:
-  static Result<std::shared_ptr<const ImageArchive>> Build(const Store& store, const std::string& image_id);
+  static Result<std::shared_ptr<const ImageArchive>> Build(const Store& store,
+                                                           const std::string& image_id);
 
   uint64_t size() const { return size_; }
   // Reads up to len bytes at off; short only at the end.
@@ -25,9 +26,9 @@ class ImageArchive {
 
  private:
   struct Segment {
-    uint64_t offset;    // in the archive
+    uint64_t offset;  // in the archive
     uint64_t length;
-    std::string bytes;  // generated data, or empty when `blob` holds the data
+    std::string bytes;                      // generated data, or empty when `blob` holds the data
     std::shared_ptr<const LayerBlob> blob;  // the layer tar, read from its start
   };
   void AddBytes(std::string bytes);

@@ -40,7 +40,8 @@ class ProgressSource final : public ByteSource {
 
 std::string ShortName(const std::string& member) {
   std::string base = member.substr(member.rfind('/') + 1);
-  if (base == "layer.tar" && member.find('/') != std::string::npos) base = member.substr(0, member.find('/'));
+  if (base == "layer.tar" && member.find('/') != std::string::npos)
+    base = member.substr(0, member.find('/'));
   return base.substr(0, 12);
 }
 
@@ -52,7 +53,8 @@ Result<json> ParseJson(const std::string& text, const std::string& what) {
   return j;
 }
 
-Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names, const std::string& what) {
+Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names,
+                                         const std::string& what) {
   std::vector<Reference> out;
   for (const std::string& name : names) {
     auto ref = ParseReference(name);
@@ -63,7 +65,6 @@ Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names, 
   return out;
 }
 
-
 ImageTransaction::~ImageTransaction() {
   if (committed_) return;
   for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
@@ -73,7 +74,8 @@ ImageTransaction::~ImageTransaction() {
   }
 }
 
-Result<Digest> ImageTransaction::AddLayer(const std::optional<Digest>& parent, const LayerInput& layer) {
+Result<Digest> ImageTransaction::AddLayer(const std::optional<Digest>& parent,
+                                          const LayerInput& layer) {
   std::string id = ShortName(layer.member);
   if (layer.diff_id) {
     Digest chain = ChainIdOf(parent ? &*parent : nullptr, *layer.diff_id);
@@ -87,10 +89,12 @@ Result<Digest> ImageTransaction::AddLayer(const std::optional<Digest>& parent, c
   if (progress_) progress_->LayerStarted(id, *size);
   auto member = archive_.OpenMember(layer.member);
   if (!member) return Fail(member.error().WithContext("layer " + layer.member));
-  std::unique_ptr<ByteSource> src = std::make_unique<ProgressSource>(std::move(*member), progress_, id);
+  std::unique_ptr<ByteSource> src =
+      std::make_unique<ProgressSource>(std::move(*member), progress_, id);
   std::string what = archive_.name() + ": " + layer.member;
   if (layer.blob_digest) {
-    src = std::make_unique<VerifyingSource>(std::move(src), *layer.blob_digest, layer.blob_size, what);
+    src = std::make_unique<VerifyingSource>(std::move(src), *layer.blob_digest, layer.blob_size,
+                                            what);
   }
   src = Decompress(std::move(src), what);
   bool created = false;
@@ -104,7 +108,8 @@ Result<Digest> ImageTransaction::AddLayer(const std::optional<Digest>& parent, c
   return registered->chain_id;
 }
 
-Result<ImageInfo> ImageTransaction::Commit(const ImageSpec& spec, const std::vector<Reference>& tags) {
+Result<ImageInfo> ImageTransaction::Commit(const ImageSpec& spec,
+                                           const std::vector<Reference>& tags) {
   ASSIGN_OR_RETURN(ImageInfo image, store_.RegisterImage(spec));
   committed_ = true;  // the image holds its layers now
   for (const Reference& tag : tags) RETURN_IF_ERROR(store_.Tag(tag, image.id));
@@ -130,9 +135,11 @@ Result<std::vector<std::string>> StringArray(const json& entry, const char* key,
     if (nullable) return out;
     return Fail(Code::kInvalid, what + ": missing \"" + key + "\"");
   }
-  if (!it->is_array()) return Fail(Code::kInvalid, what + ": \"" + key + "\" must be an array of strings");
+  if (!it->is_array())
+    return Fail(Code::kInvalid, what + ": \"" + key + "\" must be an array of strings");
   for (const auto& v : *it) {
-    if (!v.is_string()) return Fail(Code::kInvalid, what + ": \"" + key + "\" must be an array of strings");
+    if (!v.is_string())
+      return Fail(Code::kInvalid, what + ": \"" + key + "\" must be an array of strings");
     out.push_back(v.get<std::string>());
   }
   return out;
@@ -152,15 +159,15 @@ Status LoadManifestEntry(Store& store, const ArchiveView& archive, const json& e
   ASSIGN_OR_RETURN(json parsed, ParseJson(config, config_member));
   ASSIGN_OR_RETURN(auto diff_ids, DiffIdsOf(parsed, config_member));
   if (diff_ids.size() != layers.size()) {
-    return Fail(Code::kInvalid, what + ": " + std::to_string(layers.size()) + " layers but config " +
-                                    config_member + " lists " + std::to_string(diff_ids.size()) +
-                                    " diff_ids");
+    return Fail(Code::kInvalid, what + ": " + std::to_string(layers.size()) +
+                                    " layers but config " + config_member + " lists " +
+                                    std::to_string(diff_ids.size()) + " diff_ids");
   }
   for (const auto& layer : layers) {
     if (!archive.Exists(layer)) {
       auto why = archive.Size(layer);  // says why: missing, not a file, escaping symlink
-      return Fail(Code::kInvalid, what + ": layer " + layer + ": " +
-                                      (why ? "unreadable" : why.error().msg));
+      return Fail(Code::kInvalid,
+                  what + ": layer " + layer + ": " + (why ? "unreadable" : why.error().msg));
     }
   }
   std::string id = Sha256::Of(config).hex();
@@ -233,15 +240,18 @@ class LegacyLoader {
     ASSIGN_OR_RETURN(image.json_bytes, archive_.ReadSmall(what));
     ASSIGN_OR_RETURN(json j, ParseJson(image.json_bytes, archive_.name() + ": " + what));
     if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) {
-      return Fail(Code::kInvalid, archive_.name() + ": " + what + ": want an object with an \"id\" string");
+      return Fail(Code::kInvalid,
+                  archive_.name() + ": " + what + ": want an object with an \"id\" string");
     }
     if (j["id"].get<std::string>() != id) {
-      return Fail(Code::kInvalid, archive_.name() + ": " + what + ": id \"" + j["id"].get<std::string>() +
+      return Fail(Code::kInvalid, archive_.name() + ": " + what + ": id \"" +
+                                      j["id"].get<std::string>() +
                                       "\" does not match its directory");
     }
     if (j.contains("parent") && !j["parent"].is_null()) {
       if (!j["parent"].is_string() || !IsHex64(j["parent"].get<std::string>())) {
-        return Fail(Code::kInvalid, archive_.name() + ": " + what + ": parent is not a valid image ID");
+        return Fail(Code::kInvalid,
+                    archive_.name() + ": " + what + ": parent is not a valid image ID");
       }
       if (!j["parent"].get<std::string>().empty()) image.parent = j["parent"].get<std::string>();
     }
@@ -255,10 +265,12 @@ class LegacyLoader {
     ASSIGN_OR_RETURN(json j, ParseJson(text, what));
     if (!j.is_object()) return Fail(Code::kInvalid, what + ": want {\"name\": {\"tag\": \"id\"}}");
     for (const auto& [name, tags] : j.items()) {
-      if (!tags.is_object()) return Fail(Code::kInvalid, what + ": \"" + name + "\" must map tags to IDs");
+      if (!tags.is_object())
+        return Fail(Code::kInvalid, what + ": \"" + name + "\" must map tags to IDs");
       for (const auto& [tag, id] : tags.items()) {
         if (!id.is_string() || !IsHex64(id.get<std::string>())) {
-          return Fail(Code::kInvalid, what + ": " + name + ":" + tag + " does not name a valid image ID");
+          return Fail(Code::kInvalid,
+                      what + ": " + name + ":" + tag + " does not name a valid image ID");
         }
         ASSIGN_OR_RETURN(auto refs, ParseTags({name + ":" + tag}, what));
         tags_[id.get<std::string>()].push_back(refs.front());
@@ -274,9 +286,10 @@ class LegacyLoader {
   Result<std::optional<Digest>> Load(const std::string& start) {
     std::vector<std::string> chain;  // start first, base last
     std::set<std::string> seen;
-    std::optional<Digest> below;     // top layer under chain.back()
+    std::optional<Digest> below;  // top layer under chain.back()
     for (std::string cur = start;;) {
-      if (auto it = failed_.find(cur); it != failed_.end()) return FailChain(chain, cur, root_cause_[cur]);
+      if (auto it = failed_.find(cur); it != failed_.end())
+        return FailChain(chain, cur, root_cause_[cur]);
       if (auto existing = store_.GetImage(cur)) {
         below = existing->top_layer;
         break;
@@ -284,17 +297,21 @@ class LegacyLoader {
       if (!seen.insert(cur).second) {
         std::string cycle;
         for (const auto& c : chain) cycle += c.substr(0, 12) + " -> ";
-        return FailChain(chain, "", archive_.name() + ": parent cycle: " + cycle + cur.substr(0, 12));
+        return FailChain(chain, "",
+                         archive_.name() + ": parent cycle: " + cycle + cur.substr(0, 12));
       }
       if (chain.size() >= kMaxChain) {
-        return FailChain(chain, "", archive_.name() + ": parent chain longer than " + std::to_string(kMaxChain) + " images");
+        return FailChain(chain, "",
+                         archive_.name() + ": parent chain longer than " +
+                             std::to_string(kMaxChain) + " images");
       }
       chain.push_back(cur);
       const LegacyImage& image = images_.at(cur);
       if (!image.parent) break;
       if (!images_.count(*image.parent) && !store_.GetImage(*image.parent)) {
-        return FailChain(chain, "", archive_.name() + ": image " + cur.substr(0, 12) + ": parent " + *image.parent +
-                                        " is neither in the archive nor in the store");
+        return FailChain(chain, "",
+                         archive_.name() + ": image " + cur.substr(0, 12) + ": parent " +
+                             *image.parent + " is neither in the archive nor in the store");
       }
       cur = *image.parent;
     }
@@ -311,14 +328,15 @@ class LegacyLoader {
 
   // Records `root` as the failure of every image in chain (child first): the last one
   // fails with root itself (when failed_parent is empty), the others because of it.
-  tl::unexpected<Error> FailChain(const std::vector<std::string>& chain, const std::string& failed_parent,
-                                  const std::string& root) {
+  tl::unexpected<Error> FailChain(const std::vector<std::string>& chain,
+                                  const std::string& failed_parent, const std::string& root) {
     for (size_t i = chain.size(); i-- > 0;) {
       const std::string& id = chain[i];
       std::string parent = i + 1 < chain.size() ? chain[i + 1] : failed_parent;
-      std::string msg = parent.empty() ? root
-                                       : archive_.name() + ": image " + id.substr(0, 12) + ": its parent " +
-                                             parent.substr(0, 12) + " failed to load: " + root;
+      std::string msg = parent.empty()
+                            ? root
+                            : archive_.name() + ": image " + id.substr(0, 12) + ": its parent " +
+                                  parent.substr(0, 12) + " failed to load: " + root;
       failed_.emplace(id, Error::Make(Code::kInvalid, msg));
       root_cause_.emplace(id, root);
     }
@@ -363,7 +381,8 @@ void PrepareTree(const Store& store, const std::string& image_id) {
   auto image = store.GetImage(image_id);
   if (!image || !image->top_layer) return;
   if (auto tree = TreeFile::Load(store, TreeKind::kMerged, *image->top_layer); !tree) {
-    Logger("graph")->warn("image {}: its tree is not saved, a mount will build it: {}", image_id, tree.error().msg);
+    Logger("graph")->warn("image {}: its tree is not saved, a mount will build it: {}", image_id,
+                          tree.error().msg);
   }
 }
 

@@ -1,11 +1,10 @@
 // Shared between the docker-save and OCI layout loaders; not part of graph's interface.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "graph/archive_view.h"
 #include "graph/descriptor.h"
@@ -25,7 +24,8 @@ struct LayerInput {
 // stored are removed again if a later step fails.
 class ImageTransaction {
  public:
-  ImageTransaction(Store& store, const ArchiveView& archive, LoadProgress* progress, LoadReport& report)
+  ImageTransaction(Store& store, const ArchiveView& archive, LoadProgress* progress,
+                   LoadReport& report)
       : store_(store), archive_(archive), progress_(progress), report_(report) {}
   ~ImageTransaction();
 
@@ -46,7 +46,8 @@ class ImageTransaction {
 // Parses a JSON document, naming the member in the error.
 Result<nlohmann::json> ParseJson(const std::string& text, const std::string& what);
 // Parses RepoTags-style names into references with a tag.
-Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names, const std::string& what);
+Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names,
+                                         const std::string& what);
 using imagefs::DiffIdsOf;
 
 Status LoadOciLayout(Store& store, const ArchiveView& archive, const LoadOptions& options,

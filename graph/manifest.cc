@@ -8,9 +8,9 @@ namespace imagefs {
 using nlohmann::json;
 
 std::string AcceptHeader() {
-  return std::string(kOciIndex) + ", " + std::string(kDockerList) + ", " + std::string(kOciManifest) + ", " +
-         std::string(kDockerManifest) + ", " + std::string(kDockerSchema1Signed) + ", " +
-         std::string(kDockerSchema1);
+  return std::string(kOciIndex) + ", " + std::string(kDockerList) + ", " +
+         std::string(kOciManifest) + ", " + std::string(kDockerManifest) + ", " +
+         std::string(kDockerSchema1Signed) + ", " + std::string(kDockerSchema1);
 }
 
 bool IsIndexMediaType(std::string_view media_type) {
@@ -23,11 +23,14 @@ bool IsImageManifestMediaType(std::string_view media_type) {
 
 namespace {
 
-Result<std::vector<Descriptor>> ParseDescriptors(const json& j, const char* key, const std::string& what) {
-  if (!j.contains(key) || !j[key].is_array()) return Fail(Code::kInvalid, what + ": no \"" + key + "\" array");
+Result<std::vector<Descriptor>> ParseDescriptors(const json& j, const char* key,
+                                                 const std::string& what) {
+  if (!j.contains(key) || !j[key].is_array())
+    return Fail(Code::kInvalid, what + ": no \"" + key + "\" array");
   std::vector<Descriptor> out;
   for (size_t i = 0; i < j[key].size(); ++i) {
-    ASSIGN_OR_RETURN(Descriptor d, ParseDescriptor(j[key][i], what + ": " + key + "[" + std::to_string(i) + "]"));
+    ASSIGN_OR_RETURN(Descriptor d,
+                     ParseDescriptor(j[key][i], what + ": " + key + "[" + std::to_string(i) + "]"));
     out.push_back(std::move(d));
   }
   return out;
@@ -40,13 +43,20 @@ Result<std::string> Base64UrlDecode(std::string_view in) {
   int bits = 0;
   for (char c : in) {
     int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '-' || c == '+') v = 62;
-    else if (c == '_' || c == '/') v = 63;
-    else if (c == '=') break;
-    else return Fail(Code::kInvalid, "invalid base64url");
+    if (c >= 'A' && c <= 'Z')
+      v = c - 'A';
+    else if (c >= 'a' && c <= 'z')
+      v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9')
+      v = c - '0' + 52;
+    else if (c == '-' || c == '+')
+      v = 62;
+    else if (c == '_' || c == '/')
+      v = 63;
+    else if (c == '=')
+      break;
+    else
+      return Fail(Code::kInvalid, "invalid base64url");
     buf = (buf << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {
@@ -68,27 +78,35 @@ Status RepairSchema1(std::vector<Digest>& sums, std::vector<std::string>& histor
   for (size_t i = 0; i < history.size(); ++i) {
     json j = json::parse(history[i], nullptr, false);
     if (!j.is_object() || !j.contains("id") || !j["id"].is_string()) {
-      return Fail(Code::kInvalid, "schema1 history[" + std::to_string(i) + "]: v1Compatibility has no id");
+      return Fail(Code::kInvalid,
+                  "schema1 history[" + std::to_string(i) + "]: v1Compatibility has no id");
     }
-    V1 v{j["id"].get<std::string>(), j.value("parent", json("")).is_string() ? j.value("parent", "") : ""};
-    if (!IsHex64(v.id)) return Fail(Code::kInvalid, "schema1 history[" + std::to_string(i) + "]: invalid image ID \"" + v.id + "\"");
+    V1 v{j["id"].get<std::string>(),
+         j.value("parent", json("")).is_string() ? j.value("parent", "") : ""};
+    if (!IsHex64(v.id))
+      return Fail(Code::kInvalid,
+                  "schema1 history[" + std::to_string(i) + "]: invalid image ID \"" + v.id + "\"");
     images.push_back(v);
   }
-  if (!images.back().parent.empty()) return Fail(Code::kInvalid, "schema1: invalid parent ID in the base layer of the image");
+  if (!images.back().parent.empty())
+    return Fail(Code::kInvalid, "schema1: invalid parent ID in the base layer of the image");
   std::set<std::string> seen;
   for (size_t i = 0; i < images.size(); ++i) {
     bool repeat = i > 0 && images[i].id == images[i - 1].id;
     if (!repeat && !seen.insert(images[i].id).second) {
-      return Fail(Code::kInvalid, "schema1: ID " + images[i].id + " appears multiple times in the manifest");
+      return Fail(Code::kInvalid,
+                  "schema1: ID " + images[i].id + " appears multiple times in the manifest");
     }
   }
-  for (size_t i = images.size() - 1; i-- > 0;) {  // from the second-lowest up, so indexes stay valid
+  for (size_t i = images.size() - 1;
+       i-- > 0;) {  // from the second-lowest up, so indexes stay valid
     if (images[i].id == images[i + 1].id) {
       sums.erase(sums.begin() + static_cast<long>(i));
       history.erase(history.begin() + static_cast<long>(i));
       images.erase(images.begin() + static_cast<long>(i));
     } else if (images[i].parent != images[i + 1].id) {
-      return Fail(Code::kInvalid, "schema1: invalid parent ID: expected " + images[i + 1].id + ", got " + images[i].parent);
+      return Fail(Code::kInvalid, "schema1: invalid parent ID: expected " + images[i + 1].id +
+                                      ", got " + images[i].parent);
     }
   }
   return {};
@@ -99,11 +117,13 @@ Result<Schema1Manifest> ParseSchema1(const json& j) {
   m.name = j.value("name", "");
   m.tag = j.value("tag", "");
   m.architecture = j.value("architecture", "");
-  if (!j.contains("fsLayers") || !j["fsLayers"].is_array() || !j.contains("history") || !j["history"].is_array()) {
+  if (!j.contains("fsLayers") || !j["fsLayers"].is_array() || !j.contains("history") ||
+      !j["history"].is_array()) {
     return Fail(Code::kInvalid, "schema1 manifest: no fsLayers/history arrays");
   }
   if (j["fsLayers"].size() != j["history"].size() || j["fsLayers"].empty()) {
-    return Fail(Code::kInvalid, "schema1 manifest: fsLayers and history differ in length or are empty");
+    return Fail(Code::kInvalid,
+                "schema1 manifest: fsLayers and history differ in length or are empty");
   }
   for (size_t i = 0; i < j["fsLayers"].size(); ++i) {
     const json& l = j["fsLayers"][i];
@@ -113,7 +133,8 @@ Result<Schema1Manifest> ParseSchema1(const json& j) {
       return Fail(Code::kInvalid, "schema1 manifest: entry " + std::to_string(i) + " is malformed");
     }
     auto digest = Digest::Parse(l["blobSum"].get<std::string>());
-    if (!digest) return Fail(digest.error().WithContext("schema1 fsLayers[" + std::to_string(i) + "]"));
+    if (!digest)
+      return Fail(digest.error().WithContext("schema1 fsLayers[" + std::to_string(i) + "]"));
     m.blob_sums.push_back(*digest);
     m.v1_compatibility.push_back(h["v1Compatibility"].get<std::string>());
   }
@@ -128,14 +149,24 @@ Result<Schema1Manifest> ParseSchema1(const json& j) {
 
 Result<Manifest> ParseManifest(std::string_view bytes, std::string_view content_type) {
   json j = json::parse(bytes, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Fail(Code::kInvalid, "manifest is not a JSON object");
-  std::string type = j.contains("mediaType") && j["mediaType"].is_string() ? j["mediaType"].get<std::string>() : "";
-  int schema = j.contains("schemaVersion") && j["schemaVersion"].is_number_integer() ? j["schemaVersion"].get<int>() : 0;
+  if (j.is_discarded() || !j.is_object())
+    return Fail(Code::kInvalid, "manifest is not a JSON object");
+  std::string type = j.contains("mediaType") && j["mediaType"].is_string()
+                         ? j["mediaType"].get<std::string>()
+                         : "";
+  int schema = j.contains("schemaVersion") && j["schemaVersion"].is_number_integer()
+                   ? j["schemaVersion"].get<int>()
+                   : 0;
   if (type.empty()) {
-    if (schema == 1) type = j.contains("signatures") ? std::string(kDockerSchema1Signed) : std::string(kDockerSchema1);
-    else if (j.contains("manifests")) type = std::string(kOciIndex);
-    else if (j.contains("layers")) type = std::string(kOciManifest);
-    else type = std::string(content_type.substr(0, content_type.find(';')));
+    if (schema == 1)
+      type = j.contains("signatures") ? std::string(kDockerSchema1Signed)
+                                      : std::string(kDockerSchema1);
+    else if (j.contains("manifests"))
+      type = std::string(kOciIndex);
+    else if (j.contains("layers"))
+      type = std::string(kOciManifest);
+    else
+      type = std::string(content_type.substr(0, content_type.find(';')));
   }
   Manifest m;
   m.media_type = type;
@@ -161,7 +192,8 @@ Result<Digest> ManifestDigest(std::string_view bytes, std::string_view media_typ
   // Signed schema1: the payload is the document up to formatLength plus formatTail,
   // both named in each signature's protected header.
   json j = json::parse(bytes, nullptr, false);
-  if (j.is_discarded() || !j.contains("signatures") || !j["signatures"].is_array() || j["signatures"].empty()) {
+  if (j.is_discarded() || !j.contains("signatures") || !j["signatures"].is_array() ||
+      j["signatures"].empty()) {
     return Fail(Code::kInvalid, "signed schema1 manifest without signatures");
   }
   const json& sig = j["signatures"][0];
@@ -170,12 +202,14 @@ Result<Digest> ManifestDigest(std::string_view bytes, std::string_view media_typ
   }
   ASSIGN_OR_RETURN(std::string header_text, Base64UrlDecode(sig["protected"].get<std::string>()));
   json header = json::parse(header_text, nullptr, false);
-  if (header.is_discarded() || !header.contains("formatLength") || !header["formatLength"].is_number_unsigned() ||
-      !header.contains("formatTail") || !header["formatTail"].is_string()) {
+  if (header.is_discarded() || !header.contains("formatLength") ||
+      !header["formatLength"].is_number_unsigned() || !header.contains("formatTail") ||
+      !header["formatTail"].is_string()) {
     return Fail(Code::kInvalid, "schema1 protected header lacks formatLength/formatTail");
   }
   uint64_t length = header["formatLength"].get<uint64_t>();
-  if (length > bytes.size()) return Fail(Code::kInvalid, "schema1 formatLength exceeds the manifest");
+  if (length > bytes.size())
+    return Fail(Code::kInvalid, "schema1 formatLength exceeds the manifest");
   ASSIGN_OR_RETURN(std::string tail, Base64UrlDecode(header["formatTail"].get<std::string>()));
   return Sha256::Of(std::string(bytes.substr(0, length)) + tail);
 }
@@ -195,7 +229,8 @@ Result<Descriptor> SelectPlatform(const ManifestIndex& index, const Platform& wa
     }
   }
   if (!best) {
-    return Fail(Code::kNotFound, "no matching manifest for " + Normalize(wanted).String() + " in the manifest list" +
+    return Fail(Code::kNotFound, "no matching manifest for " + Normalize(wanted).String() +
+                                     " in the manifest list" +
                                      (available.empty() ? "" : " (it has " + available + ")"));
   }
   return *best;

@@ -5,12 +5,11 @@
 // platform choice from an index as Docker makes it. Adding a manifest media type: here.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "graph/base/digest.h"
 #include "graph/base/error.h"
@@ -21,17 +20,20 @@ namespace imagefs {
 
 inline constexpr std::string_view kOciManifest = "application/vnd.oci.image.manifest.v1+json";
 inline constexpr std::string_view kOciIndex = "application/vnd.oci.image.index.v1+json";
-inline constexpr std::string_view kDockerManifest = "application/vnd.docker.distribution.manifest.v2+json";
-inline constexpr std::string_view kDockerList = "application/vnd.docker.distribution.manifest.list.v2+json";
-inline constexpr std::string_view kDockerSchema1 = "application/vnd.docker.distribution.manifest.v1+json";
-inline constexpr std::string_view kDockerSchema1Signed = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+inline constexpr std::string_view kDockerManifest =
+    "application/vnd.docker.distribution.manifest.v2+json";
+inline constexpr std::string_view kDockerList =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
+inline constexpr std::string_view kDockerSchema1 =
+    "application/vnd.docker.distribution.manifest.v1+json";
+inline constexpr std::string_view kDockerSchema1Signed =
+    "application/vnd.docker.distribution.manifest.v1+prettyjws";
 // The Accept header: every kind, preferred first.
 std::string AcceptHeader();
 // An OCI index or a Docker manifest list.
 bool IsIndexMediaType(std::string_view media_type);
 // An OCI image manifest or a Docker schema2 manifest.
 bool IsImageManifestMediaType(std::string_view media_type);
-
 
 // A list of platform manifests (OCI index or Docker manifest list).
 struct ManifestIndex {
@@ -47,7 +49,7 @@ struct ImageManifest {
 // A schema1 manifest after repair: layers and v1 JSON, base first.
 struct Schema1Manifest {
   std::string name, tag, architecture;
-  std::vector<Digest> blob_sums;            // per layer
+  std::vector<Digest> blob_sums;              // per layer
   std::vector<std::string> v1_compatibility;  // per layer, the v1 image JSON
 };
 

@@ -33,12 +33,14 @@ class OciLoader {
     ASSIGN_OR_RETURN(std::string layout_text, archive_.ReadSmall("oci-layout", 4096));
     ASSIGN_OR_RETURN(json layout, ParseJson(layout_text, archive_.name() + ": oci-layout"));
     if (!layout.is_object() || layout.value("imageLayoutVersion", json()) != "1.0.0") {
-      return Fail(Code::kUnsupported, archive_.name() + ": oci-layout: unsupported imageLayoutVersion");
+      return Fail(Code::kUnsupported,
+                  archive_.name() + ": oci-layout: unsupported imageLayoutVersion");
     }
     ASSIGN_OR_RETURN(std::string index_text, archive_.ReadSmall("index.json", kMaxDocumentBytes));
     auto index = ParseManifest(index_text, kOciIndex);
     if (!index) return Fail(index.error().WithContext(archive_.name() + ": index.json"));
-    if (!index->index) return Fail(Code::kInvalid, archive_.name() + ": index.json is not an index");
+    if (!index->index)
+      return Fail(Code::kInvalid, archive_.name() + ": index.json is not an index");
     RETURN_IF_ERROR(Walk(index->index->manifests, "index.json", 0, {}));
     return LoadSelected();
   }
@@ -47,7 +49,8 @@ class OciLoader {
   // Reads a small blob and checks it against its descriptor.
   Result<std::string> ReadBlob(const Descriptor& d) {
     std::string what = archive_.name() + ": blob " + d.digest.str();
-    if (d.size > kMaxDocumentBytes) return Fail(Code::kInvalid, what + ": too large for a JSON document");
+    if (d.size > kMaxDocumentBytes)
+      return Fail(Code::kInvalid, what + ": too large for a JSON document");
     auto text = archive_.ReadSmall(BlobMember(d.digest), kMaxDocumentBytes);
     if (!text) return Fail(text.error().WithContext(what));
     if (text->size() != d.size) {
@@ -60,7 +63,8 @@ class OciLoader {
 
   std::vector<std::string> NamesOf(const Descriptor& d) {
     std::vector<std::string> names;
-    if (d.annotations.contains("io.containerd.image.name") && d.annotations["io.containerd.image.name"].is_string()) {
+    if (d.annotations.contains("io.containerd.image.name") &&
+        d.annotations["io.containerd.image.name"].is_string()) {
       names.push_back(d.annotations["io.containerd.image.name"].get<std::string>());
     } else if (d.annotations.contains("org.opencontainers.image.ref.name") &&
                d.annotations["org.opencontainers.image.ref.name"].is_string()) {
@@ -79,7 +83,8 @@ class OciLoader {
 
   Status Walk(const std::vector<Descriptor>& manifests, const std::string& what, int depth,
               const std::vector<std::string>& names) {
-    if (depth > kMaxIndexDepth) return Fail(Code::kInvalid, archive_.name() + ": indexes nested too deep");
+    if (depth > kMaxIndexDepth)
+      return Fail(Code::kInvalid, archive_.name() + ": indexes nested too deep");
     for (size_t i = 0; i < manifests.size(); ++i) {
       const Descriptor& d = manifests[i];
       std::string entry = archive_.name() + ": " + what + " manifests[" + std::to_string(i) + "]";
@@ -88,12 +93,14 @@ class OciLoader {
       if (own.empty()) own = names;
       std::string type = d.media_type;
       std::optional<Manifest> doc;
-      if (type.empty() || IsIndexMediaType(type)) {  // old layouts omit the type: the document tells
+      if (type.empty() ||
+          IsIndexMediaType(type)) {  // old layouts omit the type: the document tells
         ASSIGN_OR_RETURN(doc, ReadManifest(d, entry));
         type = doc->media_type;
       }
       if (doc && doc->index) {
-        RETURN_IF_ERROR(Walk(doc->index->manifests, "index " + d.digest.str().substr(0, 19), depth + 1, own));
+        RETURN_IF_ERROR(
+            Walk(doc->index->manifests, "index " + d.digest.str().substr(0, 19), depth + 1, own));
       } else if (IsImageManifestMediaType(type)) {
         candidates_.push_back({d, own});
       } else {
@@ -151,7 +158,8 @@ class OciLoader {
       std::string lw = what + ": layers[" + std::to_string(i) + "]";
       const Descriptor& d = manifest.image->layers[i];
       if (d.media_type.find("encrypted") != std::string::npos) {
-        return Fail(Code::kUnsupported, lw + ": encrypted layers (" + d.media_type + ") are not supported");
+        return Fail(Code::kUnsupported,
+                    lw + ": encrypted layers (" + d.media_type + ") are not supported");
       }
       if (!archive_.Exists(BlobMember(d.digest))) {
         return Fail(Code::kNotFound, lw + ": blob " + d.digest.str() + " is missing");
@@ -169,7 +177,8 @@ class OciLoader {
       if (parsed_tags) {
         tags.push_back(parsed_tags->front());
       } else {
-        Logger("graph")->warn("load {}: not tagging it \"{}\": {}", what, name, parsed_tags.error().msg);
+        Logger("graph")->warn("load {}: not tagging it \"{}\": {}", what, name,
+                              parsed_tags.error().msg);
       }
     }
     std::string id = config_desc.digest.hex();

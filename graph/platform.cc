@@ -33,7 +33,8 @@ Result<Platform> ParsePlatform(std::string_view s) {
   Platform p;
   size_t a = s.find('/');
   if (a == std::string_view::npos || a == 0) {
-    return Fail(Code::kInvalid, "invalid platform \"" + std::string(s) + "\": want os/arch[/variant]");
+    return Fail(Code::kInvalid,
+                "invalid platform \"" + std::string(s) + "\": want os/arch[/variant]");
   }
   p.os = std::string(s.substr(0, a));
   std::string_view rest = s.substr(a + 1);
@@ -41,7 +42,8 @@ Result<Platform> ParsePlatform(std::string_view s) {
   p.architecture = std::string(rest.substr(0, b));
   if (b != std::string_view::npos) p.variant = std::string(rest.substr(b + 1));
   if (p.architecture.empty() || p.variant.find('/') != std::string::npos) {
-    return Fail(Code::kInvalid, "invalid platform \"" + std::string(s) + "\": want os/arch[/variant]");
+    return Fail(Code::kInvalid,
+                "invalid platform \"" + std::string(s) + "\": want os/arch[/variant]");
   }
   return Normalize(p);
 }
@@ -65,7 +67,8 @@ std::optional<int> MatchRank(const Platform& wanted_raw, const Platform& candida
   Platform wanted = Normalize(wanted_raw), candidate = Normalize(candidate_raw);
   if (wanted.os != candidate.os) return std::nullopt;
   // 64-bit arm runs 32-bit arm images, v8 first (as containerd matches for Docker).
-  if (wanted.architecture == "arm64" && candidate.architecture == "arm" && candidate.variant.size() == 2) {
+  if (wanted.architecture == "arm64" && candidate.architecture == "arm" &&
+      candidate.variant.size() == 2) {
     int c = candidate.variant[1] - '0';
     if (c >= 5 && c <= 8) return 100 + (8 - c);
     return std::nullopt;

@@ -1,7 +1,6 @@
 #include "graph/records.h"
 
 #include <ctime>
-
 #include <nlohmann/json.hpp>
 
 namespace imagefs {
@@ -9,9 +8,12 @@ namespace imagefs {
 using nlohmann::json;
 
 std::string EncodeLayerRecord(const LayerInfo& l) {
-  json j = {{"chain_id", l.chain_id.str()}, {"diff_id", l.diff_id.str()},
+  json j = {{"chain_id", l.chain_id.str()},
+            {"diff_id", l.diff_id.str()},
             {"parent", l.parent ? json(l.parent->str()) : json(nullptr)},
-            {"tar_size", l.tar_size}, {"content_size", l.content_size}, {"entries", l.entries}};
+            {"tar_size", l.tar_size},
+            {"content_size", l.content_size},
+            {"entries", l.entries}};
   return j.dump(2) + "\n";
 }
 

@@ -63,7 +63,8 @@ bool IsValidDomain(std::string_view s) {
   size_t start = 0;
   while (start <= host.size()) {
     size_t dot = host.find('.', start);
-    std::string_view comp = host.substr(start, dot == std::string_view::npos ? host.npos : dot - start);
+    std::string_view comp =
+        host.substr(start, dot == std::string_view::npos ? host.npos : dot - start);
     if (comp.empty() || !IsAlnum(comp.front()) || !IsAlnum(comp.back())) return false;
     for (char c : comp) {
       if (!IsAlnum(c) && c != '-') return false;
@@ -131,7 +132,8 @@ Result<Reference> ParseReference(std::string_view s) {
   size_t start = 0;
   while (true) {
     size_t next = remainder.find('/', start);
-    std::string_view comp = remainder.substr(start, next == std::string_view::npos ? remainder.npos : next - start);
+    std::string_view comp =
+        remainder.substr(start, next == std::string_view::npos ? remainder.npos : next - start);
     if (!IsValidPathComponent(comp)) {
       return Invalid("invalid repository name component \"" + std::string(comp) + "\" in \"" +
                      std::string(s) + "\"");

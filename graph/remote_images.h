@@ -25,7 +25,7 @@ struct RemoteEntry {
 // What a resolved image entry knows before any layer is fetched.
 struct RemoteImage {
   std::string image_id;
-  std::string config;              // config bytes as the registry serves them
+  std::string config;               // config bytes as the registry serves them
   std::optional<Digest> top_layer;  // ChainID of the top layer (none for schema1 until pulled)
 };
 
@@ -41,7 +41,8 @@ class RemoteImages {
   // credentials kAuth.
   // With kAnonymous nothing is looked up, resolved or pulled with credentials, and an
   // image resolved with them is resolved again anonymously before it is shown.
-  virtual Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name, RemoteAccess access) = 0;
+  virtual Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name,
+                                     RemoteAccess access) = 0;
   virtual Result<RemoteImage> Image(const std::string& key, RemoteAccess access) = 0;
   // Fetches what the image lacks and registers it (once, however many callers wait);
   // returns the image ID. A failure is not remembered: the next call tries again.

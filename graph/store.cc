@@ -7,10 +7,9 @@
 
 #include <algorithm>
 #include <ctime>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -79,13 +78,13 @@ class Store::WriteLock {
   bool locked_ = false;
 };
 
-Store::Store(fs::path root, StoreOptions options)
-    : root_(std::move(root)), options_(options) {}
+Store::Store(fs::path root, StoreOptions options) : root_(std::move(root)), options_(options) {}
 Store::~Store() = default;
 
 Result<std::unique_ptr<Store>> Store::Open(const fs::path& root, StoreOptions options) {
   fs::path clean = fs::absolute(root).lexically_normal();
-  if (!clean.has_filename() && clean.has_parent_path() && clean != clean.root_path()) clean = clean.parent_path();
+  if (!clean.has_filename() && clean.has_parent_path() && clean != clean.root_path())
+    clean = clean.parent_path();
   std::unique_ptr<Store> store(new Store(clean, options));
   if (auto st = store->Init(); !st) return Fail(st.error());  // its messages name the path
   return store;
@@ -121,20 +120,24 @@ Status CheckPrivate(const fs::path& root) {
   if (st.st_mode & (S_IWGRP | S_IWOTH)) {
     return Fail(Error{Code::kInvalid, EACCES,
                       root.string() + " is writable by other users (mode " + mode +
-                          "): refusing to use it as a store; fix it with: chmod 700 " + root.string()});
+                          "): refusing to use it as a store; fix it with: chmod 700 " +
+                          root.string()});
   }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-    Log()->warn("store {} is open to other users (mode {}): they can read every layer, files that "
-                "images keep private included; fix it with: chmod 700 {}",
-                root.string(), mode, root.string());
+    Log()->warn(
+        "store {} is open to other users (mode {}): they can read every layer, files that "
+        "images keep private included; fix it with: chmod 700 {}",
+        root.string(), mode, root.string());
   }
   // A parent that others may write to (and that is not sticky) lets them swap the store.
   for (fs::path p = root.parent_path(); !p.empty(); p = p.parent_path()) {
-    if (stat(p.c_str(), &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX)) {
+    if (stat(p.c_str(), &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) &&
+        !(st.st_mode & S_ISVTX)) {
       std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-      Log()->warn("store {}: its parent {} is writable by other users (mode {}), who could replace "
-                  "the store; fix it with: chmod go-w {}",
-                  root.string(), p.string(), mode, p.string());
+      Log()->warn(
+          "store {}: its parent {} is writable by other users (mode {}), who could replace "
+          "the store; fix it with: chmod go-w {}",
+          root.string(), p.string(), mode, p.string());
     }
     if (p == p.root_path()) break;
   }
@@ -151,11 +154,14 @@ Status Store::CreateOrCheck() {
   struct stat st;
   if (stat(root_.c_str(), &st) != 0) {
     if (errno != ENOENT) return FailErrno(root_.string());
-    if (!options_.create) return Fail(Error{Code::kNotFound, ENOENT, "no store at " + root_.string()});
+    if (!options_.create)
+      return Fail(Error{Code::kNotFound, ENOENT, "no store at " + root_.string()});
     RETURN_IF_ERROR(MkdirAll(root_.parent_path()));
-    if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + root_.string());
+    if (::mkdir(root_.c_str(), 0700) != 0 && errno != EEXIST)
+      return FailErrno("mkdir " + root_.string());
   } else if (!S_ISDIR(st.st_mode)) {
-    return Fail(Error{Code::kInvalid, ENOTDIR, root_.string() + " is not a directory: not a store"});
+    return Fail(
+        Error{Code::kInvalid, ENOTDIR, root_.string() + " is not a directory: not a store"});
   }
   auto marker = ReadFile(version, 4096);
   if (marker) {
@@ -179,7 +185,8 @@ Status Store::CreateOrCheck() {
                       root_.string() + " is not an imagefs store (it has files but no VERSION): "
                                        "choose an empty or new directory for the store"});
   }
-  if (!options_.create) return Fail(Error{Code::kNotFound, ENOENT, "no store at " + root_.string()});
+  if (!options_.create)
+    return Fail(Error{Code::kNotFound, ENOENT, "no store at " + root_.string()});
   // A new store: private to its owner, marked first so that a crash leaves a store.
   if (::chmod(root_.c_str(), 0700) != 0) return FailErrno("chmod " + root_.string());
   RETURN_IF_ERROR(WriteFileAtomic(version, kStoreVersion));
@@ -189,7 +196,8 @@ Status Store::CreateOrCheck() {
 Status Store::Init() {
   RETURN_IF_ERROR(CreateOrCheck());
   for (const char* dir : {"tmp", "locks", "retain", "diffs", "layers", "images"}) {
-    if (::mkdir((root_ / dir).c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + (root_ / dir).string());
+    if (::mkdir((root_ / dir).c_str(), 0700) != 0 && errno != EEXIST)
+      return FailErrno("mkdir " + (root_ / dir).string());
   }
   ASSIGN_OR_RETURN(in_use_fd_, OpenFile(root_ / "in-use.lock", O_RDWR | O_CREAT, 0600));
   ASSIGN_OR_RETURN(write_lock_fd_, OpenFile(root_ / "write.lock", O_RDWR | O_CREAT, 0600));
@@ -255,7 +263,8 @@ Status Store::LoadAll() {
   std::map<std::string, ImageInfo> images;
   std::map<std::string, std::string> tags;
   uint64_t generation = 0;
-  if (auto g = ReadFile(root_ / "generation", 64)) generation = std::strtoull(g->c_str(), nullptr, 10);
+  if (auto g = ReadFile(root_ / "generation", 64))
+    generation = std::strtoull(g->c_str(), nullptr, 10);
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(root_ / "layers", ec)) {
     std::string name = entry.path().filename().string();
@@ -286,7 +295,8 @@ Status Store::LoadAll() {
     auto j = nlohmann::json::parse(*tags_text, nullptr, false);
     if (j.is_object() && j.contains("tags") && j["tags"].is_object()) {
       for (const auto& [ref, id] : j["tags"].items()) {
-        if (id.is_string() && images.count(id.get<std::string>())) tags[ref] = id.get<std::string>();
+        if (id.is_string() && images.count(id.get<std::string>()))
+          tags[ref] = id.get<std::string>();
       }
     } else {
       Log()->warn("load store: ignoring malformed {}", (root_ / "tags.json").string());
@@ -412,7 +422,9 @@ Result<std::shared_ptr<const TarIndex>> Store::OpenIndex(const Digest& diff_id) 
   return indexes_.emplace(diff_id.hex(), std::move(index)).first->second;
 }
 
-fs::path Store::FileCopyDir(const Digest& diff_id) const { return root_ / "diffs" / diff_id.hex() / "files"; }
+fs::path Store::FileCopyDir(const Digest& diff_id) const {
+  return root_ / "diffs" / diff_id.hex() / "files";
+}
 
 fs::path Store::FileCopyPath(const Digest& diff_id, uint64_t offset) const {
   return FileCopyDir(diff_id) / std::to_string(offset);
@@ -457,7 +469,8 @@ Result<LayerInfo> Store::RegisterLayer(const std::optional<Digest>& parent, Byte
   if (created) *created = false;
   RETURN_IF_ERROR(Refresh());
   if (parent && !GetLayer(*parent)) {
-    return Fail(Code::kNotFound, "register layer: parent layer " + parent->str() + " is not in the store");
+    return Fail(Code::kNotFound,
+                "register layer: parent layer " + parent->str() + " is not in the store");
   }
   UniqueFd ingest_lock;
   if (expected_diff_id) {
@@ -489,7 +502,8 @@ Result<bool> Store::StoreDiff(ByteSource& tar, const Digest& diff_id) {
   return true;
 }
 
-Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<Digest>& expected_diff_id) {
+Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar,
+                                          const std::optional<Digest>& expected_diff_id) {
   LayerInfo layer;
   fs::path diff_dir = expected_diff_id ? root_ / "diffs" / expected_diff_id->hex() : fs::path();
   if (expected_diff_id && fs::exists(diff_dir / "index")) {
@@ -520,8 +534,8 @@ Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar, const std::optional<D
     // Start writeback as the data arrives, so that the fsync of the commit waits for the
     // last few megabytes only (a 120 MB layer's fsync alone took 0.12 s on this VM).
     if (total - flushed >= kWritebackChunk) {
-      (void)sync_file_range(fd.get(), static_cast<off_t>(flushed), static_cast<off_t>(total - flushed),
-                            SYNC_FILE_RANGE_WRITE);
+      (void)sync_file_range(fd.get(), static_cast<off_t>(flushed),
+                            static_cast<off_t>(total - flushed), SYNC_FILE_RANGE_WRITE);
       flushed = total;
     }
   }
@@ -609,14 +623,14 @@ Result<ImageInfo> Store::RegisterImage(const ImageSpec& spec) {
   ASSIGN_OR_RETURN(auto lock, WriteLock::Acquire(this));
   if (auto existing = GetImage(spec.id)) return *existing;
   if (spec.parent && !GetImage(*spec.parent)) {
-    return Fail(Code::kNotFound, "image " + spec.id + ": parent image " + *spec.parent +
-                                     " is not in the store");
+    return Fail(Code::kNotFound,
+                "image " + spec.id + ": parent image " + *spec.parent + " is not in the store");
   }
   if (spec.top_layer) {
     auto chain = LayerChain(*spec.top_layer);
     if (!chain) {
-      return Fail(Code::kNotFound, "image " + spec.id + ": layer " + spec.top_layer->str() +
-                                       " is not in the store");
+      return Fail(Code::kNotFound,
+                  "image " + spec.id + ": layer " + spec.top_layer->str() + " is not in the store");
     }
     for (const LayerInfo& l : *chain) image.size += l.content_size;
   }
@@ -801,9 +815,8 @@ Status Store::DeleteImage(const std::string& id, bool force) {
   ASSIGN_OR_RETURN(ImageInfo image, GetImage(id));
   auto children = Children(id);
   if (!children.empty()) {
-    return Fail(Code::kBusy, "cannot remove image " + id.substr(0, 12) +
-                                 ": image " + children.front().substr(0, 12) +
-                                 " has it as parent");
+    return Fail(Code::kBusy, "cannot remove image " + id.substr(0, 12) + ": image " +
+                                 children.front().substr(0, 12) + " has it as parent");
   }
   std::set<std::string> repos;
   auto tags = Tags();
@@ -816,8 +829,9 @@ Status Store::DeleteImage(const std::string& id, bool force) {
     }
   }
   if (!force && repos.size() > 1) {
-    return Fail(Code::kBusy, "cannot remove image " + id.substr(0, 12) +
-                                 ": it is referenced in multiple repositories (untag it, or force)");
+    return Fail(Code::kBusy,
+                "cannot remove image " + id.substr(0, 12) +
+                    ": it is referenced in multiple repositories (untag it, or force)");
   }
   RETURN_IF_ERROR(WriteTagsLocked(tags));
   RETURN_IF_ERROR(RemoveDirAtomically(root_ / "images" / id));

@@ -62,7 +62,8 @@ class RetainHandle {
 
 class Store {
  public:
-  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& root, StoreOptions options = {});
+  static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& root,
+                                             StoreOptions options = {});
   ~Store();
 
   const std::filesystem::path& root() const { return root_; }
@@ -158,7 +159,8 @@ class Store {
   Status Step(std::string_view name);
   Result<LayerInfo> IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
                                 const std::optional<Digest>& expected_diff_id, bool* created);
-  Result<LayerInfo> IngestDiffLocked(ByteSource& tar, const std::optional<Digest>& expected_diff_id);
+  Result<LayerInfo> IngestDiffLocked(ByteSource& tar,
+                                     const std::optional<Digest>& expected_diff_id);
   Result<LayerInfo> CommitLayerRecord(const LayerInfo& layer, bool* created);
   Status RemoveLayerLocked(const LayerInfo& layer);
   Status CollectLayersLocked(std::optional<Digest> from);
@@ -180,8 +182,10 @@ class Store {
   uint64_t generation_ = 0;                  // guarded by mu_
 
   mutable std::mutex index_mu_;
-  mutable std::unordered_map<std::string, std::shared_ptr<const TarIndex>> indexes_;  // guarded by index_mu_
-  mutable std::unordered_map<std::string, std::shared_ptr<const LayerBlob>> blobs_;  // guarded by index_mu_
+  // guarded by index_mu_
+  mutable std::unordered_map<std::string, std::shared_ptr<const TarIndex>> indexes_;
+  // guarded by index_mu_
+  mutable std::unordered_map<std::string, std::shared_ptr<const LayerBlob>> blobs_;
 };
 
 }  // namespace imagefs

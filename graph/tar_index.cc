@@ -128,15 +128,14 @@ std::optional<uint64_t> TarNumber(const char* field, size_t len) {
   return v;
 }
 
-std::string_view UpToNul(const char* p, size_t max) {
-  return std::string_view(p, strnlen(p, max));
-}
+std::string_view UpToNul(const char* p, size_t max) { return std::string_view(p, strnlen(p, max)); }
 
 // The name and link target of the entry whose headers start at `pos`, as the archive holds
 // their bytes. libarchive hands names over converted to the locale's charset, and PAX names
 // (UTF-8 by definition) normalised to NFC on the way: "café" written with U+00E9 and with
 // "e" + U+0301 became one name, and one of two files vanished. Names are bytes here: a PAX
-// path or linkpath record (GNU.sparse.name first), else a GNU long name or link, else the ustar fields (prefix +
+// path or linkpath record (GNU.sparse.name first), else a GNU long name or link, else the ustar
+// fields (prefix +
 // "/" + name for POSIX ustar). Nothing found (a malformed header) leaves libarchive's.
 struct RawNames {
   std::optional<std::string> path, link;
@@ -249,7 +248,8 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
     archive_read_support_format_tar(a.get());
     archive_read_support_format_gnutar(a.get());
     if (archive_read_open_memory(a.get(), tar, tar_size) != ARCHIVE_OK) {
-      return Fail(Code::kCorrupt, std::string("not a tar archive: ") + archive_error_string(a.get()));
+      return Fail(Code::kCorrupt,
+                  std::string("not a tar archive: ") + archive_error_string(a.get()));
     }
     archive_entry* ae = nullptr;
     while (true) {
@@ -263,13 +263,14 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
       const char* raw_name = archive_entry_pathname(ae);
       if (raw_name == nullptr) {
-        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entry_count) +
-                                        ": name cannot be decoded");
+        return Fail(Code::kCorrupt,
+                    "tar entry " + std::to_string(entry_count) + ": name cannot be decoded");
       }
       IndexEntry e{};
       e.kind = KindOf(ae);
       la_int64_t header_at = archive_read_header_position(a.get());
-      RawNames raw = header_at >= 0 ? ReadRawNames(tar, tar_size, static_cast<uint64_t>(header_at)) : RawNames{};
+      RawNames raw = header_at >= 0 ? ReadRawNames(tar, tar_size, static_cast<uint64_t>(header_at))
+                                    : RawNames{};
       std::string path = CleanTarPath(raw.path ? *raw.path : raw_name);
       la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
       if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX) {
@@ -354,7 +355,8 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
       if (e.kind == EntryKind::kFile) summary.content_bytes += e.size;
       // Progress counts headers too: a layer of empty files has no data blocks at all.
-      high_water = std::max<uint64_t>(high_water, static_cast<uint64_t>(std::max<la_int64_t>(0, archive_read_header_position(a.get()))));
+      high_water = std::max<uint64_t>(high_water, static_cast<uint64_t>(std::max<la_int64_t>(
+                                                      0, archive_read_header_position(a.get()))));
       RETURN_IF_ERROR(entries.Append(&e, sizeof e));
       ++entry_count;
       if (drop_behind && high_water > dropped + (64u << 20)) {
@@ -375,7 +377,8 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
   for (uint64_t left = strings.size(); left > 0;) {
     ssize_t n = copy_file_range(strings_fd.get(), &from, fd.get(), nullptr, left, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == ENOSYS || errno == EPERM || errno == EXDEV || errno == EINVAL || errno == EOPNOTSUPP)) {
+    if (n < 0 && (errno == ENOSYS || errno == EPERM || errno == EXDEV || errno == EINVAL ||
+                  errno == EOPNOTSUPP)) {
       std::vector<char> buf(1 << 20);
       while (left > 0) {
         size_t chunk = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
@@ -386,7 +389,8 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
       break;
     }
-    if (n <= 0) return n < 0 ? FailErrno("copy index strings") : Fail(Code::kIo, "copy index strings: short");
+    if (n <= 0)
+      return n < 0 ? FailErrno("copy index strings") : Fail(Code::kIo, "copy index strings: short");
     left -= static_cast<uint64_t>(n);
   }
   std::memcpy(h.magic, kMagic, sizeof kMagic);
@@ -397,7 +401,8 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
   h.strings_size = strings.size();
   h.tar_size = tar_size;
   h.content_bytes = summary.content_bytes;
-  if (pwrite(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h)) return FailErrno("write index header");
+  if (pwrite(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
+    return FailErrno("write index header");
   return summary;
 }
 
@@ -456,8 +461,8 @@ TarIndex::~TarIndex() {
   if (map_ != nullptr) munmap(map_, map_size_);
 }
 
-Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e,
-                             uint64_t off, size_t len, char* buf) {
+Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e, uint64_t off,
+                             size_t len, char* buf) {
   if (off >= e.size) return 0;
   len = static_cast<size_t>(std::min<uint64_t>(len, e.size - off));
   if (e.data_offset != kUseExtents) {

@@ -67,8 +67,7 @@ struct IndexSummary {
 // With drop_behind (only for a file mapping), pages already indexed are released as the
 // scan goes, so a large layer does not inflate the process's resident memory.
 Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
-                                   const std::filesystem::path& out_path,
-                                   bool drop_behind = false);
+                                   const std::filesystem::path& out_path, bool drop_behind = false);
 
 class TarIndex {
  public:
@@ -115,8 +114,8 @@ class TarIndex {
 
 // Reads up to len bytes of entry e's data at logical offset off from the blob fd,
 // filling holes of sparse files with zeros. Returns the bytes read (short at EOF).
-Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e,
-                             uint64_t off, size_t len, char* buf);
+Result<size_t> ReadEntryData(int blob_fd, const TarIndex& index, const IndexEntry& e, uint64_t off,
+                             size_t len, char* buf);
 
 // Lexically cleans a path: no leading "/" or "./", no empty or "." components, ".."
 // clamped at the root, no trailing "/". *escaped (if given) says whether a ".." tried to

@@ -61,7 +61,8 @@ class TreeBuilder {
  public:
   // Finds a hardlink target that is not in the layers applied so far (a layer's diff view
   // linking into the layers below): returns (layer, entry, an inode key) or nullopt.
-  using BelowResolver = std::function<std::optional<std::tuple<uint32_t, uint32_t, uint32_t>>(std::string_view)>;
+  using BelowResolver =
+      std::function<std::optional<std::tuple<uint32_t, uint32_t, uint32_t>>(std::string_view)>;
   void set_below(BelowResolver resolver) { below_ = std::move(resolver); }
 
   TreeBuilder() {
@@ -81,7 +82,8 @@ class TreeBuilder {
         const IndexEntry& e = entries[i];
         std::string_view path = index.Path(e);
         if (IsAufsMeta(path)) {
-          if (DirName(path) == kAufsLinkDir && e.kind == EntryKind::kFile) aufs_links.emplace(BaseName(path), i);
+          if (DirName(path) == kAufsLinkDir && e.kind == EntryKind::kFile)
+            aufs_links.emplace(BaseName(path), i);
           continue;
         }
         std::string_view base = BaseName(path);
@@ -100,7 +102,9 @@ class TreeBuilder {
     for (uint32_t i = 0; i < entries.size(); ++i) {
       const IndexEntry& e = entries[i];
       std::string_view path = index.Path(e);
-      if (merge && (IsAufsMeta(path) || BaseName(path).substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix)) continue;
+      if (merge &&
+          (IsAufsMeta(path) || BaseName(path).substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix))
+        continue;
       bool is_dir = e.kind == EntryKind::kDir;
       if (path.empty()) {  // the root's own entry
         if (is_dir) SetEntry(0, i);
@@ -122,7 +126,8 @@ class TreeBuilder {
         // and attributes, as Docker unpacks it.
         auto target = aufs_links.find(BaseName(link));
         if (target == aufs_links.end()) {
-          return Fail(Code::kCorrupt, "hardlink \"" + std::string(path) + "\" -> \"" + std::string(link) +
+          return Fail(Code::kCorrupt, "hardlink \"" + std::string(path) + "\" -> \"" +
+                                          std::string(link) +
                                           "\": AUFS link target not in this layer");
         }
         SetEntry(id, target->second);
@@ -137,8 +142,9 @@ class TreeBuilder {
     for (auto [id, i] : pending_links) {
       if (!nodes_[id].alive) continue;  // a later entry replaced the link
       if (!Link(id, index.Link(entries[i]), /*last_chance=*/true)) {
-        return Fail(Code::kCorrupt, "hardlink \"" + std::string(index.Path(entries[i])) + "\" -> \"" +
-                                        std::string(index.Link(entries[i])) + "\": target not found");
+        return Fail(Code::kCorrupt, "hardlink \"" + std::string(index.Path(entries[i])) +
+                                        "\" -> \"" + std::string(index.Link(entries[i])) +
+                                        "\": target not found");
       }
     }
     return {};
@@ -228,7 +234,8 @@ class TreeBuilder {
     for (uint32_t k = nodes_[dir].first_kid; k != kNone; k = nodes_[k].next) {
       if (nodes_[k].alive) out.push_back(k);
     }
-    std::sort(out.begin(), out.end(), [&](uint32_t a, uint32_t b) { return nodes_[a].name < nodes_[b].name; });
+    std::sort(out.begin(), out.end(),
+              [&](uint32_t a, uint32_t b) { return nodes_[a].name < nodes_[b].name; });
   }
 
   // Room for `nodes` in all, growing geometrically: a chain of many small layers must not
@@ -253,7 +260,9 @@ class TreeBuilder {
     }
   }
 
-  size_t Slot(uint32_t parent, std::string_view name) const { return HashChild(parent, name) & (table_.size() - 1); }
+  size_t Slot(uint32_t parent, std::string_view name) const {
+    return HashChild(parent, name) & (table_.size() - 1);
+  }
 
   std::optional<uint32_t> Find(uint32_t dir, std::string_view name) const {
     for (size_t s = Slot(dir, name);; s = (s + 1) & (table_.size() - 1)) {
@@ -298,7 +307,8 @@ class TreeBuilder {
   uint32_t Add(uint32_t parent, std::string_view name, bool is_dir) {
     if ((used_ + 1) * 2 > table_.size()) Rehash((used_ + 1) * 4);
     uint32_t id = static_cast<uint32_t>(nodes_.size());
-    nodes_.push_back(BNode{parent, Tree::kImplied, 0, id, kNone, nodes_[parent].first_kid, name, is_dir, true});
+    nodes_.push_back(
+        BNode{parent, Tree::kImplied, 0, id, kNone, nodes_[parent].first_kid, name, is_dir, true});
     nodes_[parent].first_kid = id;
     size_t s = Slot(parent, name);
     while (table_[s] != kNone && table_[s] != kDead) s = (s + 1) & (table_.size() - 1);
@@ -325,7 +335,8 @@ class TreeBuilder {
       nodes_[id].inode = below_inodes_.emplace(below_inode, id).first->second;
       return true;
     }
-    if (!target || *target == id || nodes_[*target].is_dir || nodes_[*target].layer == Tree::kImplied) {
+    if (!target || *target == id || nodes_[*target].is_dir ||
+        nodes_[*target].layer == Tree::kImplied) {
       return false;
     }
     nodes_[id].layer = nodes_[*target].layer;
@@ -373,7 +384,8 @@ void Tree::Adopt(std::shared_ptr<Built> built) {
   storage_ = std::move(built);
 }
 
-Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store, const std::optional<Digest>& top) {
+Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store,
+                                                      const std::optional<Digest>& top) {
   std::shared_ptr<Tree> tree(new Tree());
   TreeBuilder builder;
   if (top) {
@@ -401,22 +413,24 @@ Result<std::shared_ptr<const Tree>> Tree::BuildDiff(const Store& store, const Di
   // when such a link turns up; its blob joins this tree's layers.
   std::shared_ptr<const Tree> below;
   Status below_status;
-  builder.set_below([&](std::string_view path) -> std::optional<std::tuple<uint32_t, uint32_t, uint32_t>> {
-    if (!layer.parent) return std::nullopt;
-    if (!below) {
-      auto built = BuildMerged(store, layer.parent);
-      if (!built) {
-        below_status = Fail(built.error());
-        return std::nullopt;
-      }
-      below = *built;
-    }
-    auto node = below->Resolve(path);
-    if (!node || below->IsDir(*node) || below->node(*node).layer == kImplied) return std::nullopt;
-    const TreeNode& n = below->node(*node);
-    tree->layers_.push_back(below->layers_[n.layer]);
-    return std::make_tuple(static_cast<uint32_t>(tree->layers_.size() - 1), n.entry, n.inode);
-  });
+  builder.set_below(
+      [&](std::string_view path) -> std::optional<std::tuple<uint32_t, uint32_t, uint32_t>> {
+        if (!layer.parent) return std::nullopt;
+        if (!below) {
+          auto built = BuildMerged(store, layer.parent);
+          if (!built) {
+            below_status = Fail(built.error());
+            return std::nullopt;
+          }
+          below = *built;
+        }
+        auto node = below->Resolve(path);
+        if (!node || below->IsDir(*node) || below->node(*node).layer == kImplied)
+          return std::nullopt;
+        const TreeNode& n = below->node(*node);
+        tree->layers_.push_back(below->layers_[n.layer]);
+        return std::make_tuple(static_cast<uint32_t>(tree->layers_.size() - 1), n.entry, n.inode);
+      });
   if (auto st = builder.ApplyLayer(0, *blob->index, false); !st) {
     if (!below_status) return Fail(below_status.error());
     return Fail(st.error().WithContext("layer " + chain_id.str()));
@@ -454,7 +468,8 @@ std::optional<uint32_t> Tree::Resolve(std::string_view path) const {
 std::string Tree::Path(uint32_t id) const {
   std::vector<std::string_view> parts;
   // Parents come before their children: a damaged parent id cannot make this loop.
-  for (uint32_t cur = id; cur != kRoot && nodes_[cur].parent < cur; cur = nodes_[cur].parent) parts.push_back(Name(cur));
+  for (uint32_t cur = id; cur != kRoot && nodes_[cur].parent < cur; cur = nodes_[cur].parent)
+    parts.push_back(Name(cur));
   std::string out;
   for (auto it = parts.rbegin(); it != parts.rend(); ++it) {
     if (!out.empty()) out += '/';
@@ -535,33 +550,40 @@ Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) cons
   }
   const LayerBlob& blob = *layers_[nodes_[id].layer];
   if (!blob.fd.valid()) {
-    return Fail(Error{Code::kIo, EIO, "read " + Path(id) + ": layer blob " + blob.diff_id.str() + " is missing"});
+    return Fail(Error{Code::kIo, EIO,
+                      "read " + Path(id) + ": layer blob " + blob.diff_id.str() + " is missing"});
   }
   auto n = ReadEntryData(blob.fd.get(), *blob.index, *e, off, len, buf);
   if (!n) {
     // Whatever the blob's fault (short, unreadable), the reader sees EIO.
-    return Fail(Error{Code::kIo, EIO, "read " + Path(id) + " from layer " + blob.diff_id.str() + ": " + n.error().msg});
+    return Fail(
+        Error{Code::kIo, EIO,
+              "read " + Path(id) + " from layer " + blob.diff_id.str() + ": " + n.error().msg});
   }
   return n;
 }
 
 std::optional<Tree::Extent> Tree::ContiguousData(uint32_t id) const {
   const IndexEntry* e = Entry(id);
-  if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset == kUseExtents) return std::nullopt;
+  if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset == kUseExtents)
+    return std::nullopt;
   const LayerBlob& blob = *layers_[nodes_[id].layer];
   return Extent{blob.fd.get(), e->data_offset, blob.diff_id};
 }
 
 std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Tree::DataRuns(uint32_t id) const {
   const IndexEntry* e = Entry(id);
-  if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset != kUseExtents) return std::nullopt;
+  if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset != kUseExtents)
+    return std::nullopt;
   std::vector<std::pair<uint64_t, uint64_t>> runs;
-  for (const IndexExtent& x : layers_[nodes_[id].layer]->index->Extents(*e)) runs.emplace_back(x.logical, x.length);
+  for (const IndexExtent& x : layers_[nodes_[id].layer]->index->Extents(*e))
+    runs.emplace_back(x.logical, x.length);
   return runs;
 }
 
 size_t Tree::MemoryBytes() const {
-  return nodes_.size_bytes() + children_.size_bytes() + names_.size() + slots_.size_bytes() + sizeof(*this);
+  return nodes_.size_bytes() + children_.size_bytes() + names_.size() + slots_.size_bytes() +
+         sizeof(*this);
 }
 
 }  // namespace imagefs

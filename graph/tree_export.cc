@@ -60,7 +60,8 @@ Status ExportTree(const Tree& tree, int out_fd) {
         continue;
       }
     }
-    if (S_ISLNK(attr.mode)) archive_entry_set_symlink(e.get(), std::string(tree.SymlinkTarget(id)).c_str());
+    if (S_ISLNK(attr.mode))
+      archive_entry_set_symlink(e.get(), std::string(tree.SymlinkTarget(id)).c_str());
     if (S_ISCHR(attr.mode) || S_ISBLK(attr.mode)) {
       archive_entry_set_rdevmajor(e.get(), attr.rdev_major);
       archive_entry_set_rdevminor(e.get(), attr.rdev_minor);
@@ -69,7 +70,8 @@ Status ExportTree(const Tree& tree, int out_fd) {
       archive_entry_set_size(e.get(), static_cast<la_int64_t>(attr.size));
       if (auto runs = tree.DataRuns(id)) {  // sparse: say where the data is
         for (const auto& [offset, length] : *runs) {
-          archive_entry_sparse_add_entry(e.get(), static_cast<la_int64_t>(offset), static_cast<la_int64_t>(length));
+          archive_entry_sparse_add_entry(e.get(), static_cast<la_int64_t>(offset),
+                                         static_cast<la_int64_t>(length));
         }
       }
     }

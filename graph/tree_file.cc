@@ -41,7 +41,9 @@ struct LayerRecord {
 };
 static_assert(sizeof(LayerRecord) == 80);
 
-const char* FileName(TreeKind kind) { return kind == TreeKind::kMerged ? "merged.tree" : "diff.tree"; }
+const char* FileName(TreeKind kind) {
+  return kind == TreeKind::kMerged ? "merged.tree" : "diff.tree";
+}
 
 struct Mapping {
   void* data = nullptr;
@@ -58,12 +60,15 @@ std::string RandomSuffix() {
 
 }  // namespace
 
-Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind kind, const Digest& top) {
+Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind kind,
+                                                   const Digest& top) {
   fs::path path = store.LayerFilePath(top, FileName(kind));
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return FailErrno("stat " + path.string());
-  auto bad = [&](const std::string& why) { return Fail(Code::kCorrupt, path.string() + ": " + why); };
+  auto bad = [&](const std::string& why) {
+    return Fail(Code::kCorrupt, path.string() + ": " + why);
+  };
   uint64_t size = static_cast<uint64_t>(st.st_size);
   if (size < sizeof(Header)) return bad("too short");
   auto map = std::make_shared<Mapping>();
@@ -76,19 +81,21 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
   const char* base = static_cast<const char*>(map->data);
   Header h;
   std::memcpy(&h, base, sizeof h);
-  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kVersion) return bad("not a tree file of this version");
+  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kVersion)
+    return bad("not a tree file of this version");
   if (h.kind != static_cast<uint32_t>(kind)) return bad("kind differs");
   // Each count is bounded by the file size first, so that the size check below cannot wrap.
   if (h.node_count > size / sizeof(TreeNode) || h.children_count > size / sizeof(uint32_t) ||
       h.slots_count > size / sizeof(uint32_t) || h.layer_count > size / sizeof(LayerRecord)) {
     return bad("counts exceed the file size");
   }
-  if (h.node_count == 0 || h.node_count >= kNone - 1 || h.slots_count < 16 || (h.slots_count & (h.slots_count - 1)) != 0 ||
-      h.slots_count < h.node_count + 1 || h.layer_count > (1u << 20) || h.children_count >= h.node_count ||
-      h.names_size > size) {
+  if (h.node_count == 0 || h.node_count >= kNone - 1 || h.slots_count < 16 ||
+      (h.slots_count & (h.slots_count - 1)) != 0 || h.slots_count < h.node_count + 1 ||
+      h.layer_count > (1u << 20) || h.children_count >= h.node_count || h.names_size > size) {
     return bad("counts out of range");
   }
-  uint64_t expect = sizeof(Header) + h.layer_count * sizeof(LayerRecord) + h.node_count * sizeof(TreeNode) +
+  uint64_t expect = sizeof(Header) + h.layer_count * sizeof(LayerRecord) +
+                    h.node_count * sizeof(TreeNode) +
                     (h.children_count + h.slots_count) * sizeof(uint32_t) + h.names_size;
   if (expect != size) return bad("size does not match its header");
 
@@ -109,7 +116,8 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
     if (!diff) return bad("layer " + std::to_string(i) + ": bad DiffID");
     if (i < chain.size() && *diff != chain[i].diff_id) return bad("built from other layers");
     ASSIGN_OR_RETURN(auto blob, store.OpenBlob(*diff));
-    if (blob->index->entries().size() != layers[i].entries || blob->index->tar_size() != layers[i].tar_size) {
+    if (blob->index->entries().size() != layers[i].entries ||
+        blob->index->tar_size() != layers[i].tar_size) {
       return bad("layer " + diff->str() + " has changed since");
     }
     tree->layers_.push_back(std::move(blob));
@@ -171,11 +179,14 @@ Status TreeFile::Save(const Store& store, const Tree& tree, TreeKind kind, const
   return {};
 }
 
-Result<std::shared_ptr<const Tree>> TreeFile::Load(const Store& store, TreeKind kind, const Digest& top) {
+Result<std::shared_ptr<const Tree>> TreeFile::Load(const Store& store, TreeKind kind,
+                                                   const Digest& top) {
   auto opened = Open(store, kind, top);
   if (opened) return opened;
-  if (opened.error().code != Code::kNotFound) Logger("graph")->info("tree {}: building it again: {}", top.str(), opened.error().msg);
-  ASSIGN_OR_RETURN(auto built, kind == TreeKind::kMerged ? Tree::BuildMerged(store, top) : Tree::BuildDiff(store, top));
+  if (opened.error().code != Code::kNotFound)
+    Logger("graph")->info("tree {}: building it again: {}", top.str(), opened.error().msg);
+  ASSIGN_OR_RETURN(auto built, kind == TreeKind::kMerged ? Tree::BuildMerged(store, top)
+                                                         : Tree::BuildDiff(store, top));
   if (auto saved = Save(store, *built, kind, top); !saved) {
     Logger("graph")->debug("tree {}: not saved: {}", top.str(), saved.error().msg);
   }

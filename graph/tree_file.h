@@ -21,9 +21,11 @@ class TreeFile {
  public:
   // The tree from its file when that is valid; else built and saved (best effort: a store
   // this process may not write to still gets its tree, built).
-  static Result<std::shared_ptr<const Tree>> Load(const Store& store, TreeKind kind, const Digest& top);
+  static Result<std::shared_ptr<const Tree>> Load(const Store& store, TreeKind kind,
+                                                  const Digest& top);
   // The saved tree, or an error saying why it cannot be used (kNotFound: none saved).
-  static Result<std::shared_ptr<const Tree>> Open(const Store& store, TreeKind kind, const Digest& top);
+  static Result<std::shared_ptr<const Tree>> Open(const Store& store, TreeKind kind,
+                                                  const Digest& top);
   static Status Save(const Store& store, const Tree& tree, TreeKind kind, const Digest& top);
 };
 

@@ -1,12 +1,11 @@
 #include "fusefs/cli/cli.h"
 
+#include <CLI/CLI.hpp>
 #include <clocale>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "fusefs/cli/commands.h"
 #include "fusefs/cli/fetch_commands.h"
@@ -58,12 +57,14 @@ int RunCli(int argc, char** argv) {
   images->add_flag("--no-trunc", images_options.no_trunc, "show full IDs");
 
   bool layers_no_trunc = false;
-  auto* layers = app.add_subcommand("layers", "list layers: chain id, parent, diff id, size, images using it");
+  auto* layers =
+      app.add_subcommand("layers", "list layers: chain id, parent, diff id, size, images using it");
   layers->add_flag("--no-trunc", layers_no_trunc, "show full IDs");
 
   std::vector<std::string> inspect_names;
   auto* inspect = app.add_subcommand("inspect", "print an image's (or a layer's) details as JSON");
-  inspect->add_option("NAME", inspect_names, "ID|NAME[:TAG]; IDs may be unique prefixes")->required();
+  inspect->add_option("NAME", inspect_names, "ID|NAME[:TAG]; IDs may be unique prefixes")
+      ->required();
 
   std::string tag_source, tag_target;
   auto* tag = app.add_subcommand("tag", "name an image: imagefs tag SOURCE TARGET");
@@ -77,7 +78,8 @@ int RunCli(int argc, char** argv) {
   LoadCmdOptions load_options;
   auto* load = app.add_subcommand(
       "load", "load docker-save (legacy or modern) and OCI archives or layout directories");
-  load->add_option("FILE", load_options.files, "tarball (gzip/zstd/xz ok), OCI layout dir, or - for stdin")
+  load->add_option("FILE", load_options.files,
+                   "tarball (gzip/zstd/xz ok), OCI layout dir, or - for stdin")
       ->required();
   load->add_option("--platform", load_options.platform,
                    "os/arch[/variant] to load from a multi-platform index (default: this host's)");
@@ -86,42 +88,59 @@ int RunCli(int argc, char** argv) {
 
   std::string export_name, export_output;
   bool export_rootfs = false;
-  auto* export_cmd = app.add_subcommand("export", "write an image's merged root file system as a tar");
+  auto* export_cmd =
+      app.add_subcommand("export", "write an image's merged root file system as a tar");
   export_cmd->add_option("NAME", export_name, "ID|NAME[:TAG]")->required();
-  export_cmd->add_flag("--rootfs", export_rootfs, "the merged rootfs (what the mount's rootfs/ shows)")->required();
+  export_cmd
+      ->add_flag("--rootfs", export_rootfs, "the merged rootfs (what the mount's rootfs/ shows)")
+      ->required();
   export_cmd->add_option("-o,--output", export_output, "file to write (default: standard output)");
 
   MountOptions mount_options;
-  auto* mount = app.add_subcommand("mount", "serve the store as a read-only tree until unmounted (fusermount3 -u, or Ctrl-C)");
+  auto* mount = app.add_subcommand(
+      "mount", "serve the store as a read-only tree until unmounted (fusermount3 -u, or Ctrl-C)");
   mount->add_option("MOUNTPOINT", mount_options.mountpoint, "an existing directory")->required();
-  mount->add_flag("-d,--daemon", mount_options.daemon, "go to the background once the mount is up (exit status says if it came up)");
-  mount->add_option("-o", mount_options.options,
-                    "mount options: uid=N,gid=N (show every entry as owned by them), share_credentials (other "
-                    "users' registry/ lookups use your credentials too; by default theirs are anonymous) and "
-                    "libfuse's, e.g. allow_other (needs user_allow_other in /etc/fuse.conf)");
-  mount->add_option("--cache-nodes", mount_options.fs.cache_nodes, "tree nodes kept in memory (about 50 bytes each)")
+  mount->add_flag("-d,--daemon", mount_options.daemon,
+                  "go to the background once the mount is up (exit status says if it came up)");
+  mount->add_option(
+      "-o", mount_options.options,
+      "mount options: uid=N,gid=N (show every entry as owned by them), share_credentials (other "
+      "users' registry/ lookups use your credentials too; by default theirs are anonymous) and "
+      "libfuse's, e.g. allow_other (needs user_allow_other in /etc/fuse.conf)");
+  mount
+      ->add_option("--cache-nodes", mount_options.fs.cache_nodes,
+                   "tree nodes kept in memory (about 50 bytes each)")
       ->capture_default_str();
   std::string opens = "kernel";
-  mount->add_option("--opens", opens,
-                    "kernel: the kernel opens and closes files itself (small files at page-cache speed; an "
-                    "upload to import/ loads after close() returns); daemon: every open and close asks the "
-                    "daemon (large files can be passed through; close() of an upload reports its load)")
+  mount
+      ->add_option(
+          "--opens", opens,
+          "kernel: the kernel opens and closes files itself (small files at page-cache speed; an "
+          "upload to import/ loads after close() returns); daemon: every open and close asks the "
+          "daemon (large files can be passed through; close() of an upload reports its load)")
       ->check(CLI::IsMember({"kernel", "daemon"}))
       ->capture_default_str();
-  auto* passthrough_min = mount->add_option(
-      "--passthrough-min", mount_options.fs.passthrough_min,
-      "with --opens daemon: files this large (e.g. 32M) are read by the kernel from a plain copy kept "
-      "in the store (FUSE passthrough, needs root and Linux >= 6.9); 0 turns it off")
-      ->transform(CLI::AsSizeValue(false))
-      ->capture_default_str();
+  auto* passthrough_min =
+      mount
+          ->add_option(
+              "--passthrough-min", mount_options.fs.passthrough_min,
+              "with --opens daemon: files this large (e.g. 32M) are read by the kernel from a "
+              "plain copy kept "
+              "in the store (FUSE passthrough, needs root and Linux >= 6.9); 0 turns it off")
+          ->transform(CLI::AsSizeValue(false))
+          ->capture_default_str();
 
   RegistryCmdOptions registry_options;
   auto add_registry_options = [&](CLI::App* cmd) {
-    cmd->add_option("--registries", registry_options.registries_config,
-                    "registries config (mirrors, CA files, insecure hosts, quota); default: $IMAGEFS_REGISTRIES, "
-                    "else $XDG_CONFIG_HOME/imagefs/registries.json, else ~/.config/imagefs/registries.json");
-    cmd->add_option("--creds", registry_options.creds, "USER:PASS for the registry (default: ~/.docker/config.json)");
-    cmd->add_option("--platform", registry_options.platform, "os/arch[/variant] to pick from a multi-platform image");
+    cmd->add_option(
+        "--registries", registry_options.registries_config,
+        "registries config (mirrors, CA files, insecure hosts, quota); default: "
+        "$IMAGEFS_REGISTRIES, "
+        "else $XDG_CONFIG_HOME/imagefs/registries.json, else ~/.config/imagefs/registries.json");
+    cmd->add_option("--creds", registry_options.creds,
+                    "USER:PASS for the registry (default: ~/.docker/config.json)");
+    cmd->add_option("--platform", registry_options.platform,
+                    "os/arch[/variant] to pick from a multi-platform image");
     cmd->add_option("--insecure-registry", registry_options.insecure_registries,
                     "HOST[:PORT] to reach over plain http (repeatable; loopback hosts need none)");
   };
@@ -129,19 +148,23 @@ int RunCli(int argc, char** argv) {
   std::string pull_ref;
   bool pull_quiet = false;
   auto* pull = app.add_subcommand("pull", "download an image from a registry into the store");
-  pull->add_option("NAME", pull_ref, "NAME[:TAG|@DIGEST], e.g. busybox, localhost:5000/app:1")->required();
+  pull->add_option("NAME", pull_ref, "NAME[:TAG|@DIGEST], e.g. busybox, localhost:5000/app:1")
+      ->required();
   pull->add_flag("-q,--quiet", pull_quiet, "no progress output");
   add_registry_options(pull);
   bool prune_all = false;
-  auto* prune = app.add_subcommand(
-      "prune", "remove layers no image uses and the mount's passthrough copies (and with --all, images no tag names)");
-  prune->add_flag("-a,--all", prune_all, "also remove untagged images that no other image builds on");
+  auto* prune = app.add_subcommand("prune",
+                                   "remove layers no image uses and the mount's passthrough copies "
+                                   "(and with --all, images no tag names)");
+  prune->add_flag("-a,--all", prune_all,
+                  "also remove untagged images that no other image builds on");
 
   std::vector<std::string> rm_names;
   bool rm_force = false;
   auto* rm = app.add_subcommand(
-      "rm", "remove images (or layers); refuses while another image or layer depends on one "
-            "or a transfer holds it");
+      "rm",
+      "remove images (or layers); refuses while another image or layer depends on one "
+      "or a transfer holds it");
   rm->add_option("NAME", rm_names, "ID|NAME[:TAG]")->required();
   rm->add_flag("-f,--force", rm_force, "remove an image tagged in several repositories");
 
@@ -155,7 +178,8 @@ int RunCli(int argc, char** argv) {
   mount_options.fs.kernel_opens = opens == "kernel";
   if (mount_options.fs.kernel_opens) {
     if (passthrough_min->count() > 0 && mount_options.fs.passthrough_min != 0) {
-      std::cerr << "imagefs: --passthrough-min needs --opens daemon (passthrough is set up at open)\n";
+      std::cerr
+          << "imagefs: --passthrough-min needs --opens daemon (passthrough is set up at open)\n";
       return kUsageError;
     }
     mount_options.fs.passthrough_min = 0;

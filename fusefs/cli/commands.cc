@@ -7,9 +7,8 @@
 #include <ctime>
 #include <iostream>
 #include <map>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "fusefs/cli/format.h"
 #include "fusefs/cli/output_file.h"
@@ -17,8 +16,8 @@
 #include "graph/base/fs_util.h"
 #include "graph/loader.h"
 #include "graph/tree.h"
-#include "graph/tree_file.h"
 #include "graph/tree_export.h"
+#include "graph/tree_file.h"
 
 namespace imagefs {
 
@@ -45,9 +44,8 @@ int64_t CreatedUnix(const ImageInfo& image) {
 
 int CmdImages(Store& store, const ImagesOptions& options) {
   auto images = options.all ? store.Images() : store.Heads();
-  std::sort(images.begin(), images.end(), [](const ImageInfo& a, const ImageInfo& b) {
-    return CreatedUnix(a) > CreatedUnix(b);
-  });
+  std::sort(images.begin(), images.end(),
+            [](const ImageInfo& a, const ImageInfo& b) { return CreatedUnix(a) > CreatedUnix(b); });
   Table table({"REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"});
   int64_t now = time(nullptr);
   std::map<std::string, std::vector<Reference>> tags_by_image;  // one pass, not one per image
@@ -56,7 +54,8 @@ int CmdImages(Store& store, const ImagesOptions& options) {
   }
   for (const ImageInfo& image : images) {
     std::vector<std::pair<std::string, std::string>> rows;
-    for (const Reference& ref : tags_by_image[image.id]) rows.emplace_back(ref.FamiliarName(), ref.tag);
+    for (const Reference& ref : tags_by_image[image.id])
+      rows.emplace_back(ref.FamiliarName(), ref.tag);
     if (rows.empty()) rows.emplace_back("<none>", "<none>");
     for (const auto& [repo, tag] : rows) {
       int64_t created = CreatedUnix(image);
@@ -106,7 +105,9 @@ Result<json> InspectImage(Store& store, const std::string& id) {
       chain_ids.push_back(l.chain_id.str());
     }
   }
-  auto field = [&](const char* key) { return config.is_object() && config.contains(key) ? config[key] : json(nullptr); };
+  auto field = [&](const char* key) {
+    return config.is_object() && config.contains(key) ? config[key] : json(nullptr);
+  };
   return json{{"Id", "sha256:" + id},
               {"RepoTags", tags},
               {"Parent", image.parent ? "sha256:" + *image.parent : ""},
@@ -156,7 +157,9 @@ int CmdTag(Store& store, const std::string& source, const std::string& target) {
   if (!id) return ReportError(id.error());
   auto ref = ParseReference(target);
   if (!ref) return ReportError(ref.error());
-  if (ref->digest) return ReportError(Error::Make(Code::kInvalid, "refusing to create a tag with a digest reference"));
+  if (ref->digest)
+    return ReportError(
+        Error::Make(Code::kInvalid, "refusing to create a tag with a digest reference"));
   if (auto st = store.Tag(WithDefaultTag(*ref), *id); !st) return ReportError(st.error());
   return 0;
 }
@@ -273,7 +276,8 @@ int CmdLoad(Store& store, const LoadCmdOptions& options) {
     }
     for (const LoadedImage& image : report->images) {
       if (image.tags.empty()) std::cout << "Loaded image ID: sha256:" << image.id << "\n";
-      for (const Reference& tag : image.tags) std::cout << "Loaded image: " << tag.FamiliarString() << "\n";
+      for (const Reference& tag : image.tags)
+        std::cout << "Loaded image: " << tag.FamiliarString() << "\n";
     }
     for (const Error& failure : report->failures) rc = ReportError(failure);
   }
@@ -294,7 +298,8 @@ int CmdExportRootfs(Store& store, const std::string& name, const std::string& ou
                                : Tree::BuildMerged(store, std::nullopt);
   if (!tree) return ReportError(tree.error().WithContext("image " + id->substr(0, 12)));
   if ((output.empty() || output == "-") && isatty(STDOUT_FILENO)) {
-    return ReportError(Error::Make(Code::kInvalid, "refusing to write a tar to a terminal: use -o FILE or a pipe"));
+    return ReportError(Error::Make(Code::kInvalid,
+                                   "refusing to write a tar to a terminal: use -o FILE or a pipe"));
   }
   auto out = OutputFile::Open(output);
   if (!out) return ReportError(out.error().WithContext("export"));

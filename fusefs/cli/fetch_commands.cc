@@ -30,7 +30,7 @@ struct RegistryStack {
 
 Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options) {
   auto path = options.registries_config.empty() ? fetch::FetchConfig::DefaultPath()
-                                                 : std::filesystem::path(options.registries_config);
+                                                : std::filesystem::path(options.registries_config);
   auto loaded = fetch::FetchConfig::Load(path);
   // A home directory this user may not read (sudo -u keeps HOME) is no reason to refuse:
   // only a file named by --registries or $IMAGEFS_REGISTRIES must be readable.
@@ -40,7 +40,8 @@ Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options)
     loaded = fetch::FetchConfig{};
   }
   ASSIGN_OR_RETURN(fetch::FetchConfig config, std::move(loaded));
-  for (const std::string& host : options.insecure_registries) config.registries[host].insecure = true;
+  for (const std::string& host : options.insecure_registries)
+    config.registries[host].insecure = true;
   std::optional<fetch::Credentials> fixed;
   if (!options.creds.empty()) {
     ASSIGN_OR_RETURN(fixed, fetch::ParseCredsFlag(options.creds));
@@ -50,10 +51,12 @@ Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options)
     ASSIGN_OR_RETURN(stack.platform, ParsePlatform(options.platform));
   }
   stack.anonymous_client = std::make_unique<fetch::RegistryClient>(
-      config, fetch::CredentialSource(std::nullopt, std::filesystem::path()), store.root() / "cache");
+      config, fetch::CredentialSource(std::nullopt, std::filesystem::path()),
+      store.root() / "cache");
   stack.anonymous_puller = std::make_unique<fetch::Puller>(store, *stack.anonymous_client);
   stack.client = std::make_unique<fetch::RegistryClient>(
-      std::move(config), fetch::CredentialSource(fixed, fetch::CredentialSource::DefaultDockerConfig()),
+      std::move(config),
+      fetch::CredentialSource(fixed, fetch::CredentialSource::DefaultDockerConfig()),
       store.root() / "cache");
   stack.puller = std::make_unique<fetch::Puller>(store, *stack.client);
   return stack;
@@ -63,7 +66,8 @@ std::atomic<bool> g_interrupted{false};
 
 }  // namespace
 
-int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions& options, bool quiet) {
+int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions& options,
+            bool quiet) {
   auto ref = ParseReference(reference);
   if (!ref) return ReportError(ref.error());
   auto stack = MakeStack(store, options);

@@ -15,13 +15,14 @@
 namespace imagefs {
 
 struct RegistryCmdOptions {
-  std::string registries_config;  // empty: FetchConfig::DefaultPath()
-  std::string creds;              // "USER:PASS"; empty: the Docker config file
-  std::string platform;           // empty: this host's
+  std::string registries_config;                 // empty: FetchConfig::DefaultPath()
+  std::string creds;                             // "USER:PASS"; empty: the Docker config file
+  std::string platform;                          // empty: this host's
   std::vector<std::string> insecure_registries;  // plain http for these hosts (overrides the file)
 };
 
-int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions& options, bool quiet);
+int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions& options,
+            bool quiet);
 int CmdPrune(Store& store, bool all);
 // Serves the store with a live registry/ tree.
 int RunMountWithRegistry(Store& store, MountOptions mount, const RegistryCmdOptions& options);

@@ -24,16 +24,26 @@ std::string HumanAge(int64_t seconds) {
   };
   std::string s;
   int64_t minutes = seconds / 60, hours = seconds / 3600;
-  if (seconds < 1) s = "Less than a second";
-  else if (seconds < 60) s = plural(seconds, "second");
-  else if (minutes == 1) s = "About a minute";
-  else if (minutes < 60) s = plural(minutes, "minute");
-  else if (hours == 1) s = "About an hour";
-  else if (hours < 48) s = plural(hours, "hour");
-  else if (hours < 24 * 7 * 2) s = plural(hours / 24, "day");
-  else if (hours < 24 * 30 * 2) s = plural(hours / 24 / 7, "week");
-  else if (hours < 24 * 365 * 2) s = plural(hours / 24 / 30, "month");
-  else s = plural(hours / 24 / 365, "year");
+  if (seconds < 1)
+    s = "Less than a second";
+  else if (seconds < 60)
+    s = plural(seconds, "second");
+  else if (minutes == 1)
+    s = "About a minute";
+  else if (minutes < 60)
+    s = plural(minutes, "minute");
+  else if (hours == 1)
+    s = "About an hour";
+  else if (hours < 48)
+    s = plural(hours, "hour");
+  else if (hours < 24 * 7 * 2)
+    s = plural(hours / 24, "day");
+  else if (hours < 24 * 30 * 2)
+    s = plural(hours / 24 / 7, "week");
+  else if (hours < 24 * 365 * 2)
+    s = plural(hours / 24 / 30, "month");
+  else
+    s = plural(hours / 24 / 365, "year");
   return s + " ago";
 }
 

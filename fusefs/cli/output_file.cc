@@ -41,8 +41,8 @@ void UntrackTmp() {
 bool UnderProc(const std::string& path) { return path == "/proc" || path.rfind("/proc/", 0) == 0; }
 
 struct Target {
-  std::string path;       // symlinks followed (the last one may name a missing file)
-  bool magic = false;     // reached through /proc: a descriptor, not a name to replace
+  std::string path;    // symlinks followed (the last one may name a missing file)
+  bool magic = false;  // reached through /proc: a descriptor, not a name to replace
 };
 
 // Follows symlinks as open(2) would, so that -o LINK writes LINK's target and keeps the link.
@@ -83,7 +83,8 @@ Result<OutputFile> OutputFile::Open(const std::string& path) {
   struct stat st;
   bool exists = stat(target.path.c_str(), &st) == 0;
   if (!exists && errno != ENOENT) return FailErrno(path);
-  if (exists && S_ISDIR(st.st_mode)) return Fail(Error{Code::kInvalid, EISDIR, path + ": is a directory"});
+  if (exists && S_ISDIR(st.st_mode))
+    return Fail(Error{Code::kInvalid, EISDIR, path + ": is a directory"});
   if (target.magic || (exists && !S_ISREG(st.st_mode))) {
     // A device, FIFO, socket or descriptor: written where it is, never replaced.
     int flags = O_WRONLY | O_CLOEXEC | (exists && S_ISREG(st.st_mode) ? O_TRUNC : 0);

@@ -33,9 +33,9 @@ class OutputFile {
   OutputFile() = default;
 
   std::string name_;
-  UniqueFd fd_;          // invalid: standard output
-  std::string target_;   // atomic writes: the path renamed over (symlinks resolved)
-  std::string tmp_;      // atomic writes: the temporary file, until committed
+  UniqueFd fd_;           // invalid: standard output
+  std::string target_;    // atomic writes: the path renamed over (symlinks resolved)
+  std::string tmp_;       // atomic writes: the temporary file, until committed
   bool regular_ = false;  // fsync errors count only for regular files
 };
 

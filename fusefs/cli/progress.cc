@@ -5,7 +5,9 @@
 namespace imagefs {
 
 std::string ProgressBar(uint64_t done, uint64_t total, int width) {
-  int filled = total == 0 ? width : static_cast<int>(width * std::min<double>(1.0, double(done) / double(total)));
+  int filled = total == 0
+                   ? width
+                   : static_cast<int>(width * std::min<double>(1.0, double(done) / double(total)));
   std::string bar = "[";
   for (int i = 0; i < width; ++i) bar += i < filled - 1 ? '=' : (i == filled - 1 ? '>' : ' ');
   return bar + "]";
@@ -30,8 +32,9 @@ void TerminalLoadProgress::LayerDone(const std::string& id, bool already_present
 }
 
 void TerminalLoadProgress::Draw(const std::string& id, uint64_t done, bool finished) {
-  std::fprintf(out_, "\r\033[K%s: Loading layer %s  %s/%s%s", id.c_str(), ProgressBar(done, total_).c_str(),
-               HumanSize(done).c_str(), HumanSize(total_).c_str(), finished ? "\n" : "");
+  std::fprintf(out_, "\r\033[K%s: Loading layer %s  %s/%s%s", id.c_str(),
+               ProgressBar(done, total_).c_str(), HumanSize(done).c_str(),
+               HumanSize(total_).c_str(), finished ? "\n" : "");
   std::fflush(out_);
 }
 

@@ -14,7 +14,8 @@ namespace imagefs {
 class PullProgress final : public fetch::PullObserver {
  public:
   PullProgress(FILE* out, bool terminal) : out_(out), terminal_(terminal) {}
-  void LayerStatus(const std::string& id, const std::string& status, uint64_t current, uint64_t total) override;
+  void LayerStatus(const std::string& id, const std::string& status, uint64_t current,
+                   uint64_t total) override;
   void Message(const std::string& line) override;
 
  private:

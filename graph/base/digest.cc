@@ -29,9 +29,8 @@ Result<Digest> Digest::Parse(std::string_view s) {
 
 Result<Digest> Digest::FromHex(std::string_view hex) {
   if (!IsHex64(hex)) {
-    return Fail(Code::kInvalid,
-                "invalid sha256 digest \"" + std::string(hex.substr(0, 80)) +
-                    "\": want 64 lowercase hex characters");
+    return Fail(Code::kInvalid, "invalid sha256 digest \"" + std::string(hex.substr(0, 80)) +
+                                    "\": want 64 lowercase hex characters");
   }
   return Digest(std::string(hex));
 }

@@ -5,22 +5,21 @@
 
 #include <cerrno>
 #include <string>
-#include <utility>
-
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace imagefs {
 
 enum class Code {
   kOk = 0,
   kNotFound,
-  kInvalid,    // bad input from a user or a file: malformed, out of range
-  kCorrupt,    // stored or received data that fails verification
-  kIo,         // an operating-system call failed
+  kInvalid,  // bad input from a user or a file: malformed, out of range
+  kCorrupt,  // stored or received data that fails verification
+  kIo,       // an operating-system call failed
   kNetwork,
   kAuth,
   kExists,
-  kBusy,       // refused because something else depends on or holds it
+  kBusy,  // refused because something else depends on or holds it
   kCancelled,
   kUnsupported,
 };
@@ -61,7 +60,7 @@ class [[nodiscard]] Result : public tl::expected<T, Error> {
  public:
   using Base = tl::expected<T, Error>;
   using Base::Base;
-  Result(const Base& b) : Base(b) {}  // NOLINT: results of and_then/map convert back
+  Result(const Base& b) : Base(b) {}        // NOLINT: results of and_then/map convert back
   Result(Base&& b) : Base(std::move(b)) {}  // NOLINT
 };
 using Status = Result<void>;
@@ -79,14 +78,14 @@ inline tl::unexpected<Error> Fail(Error e) { return tl::unexpected(std::move(e))
 // Propagates an error from an expression returning Status or Result<T>.
 #define IMAGEFS_CONCAT_INNER(a, b) a##b
 #define IMAGEFS_CONCAT(a, b) IMAGEFS_CONCAT_INNER(a, b)
-#define RETURN_IF_ERROR(expr)                                            \
-  do {                                                                   \
-    auto imagefs_status_ = (expr);                                       \
+#define RETURN_IF_ERROR(expr)                                                          \
+  do {                                                                                 \
+    auto imagefs_status_ = (expr);                                                     \
     if (!imagefs_status_) return ::tl::unexpected(std::move(imagefs_status_).error()); \
   } while (0)
-#define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                     \
-  auto tmp = (expr);                                              \
-  if (!tmp) return ::tl::unexpected(std::move(tmp).error());      \
+#define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                \
+  auto tmp = (expr);                                         \
+  if (!tmp) return ::tl::unexpected(std::move(tmp).error()); \
   lhs = std::move(*tmp)
 #define ASSIGN_OR_RETURN(lhs, expr) \
   ASSIGN_OR_RETURN_IMPL(IMAGEFS_CONCAT(imagefs_result_, __LINE__), lhs, expr)

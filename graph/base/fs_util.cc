@@ -23,9 +23,8 @@ Result<std::string> ReadFile(const fs::path& path, size_t max_bytes) {
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return FailErrno("stat " + path.string());
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return Fail(Code::kInvalid, path.string() + ": file too large (" +
-                                    std::to_string(st.st_size) + " bytes, limit " +
-                                    std::to_string(max_bytes) + ")");
+    return Fail(Code::kInvalid, path.string() + ": file too large (" + std::to_string(st.st_size) +
+                                    " bytes, limit " + std::to_string(max_bytes) + ")");
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t got = 0;
@@ -103,8 +102,10 @@ Status WriteFileAtomic(const fs::path& path, std::string_view data) {
 Status MkdirAll(const fs::path& path) {
   struct stat st;
   if (path.empty() || stat(path.c_str(), &st) == 0) return {};
-  if (path.has_parent_path() && path.parent_path() != path) RETURN_IF_ERROR(MkdirAll(path.parent_path()));
-  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) return FailErrno("mkdir " + path.string());
+  if (path.has_parent_path() && path.parent_path() != path)
+    RETURN_IF_ERROR(MkdirAll(path.parent_path()));
+  if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+    return FailErrno("mkdir " + path.string());
   return {};
 }
 

@@ -8,7 +8,7 @@
 namespace imagefs {
 namespace {
 std::mutex mu;
-spdlog::sink_ptr sink;  // guarded by mu
+spdlog::sink_ptr sink;                                          // guarded by mu
 spdlog::level::level_enum current_level = spdlog::level::warn;  // guarded by mu
 }  // namespace
 

@@ -2,10 +2,10 @@
 // (stderr in the foreground, syslog when daemonized) and one level.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <memory>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 #include "graph/base/error.h"
 

@@ -38,9 +38,10 @@ int main(int argc, char** argv) {
     bytes = (*tree)->MemoryBytes();
   }
   std::sort(ms.begin(), ms.end());
-  std::printf("layers=%zu tar_entries=%llu merged_nodes=%zu build_ms_median=%.1f build_ms_first=%.1f "
-              "tree_bytes=%zu bytes_per_node=%.1f\n",
-              layers, static_cast<unsigned long long>(entries), nodes, ms[ms.size() / 2], ms.front(), bytes,
-              nodes ? double(bytes) / double(nodes) : 0.0);
+  std::printf(
+      "layers=%zu tar_entries=%llu merged_nodes=%zu build_ms_median=%.1f build_ms_first=%.1f "
+      "tree_bytes=%zu bytes_per_node=%.1f\n",
+      layers, static_cast<unsigned long long>(entries), nodes, ms[ms.size() / 2], ms.front(), bytes,
+      nodes ? double(bytes) / double(nodes) : 0.0);
   return 0;
 }

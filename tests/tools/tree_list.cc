@@ -94,7 +94,8 @@ int main(int argc, char** argv) {
       sha = h.Finish().hex();
     }
     std::string rdev = S_ISCHR(a.mode) || S_ISBLK(a.mode)
-                           ? std::to_string(a.rdev_major) + "," + std::to_string(a.rdev_minor) : "-";
+                           ? std::to_string(a.rdev_major) + "," + std::to_string(a.rdev_minor)
+                           : "-";
     auto xattrs = t.Xattrs(n);
     std::sort(xattrs.begin(), xattrs.end());
     std::string xs;
@@ -103,11 +104,12 @@ int main(int argc, char** argv) {
     if (!S_ISDIR(a.mode) && a.nlink > 1) grp = group[a.inode];
     // A directory no layer lists has no mtime of its own: marked, so comparisons skip it.
     std::string mtime = t.node(n).layer == imagefs::Tree::kImplied
-                            ? "IMPLIED" : std::to_string(a.mtime_sec) + "." + std::to_string(a.mtime_nsec);
+                            ? "IMPLIED"
+                            : std::to_string(a.mtime_sec) + "." + std::to_string(a.mtime_nsec);
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", a.mode & 07777);
-    std::cout << path << '|' << TypeChar(a.mode) << '|' << mode << '|' << a.uid << '|' << a.gid << '|'
-              << size << '|' << mtime << '|'
+    std::cout << path << '|' << TypeChar(a.mode) << '|' << mode << '|' << a.uid << '|' << a.gid
+              << '|' << size << '|' << mtime << '|'
               << (S_ISLNK(a.mode) ? Escape(t.SymlinkTarget(n)) : "-") << '|' << sha << '|' << rdev
               << '|' << (xs.empty() ? "-" : xs) << '|' << grp << '\n';
   }

@@ -17,7 +17,8 @@ TEST(AuthChallenge, DockerHubBearer) {
 }
 
 TEST(AuthChallenge, SeveralChallengesSpacingAndEscapes) {
-  auto c = ParseAuthChallenges(R"(Basic realm="a \"quoted\" realm" , BEARER Realm=https://x/token, scope="a,b")");
+  auto c = ParseAuthChallenges(
+      R"(Basic realm="a \"quoted\" realm" , BEARER Realm=https://x/token, scope="a,b")");
   ASSERT_TRUE(c) << c.error().msg;
   ASSERT_EQ(c->size(), 2u);
   EXPECT_EQ((*c)[0].scheme, "basic");

@@ -36,14 +36,19 @@ class RegistryTest : public ::testing::Test {
     dir_ = new testing::ScratchDir();
     host_ = "127.0.0.1:" + std::to_string(FreePort());
     std::string d = dir_->path().string();
-    testing::WriteAll(dir_->path() / "config.yml", "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-                                                   "    rootdirectory: " + d + "/data\nhttp:\n  addr: " + host_ + "\n");
+    testing::WriteAll(dir_->path() / "config.yml",
+                      "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: "
+                      "true\nstorage:\n  filesystem:\n"
+                      "    rootdirectory: " +
+                          d + "/data\nhttp:\n  addr: " + host_ + "\n");
     pid_ = fork();
     if (pid_ == 0) {
-      execlp("docker-registry", "docker-registry", "serve", (d + "/config.yml").c_str(), static_cast<char*>(nullptr));
+      execlp("docker-registry", "docker-registry", "serve", (d + "/config.yml").c_str(),
+             static_cast<char*>(nullptr));
       _exit(127);
     }
-    for (int i = 0; i < 100 && Shell("curl -sf http://" + host_ + "/v2/ >/dev/null").status != 0; ++i) {
+    for (int i = 0; i < 100 && Shell("curl -sf http://" + host_ + "/v2/ >/dev/null").status != 0;
+         ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     auto r = Shell("set -e; H=" + host_ + "; cd " + d + R"SH(
@@ -109,13 +114,15 @@ TEST_F(RegistryTest, ErrorsCarryTheRegistrysWords) {
   auto unknown = client_.GetManifest(Ref("test/nothing:1"));
   ASSERT_FALSE(unknown);
   EXPECT_EQ(unknown.error().code, Code::kNotFound);
-  EXPECT_NE(unknown.error().msg.find("MANIFEST_UNKNOWN: manifest unknown"), std::string::npos) << unknown.error().msg;
+  EXPECT_NE(unknown.error().msg.find("MANIFEST_UNKNOWN: manifest unknown"), std::string::npos)
+      << unknown.error().msg;
   Reference missing = Ref("test/oci");
   missing.digest = Sha256::Of("no such manifest");
   auto m = client_.GetManifest(missing);
   ASSERT_FALSE(m);
   EXPECT_EQ(m.error().code, Code::kNotFound);
-  auto down = RegistryClient(FastRetries(), CredentialSource(std::nullopt, "/nonexistent")).GetManifest(*ParseReference("127.0.0.1:1/x/y:z"));
+  auto down = RegistryClient(FastRetries(), CredentialSource(std::nullopt, "/nonexistent"))
+                  .GetManifest(*ParseReference("127.0.0.1:1/x/y:z"));
   ASSERT_FALSE(down);
   EXPECT_EQ(down.error().code, Code::kNetwork);
 }
@@ -125,9 +132,11 @@ TEST_F(RegistryTest, TamperedBlobIsRefused) {
   ASSERT_TRUE(m);
   const Descriptor& layer = m->manifest.image->layers[1];
   // Flip a byte of the blob in the registry's own storage.
-  std::string path = (dir_->path() / "data/docker/registry/v2/blobs/sha256" / layer.digest.hex().substr(0, 2) /
-                      layer.digest.hex() / "data").string();
-  ASSERT_EQ(Shell("printf 'X' | dd of=" + path + " bs=1 seek=100 conv=notrunc status=none").status, 0);
+  std::string path = (dir_->path() / "data/docker/registry/v2/blobs/sha256" /
+                      layer.digest.hex().substr(0, 2) / layer.digest.hex() / "data")
+                         .string();
+  ASSERT_EQ(Shell("printf 'X' | dd of=" + path + " bs=1 seek=100 conv=notrunc status=none").status,
+            0);
   uint64_t delivered = 0;
   auto st = client_.GetBlob(Ref("test/oci:1"), layer, [&](const char*, size_t n) -> Status {
     delivered += n;
@@ -138,7 +147,9 @@ TEST_F(RegistryTest, TamperedBlobIsRefused) {
   EXPECT_NE(st.error().msg.find("digest mismatch"), std::string::npos) << st.error().msg;
 }
 
-std::string BaseUrl(const FetchConfig& c, const std::string& domain) { return c.EndpointsFor(domain).back().base_url; }
+std::string BaseUrl(const FetchConfig& c, const std::string& domain) {
+  return c.EndpointsFor(domain).back().base_url;
+}
 
 TEST(RegistryEndpoints, LoopbackIsPlainHttpAndMirrorsComeFirst) {
   FetchConfig c;
@@ -147,8 +158,10 @@ TEST(RegistryEndpoints, LoopbackIsPlainHttpAndMirrorsComeFirst) {
   EXPECT_EQ(BaseUrl(c, "localhost:5000"), "http://localhost:5000");
   EXPECT_EQ(BaseUrl(c, "[::1]:5000"), "http://[::1]:5000");
   EXPECT_EQ(BaseUrl(c, "quay.io"), "https://quay.io");
-  auto parsed = FetchConfig::Parse(R"({"registries": {"docker.io": {"mirrors": ["127.0.0.1:5001", "https://m.example/"]},
-    "10.1.1.1:5000": {"insecure": true}, "q.example": {"ca_file": "/ca.pem"}}, "concurrency": 5})", "reg.json");
+  auto parsed = FetchConfig::Parse(
+      R"({"registries": {"docker.io": {"mirrors": ["127.0.0.1:5001", "https://m.example/"]},
+    "10.1.1.1:5000": {"insecure": true}, "q.example": {"ca_file": "/ca.pem"}}, "concurrency": 5})",
+      "reg.json");
   ASSERT_TRUE(parsed) << parsed.error().msg;
   auto e = parsed->EndpointsFor("docker.io");
   ASSERT_EQ(e.size(), 3u);
@@ -160,8 +173,10 @@ TEST(RegistryEndpoints, LoopbackIsPlainHttpAndMirrorsComeFirst) {
   EXPECT_EQ(BaseUrl(*parsed, "10.1.1.1:5000"), "http://10.1.1.1:5000");
   EXPECT_EQ(parsed->EndpointsFor("q.example").back().ca_file, "/ca.pem");
   EXPECT_EQ(parsed->concurrency, 5u);
-  for (const char* bad : {R"([])", R"({"concurrency": -1})", R"({"registries": {"x": {"mirrors": "m"}}})",
-                          R"({"registries": {"x": {"mirrors": ["ftp://m"]}}})", R"({"registries": {"x": {"insecure": 1}}})"}) {
+  for (const char* bad :
+       {R"([])", R"({"concurrency": -1})", R"({"registries": {"x": {"mirrors": "m"}}})",
+        R"({"registries": {"x": {"mirrors": ["ftp://m"]}}})",
+        R"({"registries": {"x": {"insecure": 1}}})"}) {
     auto r = FetchConfig::Parse(bad, "reg.json");
     ASSERT_FALSE(r) << bad;
     EXPECT_NE(r.error().msg.find("reg.json"), std::string::npos) << r.error().msg;

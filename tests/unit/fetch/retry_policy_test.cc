@@ -43,7 +43,8 @@ TEST(RetryPolicyTest, RetryAfterOnlyFromA429AndCapped) {
   EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(429, {{"retry-after", "3"}})), 3);
   EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(429, {{"retry-after", "86400"}})),
             RetryPolicy::kMaxRetryAfterSeconds);
-  EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(429, {{"retry-after", "Wed, 21 Oct 2015"}})), -1);
+  EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(429, {{"retry-after", "Wed, 21 Oct 2015"}})),
+            -1);
   EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(429, {{"retry-after", "-5"}})), -1);
   EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(429)), -1);
   EXPECT_EQ(RetryPolicy::RetryAfterSeconds(Response(503, {{"retry-after", "3"}})), -1);
@@ -113,7 +114,8 @@ TEST(RetryPolicyTest, CancelStopsWithoutWaiting) {
   EXPECT_TRUE(clock.waits.empty());
   // A cancel that arrives during the wait ends it too.
   std::atomic<bool> later = false;
-  RetryPolicy during(5, 10, [&](milliseconds, const std::atomic<bool>*) { later = true; }, 1);
+  RetryPolicy during(
+      5, 10, [&](milliseconds, const std::atomic<bool>*) { later = true; }, 1);
   auto a = during.Start();
   EXPECT_FALSE(a.Again(-1, &later));
 }

@@ -81,7 +81,8 @@ TEST(TransferManager, AtMostConcurrencyRunAtOnce) {
   auto work = [&](Transfer&) -> Status {
     int now = ++running;
     int p = peak.load();
-    while (now > p && !peak.compare_exchange_weak(p, now)) {}
+    while (now > p && !peak.compare_exchange_weak(p, now)) {
+    }
     std::this_thread::sleep_for(20ms);
     --running;
     return {};

@@ -12,7 +12,6 @@ namespace {
 
 using testing::Gzip;
 
-
 std::string Text(size_t n, uint32_t seed) {
   std::mt19937 rng(seed);
   std::string s;
@@ -51,7 +50,8 @@ Result<std::string> ReadAll(std::string input, size_t step = 1 << 20, size_t out
 TEST(Decompress, GzipOneMemberAnyChunking) {
   std::string text = Text(3 << 20, 1);
   std::string gz = Gzip(text);
-  for (auto [in, out] : {std::pair<size_t, size_t>{1 << 20, 1 << 20}, {1, 7}, {4093, 100000}, {65536, 1}}) {
+  for (auto [in, out] :
+       {std::pair<size_t, size_t>{1 << 20, 1 << 20}, {1, 7}, {4093, 100000}, {65536, 1}}) {
     auto got = ReadAll(gz, in, out);
     ASSERT_TRUE(got) << got.error().msg;
     EXPECT_EQ(*got, text) << "input pieces " << in << ", output pieces " << out;

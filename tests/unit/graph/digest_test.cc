@@ -8,8 +8,10 @@ namespace imagefs {
 namespace {
 
 TEST(Digest, Sha256KnownVectors) {
-  EXPECT_EQ(Sha256::Of("").hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(Sha256::Of("abc").hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256::Of("").hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Sha256::Of("abc").hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   Sha256 h;
   h.Update("a");
   h.Update("bc");
@@ -32,7 +34,8 @@ TEST(Digest, ChainIdMatchesShellComputation) {
   Digest a = Sha256::Of("layer a"), b = Sha256::Of("layer b"), c = Sha256::Of("layer c");
   EXPECT_EQ(ChainIdOf(nullptr, a), a);
   Digest ab = ChainIdOf(&a, b);
-  auto shell = testing::Shell("printf '%s' '" + a.str() + " " + b.str() + "' | sha256sum | cut -c1-64");
+  auto shell =
+      testing::Shell("printf '%s' '" + a.str() + " " + b.str() + "' | sha256sum | cut -c1-64");
   ASSERT_EQ(shell.status, 0);
   EXPECT_EQ(ab.hex() + "\n", shell.output);
   Digest abc = ChainIdOf(&ab, c);

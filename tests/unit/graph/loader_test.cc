@@ -5,9 +5,8 @@
 #include <zlib.h>
 
 #include <functional>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "graph/base/fs_util.h"
 #include "tar_builder.h"
@@ -23,7 +22,8 @@ using testing::MakeTar;
 using testing::ScratchDir;
 using testing::TarMember;
 
-const std::string kLayer1 = MakeTar({{"etc/", "", S_IFDIR, "", false, 0755}, {"etc/hello", "hello\n"}});
+const std::string kLayer1 =
+    MakeTar({{"etc/", "", S_IFDIR, "", false, 0755}, {"etc/hello", "hello\n"}});
 const std::string kLayer2 = MakeTar({{"etc/.wh.hello", ""}, {"etc/bye", "bye\n"}});
 
 std::string ConfigFor(const std::vector<std::string>& layers) {
@@ -63,7 +63,6 @@ std::vector<TarMember> LegacyArchive() {
           {"repositories", R"({"legacy/app":{"v1":")" + Hex('b') + R"("}})"}};
 }
 
-
 // An OCI layout with gzip layers; `tamper` may change the members before packing.
 std::vector<TarMember> OciArchive() {
   std::string config = ConfigFor({kLayer1, kLayer2});
@@ -72,13 +71,15 @@ std::vector<TarMember> OciArchive() {
     return R"({"mediaType":")" + type + R"(","digest":")" + Sha256::Of(blob).str() +
            R"(","size":)" + std::to_string(blob.size()) + "}";
   };
-  std::string manifest = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" +
-                         desc("application/vnd.oci.image.config.v1+json", config) + R"(,"layers":[)" +
-                         desc("application/vnd.oci.image.layer.v1.tar+gzip", g1) + "," +
-                         desc("application/vnd.oci.image.layer.v1.tar+gzip", g2) + "]}";
-  std::string index = R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-                      Sha256::Of(manifest).str() + R"(","size":)" + std::to_string(manifest.size()) +
-                      R"(,"annotations":{"org.opencontainers.image.ref.name":"example/oci:2"}}]})";
+  std::string manifest =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":)" +
+      desc("application/vnd.oci.image.config.v1+json", config) + R"(,"layers":[)" +
+      desc("application/vnd.oci.image.layer.v1.tar+gzip", g1) + "," +
+      desc("application/vnd.oci.image.layer.v1.tar+gzip", g2) + "]}";
+  std::string index =
+      R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      Sha256::Of(manifest).str() + R"(","size":)" + std::to_string(manifest.size()) +
+      R"(,"annotations":{"org.opencontainers.image.ref.name":"example/oci:2"}}]})";
   auto blob = [](const std::string& b) { return "blobs/sha256/" + Sha256::Of(b).hex(); };
   return {{"oci-layout", R"({"imageLayoutVersion":"1.0.0"})"},
           {"index.json", index},
@@ -101,8 +102,9 @@ class LoaderTest : public ::testing::Test {
   }
   // What a user could observe of the store: its images, layers, blobs and tags.
   std::string Snapshot() {
-    return testing::Shell("cd " + (dir_ / "store").string() +
-                          " && find images layers diffs -mindepth 1 | sort && cat tags.json 2>/dev/null")
+    return testing::Shell(
+               "cd " + (dir_ / "store").string() +
+               " && find images layers diffs -mindepth 1 | sort && cat tags.json 2>/dev/null")
         .output;
   }
 
@@ -135,7 +137,8 @@ TEST_F(LoaderTest, SameImageThroughThreeFormatsSharesLayers) {
   EXPECT_EQ(legacy->layers_stored, 0u) << "same ChainIDs: nothing stored twice";
   EXPECT_EQ(store_->Layers().size(), 2u);
   EXPECT_EQ(*store_->GetImage(Hex('b'))->parent, Hex('a'));  // v1 IDs preserved
-  EXPECT_EQ(store_->GetImage(Hex('b'))->top_layer, store_->GetImage(docker->images[0].id)->top_layer);
+  EXPECT_EQ(store_->GetImage(Hex('b'))->top_layer,
+            store_->GetImage(docker->images[0].id)->top_layer);
   EXPECT_EQ(*store_->ResolveImage("legacy/app:v1"), Hex('b'));
   EXPECT_EQ(*store_->ReadConfig(Hex('a')), V1Json(Hex('a'), ""));
 }
@@ -144,8 +147,10 @@ TEST_F(LoaderTest, CompressedOuterTarballs) {
   auto report = LoadArchive(*store_, Write("a.tar.gz", Gzip(MakeTar(DockerArchive()))));
   ASSERT_TRUE(report) << report.error().msg;
   EXPECT_EQ(report->images.size(), 1u);
-  ASSERT_EQ(testing::Shell("zstd -q " + (dir_ / "a.tar.gz").string() + " -o " + (dir_ / "b.zst").string() +
-                           " && xz -k " + (dir_ / "a.tar.gz").string()).status, 0);
+  ASSERT_EQ(testing::Shell("zstd -q " + (dir_ / "a.tar.gz").string() + " -o " +
+                           (dir_ / "b.zst").string() + " && xz -k " + (dir_ / "a.tar.gz").string())
+                .status,
+            0);
   EXPECT_TRUE(LoadArchive(*store_, dir_ / "b.zst"));
   EXPECT_TRUE(LoadArchive(*store_, dir_ / "a.tar.gz.xz"));
 }
@@ -179,7 +184,8 @@ TEST_F(LoaderTest, TwoConcurrentLoadsDoTheWorkOnce) {
   ASSERT_TRUE(first && second);
   EXPECT_EQ(first->images.size(), 1u);
   EXPECT_EQ(second->images.size(), 1u);
-  EXPECT_EQ(first->layers_stored + second->layers_stored, 2u) << "each layer stored by one load only";
+  EXPECT_EQ(first->layers_stored + second->layers_stored, 2u)
+      << "each layer stored by one load only";
   ASSERT_TRUE(store_->Refresh());
   EXPECT_EQ(store_->Layers().size(), 2u);
 }
@@ -193,25 +199,31 @@ TEST_F(LoaderTest, PlatformSelectionFromIndex) {
     manifest_digest = index["manifests"][0]["digest"];
     manifest_size = std::to_string(index["manifests"][0]["size"].get<int>());
   }
-  std::string nested = R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
-      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + manifest_digest + R"(","size":)" + manifest_size +
+  std::string nested =
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)"
+      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      manifest_digest + R"(","size":)" + manifest_size +
       R"(,"platform":{"os":"linux","architecture":"arm","variant":"v6"}},)"
-      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" + manifest_digest + R"(","size":)" + manifest_size +
+      R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
+      manifest_digest + R"(","size":)" + manifest_size +
       R"(,"platform":{"os":"unknown","architecture":"unknown"}}]})";
-  members[1].content = R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":")" +
-                       Sha256::Of(nested).str() + R"(","size":)" + std::to_string(nested.size()) +
-                       R"(,"annotations":{"org.opencontainers.image.ref.name":"example/multi:1"}}]})";
+  members[1].content =
+      R"({"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.index.v1+json","digest":")" +
+      Sha256::Of(nested).str() + R"(","size":)" + std::to_string(nested.size()) +
+      R"(,"annotations":{"org.opencontainers.image.ref.name":"example/multi:1"}}]})";
   members.push_back({"blobs/sha256/" + Sha256::Of(nested).hex(), nested});
   fs::path path = Write("m.tar", MakeTar(members));
   auto none = LoadArchive(*store_, path, {Platform{"linux", "amd64", ""}, false});
   ASSERT_TRUE(!none) << "amd64 is not in the index";
-  EXPECT_NE(none.error().msg.find("no image for platform linux/amd64"), std::string::npos) << none.error().msg;
+  EXPECT_NE(none.error().msg.find("no image for platform linux/amd64"), std::string::npos)
+      << none.error().msg;
   EXPECT_NE(none.error().msg.find("linux/arm/v6"), std::string::npos);
   auto arm = LoadArchive(*store_, path, {Platform{"linux", "arm", "v7"}, false});  // v7 runs v6
   ASSERT_TRUE(arm) << arm.error().msg;
   ASSERT_EQ(arm->images.size(), 1u);
   EXPECT_EQ(arm->images[0].tags.at(0).FamiliarString(), "example/multi:1");
-  auto v5 = LoadArchive(*store_, path, {Platform{"linux", "arm", "v5"}, false});  // v5 cannot run v6
+  auto v5 =
+      LoadArchive(*store_, path, {Platform{"linux", "arm", "v5"}, false});  // v5 cannot run v6
   ASSERT_FALSE(v5);
   auto all = LoadArchive(*store_, path, {Platform{"linux", "amd64", ""}, true});  // every platform
   ASSERT_TRUE(all) << all.error().msg;
@@ -224,7 +236,8 @@ struct HostileCase {
   const char* error;                     // a substring of the message
 };
 
-std::vector<TarMember> With(std::vector<TarMember> members, const std::function<void(std::vector<TarMember>&)>& f) {
+std::vector<TarMember> With(std::vector<TarMember> members,
+                            const std::function<void(std::vector<TarMember>&)>& f) {
   f(members);
   return members;
 }
@@ -235,97 +248,161 @@ TEST_F(LoaderTest, HostileArchivesFailClearlyAndChangeNothing) {
   std::string other_layer = MakeTar({{"other/file", "unrelated"}});
   std::string other_config = ConfigFor({other_layer});
   std::string other_name = Sha256::Of(other_config).hex() + ".json";
-  auto preload = LoadArchive(*store_, Write("ok.tar", MakeTar({{other_name, other_config},
-      {"x/layer.tar", other_layer},
-      {"manifest.json", R"([{"Config":")" + other_name + R"(","RepoTags":["other:1"],"Layers":["x/layer.tar"]}])"}})));
+  auto preload = LoadArchive(
+      *store_,
+      Write("ok.tar", MakeTar({{other_name, other_config},
+                               {"x/layer.tar", other_layer},
+                               {"manifest.json",
+                                R"([{"Config":")" + other_name +
+                                    R"(","RepoTags":["other:1"],"Layers":["x/layer.tar"]}])"}})));
   ASSERT_TRUE(preload && preload->images.size() == 1);
   std::string before = Snapshot();
   std::string good = MakeTar(DockerArchive());
   std::vector<HostileCase> cases = {
-      {"absolute member", [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[1].path = "/l1/layer.tar"; })); },
+      {"absolute member",
+       [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[1].path = "/l1/layer.tar"; })); },
        "absolute path"},
-      {"dotdot member", [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[1].path = "l1/../../layer.tar"; })); },
+      {"dotdot member",
+       [] {
+         return MakeTar(With(DockerArchive(), [](auto& m) { m[1].path = "l1/../../layer.tar"; }));
+       },
        "\"..\" component"},
-      {"layer symlink escapes", [] {
-         return MakeTar(With(DockerArchive(), [](auto& m) { m[1] = {"l1/layer.tar", "", S_IFLNK, "../../../etc/passwd"}; }));
-       }, "escapes the archive"},
-      {"layer symlink absolute", [] {
-         return MakeTar(With(DockerArchive(), [](auto& m) { m[1] = {"l1/layer.tar", "", S_IFLNK, "/etc/passwd"}; }));
-       }, "symlink to an absolute path"},
-      {"symlink cycle", [] {
+      {"layer symlink escapes",
+       [] {
+         return MakeTar(With(DockerArchive(), [](auto& m) {
+           m[1] = {"l1/layer.tar", "", S_IFLNK, "../../../etc/passwd"};
+         }));
+       },
+       "escapes the archive"},
+      {"layer symlink absolute",
+       [] {
+         return MakeTar(With(DockerArchive(), [](auto& m) {
+           m[1] = {"l1/layer.tar", "", S_IFLNK, "/etc/passwd"};
+         }));
+       },
+       "symlink to an absolute path"},
+      {"symlink cycle",
+       [] {
          return MakeTar(With(DockerArchive(), [](auto& m) {
            m[1] = {"l1/layer.tar", "", S_IFLNK, "../l3/layer.tar"};
            m.push_back({"l3/layer.tar", "", S_IFLNK, "../l1/layer.tar"});
          }));
-       }, "too many levels"},
+       },
+       "too many levels"},
       {"truncated", [&] { return good.substr(0, 2600); }, "truncated"},
       {"not a tar", [] { return std::string(5000, 'x'); }, "not a tar archive"},
-      {"missing layer member", [] { return MakeTar(With(DockerArchive(), [](auto& m) { m.erase(m.begin() + 2); })); },
+      {"missing layer member",
+       [] { return MakeTar(With(DockerArchive(), [](auto& m) { m.erase(m.begin() + 2); })); },
        "no member \"l2/layer.tar\""},
-      {"manifest not json", [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[3].content = "[{"; })); },
+      {"manifest not json",
+       [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[3].content = "[{"; })); },
        "manifest.json: not valid JSON"},
-      {"manifest wrong types", [] {
+      {"manifest wrong types",
+       [] {
          return MakeTar(With(DockerArchive(), [](auto& m) {
            m[3].content = R"([{"Config":")" + m[0].path + R"(","Layers":"l1/layer.tar"}])";
          }));
-       }, "\"Layers\" must be an array of strings"},
-      {"manifest not an array", [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[3].content = "{}"; })); },
+       },
+       "\"Layers\" must be an array of strings"},
+      {"manifest not an array",
+       [] { return MakeTar(With(DockerArchive(), [](auto& m) { m[3].content = "{}"; })); },
        "want a JSON array"},
-      {"config wrong types", [] {
-         return MakeTar(With(DockerArchive(), [](auto& m) { m[0].content = R"({"rootfs":{"diff_ids":"x"}})"; }));
-       }, "no rootfs.diff_ids array"},
-      {"diff id mismatch", [] {
-         return MakeTar(With(DockerArchive(), [](auto& m) { m[2].content = MakeTar({{"other", "x"}}); }));
-       }, "does not match its DiffID"},
-      {"layer count mismatch", [] {
+      {"config wrong types",
+       [] {
+         return MakeTar(With(DockerArchive(),
+                             [](auto& m) { m[0].content = R"({"rootfs":{"diff_ids":"x"}})"; }));
+       },
+       "no rootfs.diff_ids array"},
+      {"diff id mismatch",
+       [] {
+         return MakeTar(With(DockerArchive(), [](auto& m) {
+           m[2].content = MakeTar({{"other", "x"}});
+         }));
+       },
+       "does not match its DiffID"},
+      {"layer count mismatch",
+       [] {
          return MakeTar(With(DockerArchive(), [](auto& m) {
            m[3].content = R"([{"Config":")" + m[0].path + R"(","Layers":["l1/layer.tar"]}])";
          }));
-       }, "1 layers but config"},
-      {"duplicate member", [] { return MakeTar(With(DockerArchive(), [](auto& m) { m.push_back(m[1]); })); },
+       },
+       "1 layers but config"},
+      {"duplicate member",
+       [] { return MakeTar(With(DockerArchive(), [](auto& m) { m.push_back(m[1]); })); },
        "duplicate member \"l1/layer.tar\""},
-      {"invalid tag", [] { return MakeTar(DockerArchive("Bad/UPPER:1")); }, "invalid reference format"},
-      {"layer not a tar", [] {
+      {"invalid tag", [] { return MakeTar(DockerArchive("Bad/UPPER:1")); },
+       "invalid reference format"},
+      {"layer not a tar",
+       [] {
          return MakeTar(With(DockerArchive(), [](auto& m) {
            m[1].content = std::string(3000, 'q');
            m[0].content = ConfigFor({m[1].content, kLayer2});
            m[0].path = Sha256::Of(m[0].content).hex() + ".json";
-           m[3].content = R"([{"Config":")" + m[0].path + R"(","Layers":["l1/layer.tar","l2/layer.tar"]}])";
+           m[3].content =
+               R"([{"Config":")" + m[0].path + R"(","Layers":["l1/layer.tar","l2/layer.tar"]}])";
          }));
-       }, "index layer"},
-      {"legacy id mismatch", [] {
-         return MakeTar(With(LegacyArchive(), [](auto& m) { m[0].content = V1Json(Hex('c'), ""); }));
-       }, "does not match its directory"},
-      {"legacy missing parent", [] {
-         return MakeTar({{Hex('d') + "/json", V1Json(Hex('d'), Hex('e'))}, {Hex('d') + "/layer.tar", kLayer1}});
-       }, "neither in the archive nor in the store"},
-      {"legacy parent cycle", [] {
-         return MakeTar({{Hex('1') + "/json", V1Json(Hex('1'), Hex('2'))}, {Hex('1') + "/layer.tar", kLayer1},
-                         {Hex('2') + "/json", V1Json(Hex('2'), Hex('1'))}, {Hex('2') + "/layer.tar", kLayer2}});
-       }, "parent cycle"},
-      {"legacy bad directory", [] { return MakeTar({{"not-an-id/json", "{}"}}); }, "not a valid image ID"},
-      {"legacy json not json", [] {
-         return MakeTar(With(LegacyArchive(), [](auto& m) { m[3].content = "nope"; }));
-       }, "/json: not valid JSON"},
-      {"unknown format", [] { return MakeTar({{"hello.txt", "hi"}}); }, "unknown archive format"},
-      {"oci blob digest mismatch", [] {
-         return MakeTar(With(OciArchive(), [](auto& m) { m[4].content[m[4].content.size() - 5] ^= 1; }));
-       }, "digest mismatch"},
-      {"oci missing layer blob", [] { return MakeTar(With(OciArchive(), [](auto& m) { m.pop_back(); })); },
-       "is missing"},
-      {"oci bad layout version", [] {
-         return MakeTar(With(OciArchive(), [](auto& m) { m[0].content = R"({"imageLayoutVersion":"9"})"; }));
-       }, "imageLayoutVersion"},
-      {"oci index wrong types", [] {
-         return MakeTar(With(OciArchive(), [](auto& m) { m[1].content = R"({"manifests":[{"digest":5}]})"; }));
-       }, "descriptor has no digest"},
+       },
+       "index layer"},
+      {"legacy id mismatch",
+       [] {
+         return MakeTar(
+             With(LegacyArchive(), [](auto& m) { m[0].content = V1Json(Hex('c'), ""); }));
+       },
+       "does not match its directory"},
+      {"legacy missing parent",
+       [] {
+         return MakeTar({{Hex('d') + "/json", V1Json(Hex('d'), Hex('e'))},
+                         {Hex('d') + "/layer.tar", kLayer1}});
+       },
+       "neither in the archive nor in the store"},
+      {"legacy parent cycle",
+       [] {
+         return MakeTar({{Hex('1') + "/json", V1Json(Hex('1'), Hex('2'))},
+                         {Hex('1') + "/layer.tar", kLayer1},
+                         {Hex('2') + "/json", V1Json(Hex('2'), Hex('1'))},
+                         {Hex('2') + "/layer.tar", kLayer2}});
+       },
+       "parent cycle"},
+      {"legacy bad directory",
+       [] {
+         return MakeTar({{"not-an-id/json", "{}"}});
+       },
+       "not a valid image ID"},
+      {"legacy json not json",
+       [] { return MakeTar(With(LegacyArchive(), [](auto& m) { m[3].content = "nope"; })); },
+       "/json: not valid JSON"},
+      {"unknown format",
+       [] {
+         return MakeTar({{"hello.txt", "hi"}});
+       },
+       "unknown archive format"},
+      {"oci blob digest mismatch",
+       [] {
+         return MakeTar(
+             With(OciArchive(), [](auto& m) { m[4].content[m[4].content.size() - 5] ^= 1; }));
+       },
+       "digest mismatch"},
+      {"oci missing layer blob",
+       [] { return MakeTar(With(OciArchive(), [](auto& m) { m.pop_back(); })); }, "is missing"},
+      {"oci bad layout version",
+       [] {
+         return MakeTar(
+             With(OciArchive(), [](auto& m) { m[0].content = R"({"imageLayoutVersion":"9"})"; }));
+       },
+       "imageLayoutVersion"},
+      {"oci index wrong types",
+       [] {
+         return MakeTar(
+             With(OciArchive(), [](auto& m) { m[1].content = R"({"manifests":[{"digest":5}]})"; }));
+       },
+       "descriptor has no digest"},
   };
   for (const HostileCase& c : cases) {
     SCOPED_TRACE(c.name);
     fs::path path = Write("hostile.tar", c.archive());
     auto report = LoadArchive(*store_, path);
-    std::string message = !report ? report.error().msg
-                                  : (report->failures.empty() ? "" : report->failures[0].msg);
+    std::string message =
+        !report ? report.error().msg : (report->failures.empty() ? "" : report->failures[0].msg);
     EXPECT_NE(message, "") << "loaded without error";
     EXPECT_NE(message.find(c.error), std::string::npos) << message;
     if (!report) {
@@ -356,7 +433,8 @@ TEST_F(LoaderTest, OverlongLegacyChainFailsWithoutDeepRecursion) {
   ASSERT_TRUE(report) << report.error().msg;
   EXPECT_TRUE(report->images.empty());
   bool too_long = false;
-  for (const Error& e : report->failures) too_long |= e.msg.find("parent chain longer than 1024") != std::string::npos;
+  for (const Error& e : report->failures)
+    too_long |= e.msg.find("parent chain longer than 1024") != std::string::npos;
   EXPECT_TRUE(too_long);
   EXPECT_EQ(Snapshot(), before);
 }
@@ -388,7 +466,8 @@ TEST_F(LoaderTest, DecompressionBombIsRefused) {
   auto report = LoadArchive(**s, Write("bomb.tar", MakeTar(members)));
   ASSERT_TRUE(report) << report.error().msg;
   ASSERT_EQ(report->failures.size(), 1u);
-  EXPECT_NE(report->failures[0].msg.find("larger than the limit"), std::string::npos) << report->failures[0].msg;
+  EXPECT_NE(report->failures[0].msg.find("larger than the limit"), std::string::npos)
+      << report->failures[0].msg;
   EXPECT_TRUE((*s)->Images().empty());
   EXPECT_TRUE((*s)->Layers().empty()) << "the first layer was rolled back";
 }
@@ -425,7 +504,8 @@ TEST_F(LoaderTest, OciLayoutDirectoryRefusesEscapingSymlinks) {
   auto escaped = LoadArchive(*store_, layout);
   ASSERT_TRUE(escaped);
   ASSERT_EQ(escaped->failures.size(), 1u);
-  EXPECT_NE(escaped->failures[0].msg.find("escapes"), std::string::npos) << escaped->failures[0].msg;
+  EXPECT_NE(escaped->failures[0].msg.find("escapes"), std::string::npos)
+      << escaped->failures[0].msg;
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-#include <clocale>
-
 #include <gtest/gtest.h>
+
+#include <clocale>
 
 #include "graph/base/log.h"
 #include "test_util.h"

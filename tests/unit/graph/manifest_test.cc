@@ -45,7 +45,8 @@ TEST_F(SkopeoManifests, OciAndSchema2) {
     }
     auto digest = ManifestDigest(bytes, m->media_type);
     ASSERT_TRUE(digest);
-    EXPECT_EQ(digest->str() + "\n", Shell("skopeo manifest-digest " + (dir_ / d / "manifest.json").string()).output);
+    EXPECT_EQ(digest->str() + "\n",
+              Shell("skopeo manifest-digest " + (dir_ / d / "manifest.json").string()).output);
   }
 }
 
@@ -60,7 +61,8 @@ TEST_F(SkopeoManifests, SignedSchema1DigestExcludesSignatures) {
   auto digest = ManifestDigest(bytes, m->media_type);
   ASSERT_TRUE(digest) << digest.error().msg;
   EXPECT_NE(*digest, Sha256::Of(bytes));
-  EXPECT_EQ(digest->str() + "\n", Shell("skopeo manifest-digest " + (dir_ / "v2s1" / "manifest.json").string()).output);
+  EXPECT_EQ(digest->str() + "\n",
+            Shell("skopeo manifest-digest " + (dir_ / "v2s1" / "manifest.json").string()).output);
 }
 
 std::string V1(const std::string& id, const std::string& parent) {
@@ -68,7 +70,10 @@ std::string V1(const std::string& id, const std::string& parent) {
 }
 
 std::string Schema1(const std::vector<std::pair<std::string, std::string>>& top_first) {
-  nlohmann::json j = {{"schemaVersion", 1}, {"name", "x"}, {"tag", "t"}, {"fsLayers", nlohmann::json::array()},
+  nlohmann::json j = {{"schemaVersion", 1},
+                      {"name", "x"},
+                      {"tag", "t"},
+                      {"fsLayers", nlohmann::json::array()},
                       {"history", nlohmann::json::array()}};
   int n = 0;
   for (const auto& [id, parent] : top_first) {
@@ -104,14 +109,18 @@ ManifestIndex Index() {
   auto add = [&](const std::string& platform, const std::string& extra = "") {
     if (!manifests.empty()) manifests += ",";
     manifests += R"({"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":")" +
-                 Sha256::Of(platform + extra).str() + R"(","size":1,"platform":)" + platform + extra + "}";
+                 Sha256::Of(platform + extra).str() + R"(","size":1,"platform":)" + platform +
+                 extra + "}";
   };
   add(R"({"os":"linux","architecture":"amd64"})");
   add(R"({"os":"linux","architecture":"arm","variant":"v8"})");
   add(R"({"os":"linux","architecture":"arm","variant":"v6"})");
-  add(R"({"os":"unknown","architecture":"unknown"})", R"(,"annotations":{"vnd.docker.reference.type":"attestation-manifest"})");
-  auto m = ParseManifest(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
-                             manifests + "]}", "");
+  add(R"({"os":"unknown","architecture":"unknown"})",
+      R"(,"annotations":{"vnd.docker.reference.type":"attestation-manifest"})");
+  auto m = ParseManifest(
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[)" +
+          manifests + "]}",
+      "");
   EXPECT_TRUE(m) << m.error().msg;
   return *m->index;
 }
@@ -130,8 +139,10 @@ TEST(SelectPlatform, DockerFallbacks) {
 
 TEST(Manifest, Rejects) {
   EXPECT_FALSE(ParseManifest("not json", ""));
-  EXPECT_FALSE(ParseManifest(R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"})", ""));
-  EXPECT_FALSE(ParseManifest(R"({"schemaVersion":2,"config":{"digest":"sha256:x","size":1},"layers":[]})", ""));
+  EXPECT_FALSE(ParseManifest(
+      R"({"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"})", ""));
+  EXPECT_FALSE(ParseManifest(
+      R"({"schemaVersion":2,"config":{"digest":"sha256:x","size":1},"layers":[]})", ""));
   auto odd = ParseManifest(R"({"schemaVersion":2,"mediaType":"text/plain"})", "");
   ASSERT_FALSE(odd);
   EXPECT_EQ(odd.error().code, Code::kUnsupported);

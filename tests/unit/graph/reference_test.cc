@@ -45,7 +45,10 @@ TEST(Reference, Digests) {
 
 TEST(Reference, RejectsWithDockerMessages) {
   for (const char* bad : {"", "UPPER/case", "Busybox", "a//b", "-a", "a-", "busybox:", "busybox:-x",
-                          "busybox@sha256:abc", "x:" "tag/withslash", ":tag", "a..b"}) {
+                          "busybox@sha256:abc",
+                          "x:"
+                          "tag/withslash",
+                          ":tag", "a..b"}) {
     auto ref = ParseReference(bad);
     EXPECT_FALSE(ref) << bad;
     if (!ref) {

@@ -39,11 +39,13 @@ class CountingSource final : public ByteSource {
   std::atomic<uint64_t>* counter_;
 };
 
-std::string Config(const std::vector<Digest>& diff_ids, const std::string& created = "2021-05-06T07:08:09Z") {
+std::string Config(const std::vector<Digest>& diff_ids,
+                   const std::string& created = "2021-05-06T07:08:09Z") {
   std::string ids;
   for (const auto& d : diff_ids) ids += (ids.empty() ? "\"" : ",\"") + d.str() + "\"";
   // Odd spacing on purpose: the store must keep these bytes as they are.
-  return "{\"created\":  \"" + created + "\", \"rootfs\": {\"type\":\"layers\",\"diff_ids\":[" + ids + "]}}";
+  return "{\"created\":  \"" + created + "\", \"rootfs\": {\"type\":\"layers\",\"diff_ids\":[" +
+         ids + "]}}";
 }
 
 class StoreTest : public ::testing::Test {
@@ -316,7 +318,8 @@ TEST_F(StoreTest, RefcountedDelete) {
   EXPECT_NE(refused.error().msg.find("parent"), std::string::npos);
   auto layer_refused = store_->DeleteLayer(*base_info.top_layer);
   ASSERT_FALSE(layer_refused);
-  EXPECT_NE(layer_refused.error().msg.find("uses it"), std::string::npos) << layer_refused.error().msg;
+  EXPECT_NE(layer_refused.error().msg.find("uses it"), std::string::npos)
+      << layer_refused.error().msg;
   auto base_layer = store_->LayerChain(*base_info.top_layer)->front();
   EXPECT_NE(store_->DeleteLayer(base_layer.chain_id).error().msg.find("child"), std::string::npos);
   EXPECT_EQ(store_->ImagesUsingLayer(base_layer.chain_id), 2u);
@@ -356,7 +359,8 @@ TEST_F(StoreTest, TagsNormaliseAndPersist) {
   auto tagless = store_->Tag(*ParseReference("busybox"), id);  // a tag-less reference is refused...
   ASSERT_FALSE(tagless);
   EXPECT_EQ(tagless.error().code, Code::kInvalid);
-  ASSERT_TRUE(store_->Tag(WithDefaultTag(*ParseReference("busybox")), id));  // ...and defaulted here
+  ASSERT_TRUE(
+      store_->Tag(WithDefaultTag(*ParseReference("busybox")), id));  // ...and defaulted here
   EXPECT_EQ(store_->Tags().begin()->first, "docker.io/library/busybox:latest");
   EXPECT_EQ(*store_->ResolveImage("docker.io/library/busybox:latest"), id);
   EXPECT_EQ(*store_->ResolveImage("busybox"), id);
@@ -390,9 +394,11 @@ TEST_F(StoreTest, RefusesUnknownStoreFormat) {
   testing::WriteAll(dir_ / "store" / "VERSION", "imagefs-store 99\n");
   auto s = Store::Open(dir_ / "store", {.create = true});
   ASSERT_FALSE(s);
-  EXPECT_NE(s.error().msg.find("format version 99; this imagefs reads format version 1"), std::string::npos)
+  EXPECT_NE(s.error().msg.find("format version 99; this imagefs reads format version 1"),
+            std::string::npos)
       << s.error().msg;
-  EXPECT_EQ(testing::ReadAll(dir_ / "store" / "VERSION"), "imagefs-store 99\n");  // never "upgraded"
+  EXPECT_EQ(testing::ReadAll(dir_ / "store" / "VERSION"),
+            "imagefs-store 99\n");  // never "upgraded"
 }
 
 // Lists a directory with each entry's type and mtime: what "left as it was" means.
@@ -402,8 +408,8 @@ std::string Snapshot(const fs::path& dir) {
   for (const auto& e : fs::recursive_directory_iterator(dir, ec)) {
     struct stat st;
     lstat(e.path().c_str(), &st);
-    out += e.path().string() + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
-           std::to_string(st.st_mtim.tv_nsec) + "\n";
+    out += e.path().string() + " " + std::to_string(st.st_mode) + " " +
+           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + "\n";
   }
   return out;
 }
@@ -427,7 +433,8 @@ TEST_F(StoreTest, OpensOnlyStoresAndCreatesOnlyWhereAsked) {
   for (bool create : {false, true}) {
     r = Store::Open(other, {.create = create});
     ASSERT_FALSE(r);
-    EXPECT_NE(r.error().msg.find("choose an empty or new directory"), std::string::npos) << r.error().msg;
+    EXPECT_NE(r.error().msg.find("choose an empty or new directory"), std::string::npos)
+        << r.error().msg;
     EXPECT_EQ(Snapshot(other), before_other);
   }
 
@@ -474,7 +481,7 @@ TEST_F(StoreTest, LayerSizeLimit) {
 // Only images marked lazy are evicted, least recently used first, until the layers fit;
 // the one being used is kept; markers of images that went are dropped by prune.
 TEST_F(StoreTest, LazyCacheEvictsLeastRecentlyUsedMarkedImagesOnly) {
-  std::string loaded = AddImage({tar_c_});                            // not marked: stays
+  std::string loaded = AddImage({tar_c_});  // not marked: stays
   std::string old_lazy = AddImage({tar_a_}, {}, "2001-01-01T00:00:00Z");
   std::string new_lazy = AddImage({tar_b_}, {}, "2002-01-01T00:00:00Z");
   LazyCache cache(*store_);

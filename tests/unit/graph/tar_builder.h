@@ -12,9 +12,9 @@ namespace imagefs::testing {
 
 struct TarMember {
   std::string path;
-  std::string content;          // regular files
-  mode_t type = S_IFREG;        // S_IFREG, S_IFDIR, S_IFLNK
-  std::string link;             // symlink target, or hardlink target when hardlink is set
+  std::string content;    // regular files
+  mode_t type = S_IFREG;  // S_IFREG, S_IFDIR, S_IFLNK
+  std::string link;       // symlink target, or hardlink target when hardlink is set
   bool hardlink = false;
   mode_t perm = 0644;
 };

@@ -18,8 +18,8 @@ namespace imagefs {
 namespace fs = std::filesystem;
 namespace {
 
-using testing::Shell;
 using testing::ScratchDir;
+using testing::Shell;
 
 // The test's own listing: one line of fields per entry, as libarchive reads the tar.
 struct Listed {
@@ -97,8 +97,8 @@ class TarIndexTest : public ::testing::TestWithParam<const char*> {
     std::string format = GetParam();
     // GNU tar stores xattrs only in PAX headers; the gnu variant carries none.
     std::string xattrs = format == "pax" ? "--xattrs --xattrs-include='*' " : "";
-    ASSERT_EQ(Shell("tar " + xattrs + "--numeric-owner -S --format=" + format +
-                  " -cf " + tar_.string() + " -C " + src_.string() + " .")
+    ASSERT_EQ(Shell("tar " + xattrs + "--numeric-owner -S --format=" + format + " -cf " +
+                    tar_.string() + " -C " + src_.string() + " .")
                   .status,
               0);
   }
@@ -172,7 +172,8 @@ TEST_P(TarIndexTest, MatchesLibarchiveListingAndDiskContent) {
       }
     }
   }
-  EXPECT_EQ(seen_kinds.size(), 7u) << "fixture should hold file, dir, symlink, hardlink, chr, blk, fifo";
+  EXPECT_EQ(seen_kinds.size(), 7u)
+      << "fixture should hold file, dir, symlink, hardlink, chr, blk, fifo";
 
   // The sparse file is stored as runs and reads back holes as zeros.
   bool found_sparse = false;
@@ -192,8 +193,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, TarIndexTest, ::testing::Values("pax", "gnu"))
 TEST(TarIndex, RejectsTruncatedTar) {
   ScratchDir dir;
   ASSERT_EQ(Shell("cd " + dir.path().string() +
-                " && head -c 3000000 /dev/urandom > big && tar -cf t.tar big && "
-                "head -c 1000000 t.tar > cut.tar")
+                  " && head -c 3000000 /dev/urandom > big && tar -cf t.tar big && "
+                  "head -c 1000000 t.tar > cut.tar")
                 .status,
             0);
   std::string cut = testing::ReadAll(dir / "cut.tar");

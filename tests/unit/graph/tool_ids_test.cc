@@ -15,8 +15,8 @@ namespace fs = std::filesystem;
 namespace {
 
 using nlohmann::json;
-using testing::Shell;
 using testing::ScratchDir;
+using testing::Shell;
 
 class ToolIdsTest : public ::testing::Test {
  protected:
@@ -109,13 +109,15 @@ TEST_F(ToolIdsTest, ChainIdsOfRegisteredLayersMatchIndependentComputation) {
     // ChainID by the OCI spec's formula, computed by sha256sum.
     std::string want = i == 0 ? expected->str()
                               : "sha256:" + Shell("printf '%s' '" + chain_shell + " " +
-                                                expected->str() + "' | sha256sum | cut -c1-64")
+                                                  expected->str() + "' | sha256sum | cut -c1-64")
                                                 .output.substr(0, 64);
     EXPECT_EQ(layer->chain_id.str(), want) << "layer " << i;
     chain_shell = want;
     parent = layer->chain_id;
     // The stored blob is the uncompressed tar, byte for byte.
-    EXPECT_EQ(Shell("cmp -s " + tar.string() + " " + (*store)->BlobPath(layer->diff_id).string()).status, 0);
+    EXPECT_EQ(
+        Shell("cmp -s " + tar.string() + " " + (*store)->BlobPath(layer->diff_id).string()).status,
+        0);
   }
 }
 

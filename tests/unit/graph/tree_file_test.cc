@@ -21,7 +21,8 @@ std::string Listing(const Tree& tree) {
   for (uint32_t id = 0; id < tree.size(); ++id) {
     TreeAttr a = tree.Attr(id);
     out += tree.Path(id) + "|" + std::to_string(a.mode) + "|" + std::to_string(a.size) + "|" +
-           std::to_string(a.nlink) + "|" + std::to_string(a.inode) + "|" + std::string(tree.SymlinkTarget(id)) + "\n";
+           std::to_string(a.nlink) + "|" + std::to_string(a.inode) + "|" +
+           std::string(tree.SymlinkTarget(id)) + "\n";
   }
   return out;
 }
