@@ -193,10 +193,11 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     if (t.cancelled().load()) return Fail(Code::kCancelled, what + ": cancelled");
     // Wrong or cut data cannot be patched once it went into the store's stream: fetch the
     // whole layer again (the store kept none of it).
-    if (!RetryPolicy::Retryable(e) || !attempts.Again(-1, &t.cancelled())) {
-      return Fail(e.WithContext(what));
-    }
-    Log()->warn("retry layer {} attempt={}: {}", blob.digest.str(), attempts.failures(), e.msg);
+    bool again = e.code == Code::kCorrupt    ? attempts.Refetch(&t.cancelled())
+                 : RetryPolicy::Retryable(e) ? attempts.Again(-1, &t.cancelled())
+                                             : false;
+    if (!again) return Fail(e.WithContext(what));
+    Log()->warn("retry layer {}: {}", blob.digest.str(), e.msg);
     t.reset_done();
   }
 }

@@ -407,6 +407,9 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
   auto endpoints = config_.EndpointsFor(ref.domain);
   for (size_t e = 0; e < endpoints.size(); ++e) {
     const Endpoint& endpoint = endpoints[e];
+    // A mirror that fails is left at once for the next endpoint; the budget is the
+    // registry's (the last endpoint), so a dead mirror cannot spend it.
+    const bool last_endpoint = e + 1 == endpoints.size();
     for (;;) {
       HttpRequest get{"GET",
                       endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(),
@@ -433,8 +436,9 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
       // A body cut short (200/206) is resumed; other failures as any request.
       bool retry = RetryPolicy::Retryable(r) || (r && (r->status == 200 || r->status == 206));
       if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, what + ": cancelled");
-      if (received > before) attempts.Progressed();
-      if (!retry || !attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel)) break;
+      if (received > before) attempts.StartOver();
+      if (!retry || !last_endpoint || !attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel))
+        break;
       Log()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempts.failures(), received,
                   blob.size, last->msg);
     }
@@ -459,8 +463,8 @@ Result<std::string> RegistryClient::GetSmallBlob(const Reference& ref, const Des
     out.clear();
     Status st = GetBlob(ref, blob, sink, nullptr, &attempts);
     if (st) return out;
-    if (st.error().code != Code::kCorrupt || !attempts.Again()) return Fail(st.error());
-    Log()->warn("retry blob {} attempt={}: {}", blob.digest.str(), attempts.failures(),
+    if (st.error().code != Code::kCorrupt || !attempts.Refetch()) return Fail(st.error());
+    Log()->warn("retry blob {} refetch={}: {}", blob.digest.str(), attempts.refetches(),
                 st.error().msg);
   }
 }

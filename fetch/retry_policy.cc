@@ -57,10 +57,19 @@ std::chrono::milliseconds RetryPolicy::Delay(unsigned failures, long retry_after
 }
 
 bool RetryPolicy::Attempts::Again(long retry_after_s, const std::atomic<bool>* cancel) {
+  return Wait(failures_, retry_after_s, cancel);
+}
+
+bool RetryPolicy::Attempts::Refetch(const std::atomic<bool>* cancel) {
+  return Wait(refetches_, -1, cancel);
+}
+
+bool RetryPolicy::Attempts::Wait(unsigned& count, long retry_after_s,
+                                 const std::atomic<bool>* cancel) {
   if (cancel != nullptr && cancel->load()) return false;
-  if (failures_ >= policy_->retries_) return false;
-  ++failures_;
-  policy_->sleep_(policy_->Delay(failures_, retry_after_s), cancel);
+  if (count >= policy_->retries_) return false;
+  ++count;
+  policy_->sleep_(policy_->Delay(count, retry_after_s), cancel);
   return cancel == nullptr || !cancel->load();
 }
 

@@ -3,9 +3,10 @@
 // exponential backoff), and how many attempts one operation gets in all.
 //
 // An operation takes one Attempts budget and hands it down to every level that may retry
-// (a layer: its requests, the resumes of a cut body and whole refetches of wrong data), so
-// levels never multiply into retries² attempts. Bytes that arrive earn a fresh count: only
-// transfers that keep failing give up.
+// (a layer: its requests and the resumes of a cut body in the client, a refetch after a
+// network failure in the puller), so levels never multiply into retries² attempts. Bytes
+// that arrive earn a fresh count: only transfers that keep failing give up. Whole
+// refetches after wrong data have a count of their own (Refetch).
 #pragma once
 
 #include <atomic>
@@ -46,13 +47,22 @@ class RetryPolicy {
     // After a failure: true (having waited) when another attempt may follow; false when
     // the budget is spent or the operation was cancelled.
     bool Again(long retry_after_s = -1, const std::atomic<bool>* cancel = nullptr);
-    // Bytes arrived since the last failure: the count starts over.
-    void Progressed() { failures_ = 0; }
+    // Bytes arrived since the last failure: the count of failed requests starts over.
+    void StartOver() { failures_ = 0; }
+    // After wrong data (a digest mismatch): true (having waited) when the whole transfer may
+    // be fetched again. These are counted apart, at most `retries` per operation, and never
+    // start over: a server that cuts every body and then serves wrong bytes cannot keep a
+    // transfer going forever by making progress.
+    bool Refetch(const std::atomic<bool>* cancel = nullptr);
     unsigned failures() const { return failures_; }
+    unsigned refetches() const { return refetches_; }
 
    private:
+    bool Wait(unsigned& count, long retry_after_s, const std::atomic<bool>* cancel);
+
     const RetryPolicy* policy_;
     unsigned failures_ = 0;
+    unsigned refetches_ = 0;
   };
   Attempts Start() const { return Attempts(*this); }
 

@@ -98,11 +98,28 @@ TEST(RetryPolicyTest, ProgressStartsTheCountOver) {
   auto attempts = policy.Start();
   EXPECT_TRUE(attempts.Again());
   EXPECT_TRUE(attempts.Again());
-  attempts.Progressed();  // bytes arrived before the body broke off again
+  attempts.StartOver();  // bytes arrived before the body broke off again
   EXPECT_TRUE(attempts.Again());
   EXPECT_TRUE(attempts.Again());
   EXPECT_FALSE(attempts.Again());
   EXPECT_EQ(clock.waits.front(), clock.waits[2]) << "the backoff starts over too";
+}
+
+TEST(RetryPolicyTest, RefetchesAreBoundedAndNeverStartOver) {
+  // A server that cuts every body (progress: the request count starts over) and then
+  // serves wrong bytes: the whole-transfer refetches still end.
+  FakeSleep clock;
+  RetryPolicy policy(3, 10, clock.Fn(), 1);
+  auto attempts = policy.Start();
+  int transfers = 1;
+  for (;;) {
+    EXPECT_TRUE(attempts.Again());   // the cut body, resumed
+    attempts.StartOver();            // it made progress
+    if (!attempts.Refetch()) break;  // then the digest did not match
+    ++transfers;
+  }
+  EXPECT_EQ(transfers, 4);
+  EXPECT_EQ(attempts.refetches(), 3u);
 }
 
 TEST(RetryPolicyTest, CancelStopsWithoutWaiting) {
