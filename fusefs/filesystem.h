@@ -12,40 +12,17 @@
 #include <set>
 #include <unordered_map>
 
+#include "fusefs/fs_options.h"
 #include "fusefs/import_dir.h"
 #include "fusefs/inode_table.h"
+#include "fusefs/nodes/mount_nodes.h"
 #include "fusefs/passthrough.h"
 #include "fusefs/stats.h"
 #include "fusefs/store_watcher.h"
-#include "graph/image_archive.h"
 #include "graph/remote_images.h"
 #include "graph/store.h"
-#include "graph/tree_cache.h"
 
 namespace imagefs {
-
-struct FsOptions {
-  std::optional<uid_t> uid;  // present every entry as owned by this user (-o uid=N)
-  std::optional<gid_t> gid;
-  size_t cache_nodes = 8u << 20;         // tree nodes kept in memory
-  double tree_timeout = 86400;           // entry/attr cache of immutable content, seconds
-  double store_timeout = 1;              // of the synthetic directories that follow the store
-  uint64_t passthrough_min = 32u << 20;  // see Passthrough; 0: off
-  // The kernel opens and closes files without asking the daemon (FUSE_CAP_NO_OPEN_SUPPORT
-  // and no FLUSH): small files read at page-cache speed, but no passthrough, and an
-  // upload to import/ loads after the writer's close() returned. Off: every open and
-  // close is a request (passthrough; close() of an upload reports its load).
-  bool kernel_opens = true;
-  // With kernel_opens, uploads need the FLUSH and RELEASE that the kernel no longer sends:
-  // import/ is then a symlink to this path, where a second session (import_only, its
-  // own opens) serves the upload directory.
-  std::string import_link;
-  bool import_only = false;
-  // Users other than the mounter may enter the mount (-o allow_other).
-  bool others_may_enter = false;
-  // Their registry/ lookups and pulls use the mounter's credentials too (-o share_credentials).
-  bool share_credentials = false;
-};
 
 class ImageFs {
  public:
@@ -54,7 +31,9 @@ class ImageFs {
   static Result<std::unique_ptr<ImageFs>> Create(Store& store, const FsOptions& options,
                                                  RemoteImages* remote = nullptr,
                                                  std::shared_ptr<ImportDir> import = nullptr);
-  std::shared_ptr<ImportDir> import_dir() const { return import_; }
+  std::shared_ptr<ImportDir> import_dir() const { return nodes_.import_dir(); }
+  // The nodes, as the operations see them (tests call them directly).
+  MountNodes& nodes() { return nodes_; }
   static const fuse_lowlevel_ops& Ops();
   // The watcher's thread goes first: it uses the members below.
   ~ImageFs() { watcher_.reset(); }
@@ -87,53 +66,31 @@ class ImageFs {
   // store's directories, which then may be cached for long. Call before serving.
   Status WatchStore();
   // Before the session goes: no notification may follow.
-  void StopWatchingStore() { watcher_.reset(); }
+  void StopWatchingStore() {
+    watcher_.reset();
+    nodes_.SetWatching(false);
+  }
   Stats& stats() { return stats_; }
   Passthrough& passthrough() { return passthrough_; }
 
  private:
-  struct Entry;
-  struct Source;
   struct Handle;
-  ImageFs(Store& store, const FsOptions& options)
+  ImageFs(Store& store, const FsOptions& options, RemoteImages* remote,
+          std::shared_ptr<ImportDir> import)
       : store_(store),
         options_(options),
-        trees_(store, options.cache_nodes),
-        inodes_(options.import_only ? VKind::kImportDir : VKind::kRoot),
+        nodes_(store, options_, remote, std::move(import), stats_),
         passthrough_(store, stats_, options.passthrough_min) {}
 
-  Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);
-  // The tree and node an id names (serial != 0); ESTALE for a node the tree lacks.
-  Result<std::pair<std::shared_ptr<const Tree>, uint32_t>> TreeNode(fuse_ino_t ino);
   // Which credentials a request may use for registry/ (see Access()).
   RemoteAccess Access(fuse_req_t req) const;
-  Result<Entry> ResolveChild(fuse_ino_t parent, const std::string& name, RemoteAccess access);
-  Result<Entry> Describe(fuse_ino_t ino, RemoteAccess access);
-  Result<std::vector<std::pair<std::string, fuse_ino_t>>> SyntheticChildren(const VNode& dir,
-                                                                            RemoteAccess access);
-  Result<std::shared_ptr<const ImageArchive>> ArchiveOf(const std::string& image_id);
-  Result<Source> SourceOf(fuse_ino_t ino, RemoteAccess access);
-  Status CheckBlob(const Source& source) const;
+  Status CheckBlob(const NodeSource& source) const;
   // Loads an upload whose writer is done, once, and replies to the FLUSH or RELEASE.
   void FinishUpload(fuse_req_t req, Handle& handle);
-  // The image ID behind a registry image node, pulling it first if need be.
-  Result<std::string> Materialized(const std::string& key, RemoteAccess access);
-  Result<size_t> ChainLength(const std::string& image_id);
-  Result<LayerInfo> LayerOf(const std::string& chain_hex);
-  // The chain ID of an image's layer at index (0 = the base).
-  Result<Digest> ChainAt(const std::string& image_id, uint32_t index);
-  Result<std::string> LinkTarget(const VNode& link, RemoteAccess access);
-  fuse_ino_t TreeRoot(TreeCache::Kind kind, const std::optional<Digest>& top,
-                      const std::string& owner);
-  void FillTreeAttr(const Tree& tree, uint32_t serial, uint32_t node, struct stat* st) const;
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
-  void WaitForImports(const VNode& dir, const char* name);
+  bool IsImportDir(fuse_ino_t ino) const;
   void OnStoreChanged();
   void RefreshStore();
-  std::map<std::string, std::string> StatusFiles();
-  static std::string StatusFileName(const std::string& key);
-  fuse_ino_t SnapshotIno(const std::string& name, std::string content);
-  std::string StatusSnapshot(fuse_ino_t ino, const std::string& key);
   // Open files by fh: ids, not pointers, so that a late request finds nothing (EBADF)
   // instead of freed memory.
   uint64_t AddHandle(std::unique_ptr<Handle> handle);
@@ -141,22 +98,12 @@ class ImageFs {
 
   Store& store_;
   const FsOptions options_;
-  TreeCache trees_;
-  InodeTable inodes_;
   Stats stats_;
+  MountNodes nodes_;         // after options_ and stats_, which it keeps references to
   Passthrough passthrough_;  // after stats_, which it counts in
-  std::shared_ptr<ImportDir> import_;
-  RemoteImages* remote_ = nullptr;
   std::mutex handles_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles_;  // guarded by handles_mu_
   uint64_t last_fh_ = 0;                                           // guarded by handles_mu_
-  std::mutex snapshots_mu_;
-  std::map<fuse_ino_t, std::string> snapshots_;  // guarded by snapshots_mu_
-  // name -> its current slot; guarded by snapshots_mu_
-  std::map<std::string, uint32_t> snapshot_slot_;
-  std::mutex archives_mu_;
-  std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
-  time_t start_time_ = 0;
   uid_t mounter_uid_ = 0;
   bool no_opendir_ = false;    // set once in Init, before any other op
   bool kernel_opens_ = false;  // likewise

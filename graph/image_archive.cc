@@ -76,19 +76,37 @@ void ImageArchive::AddFile(const std::string& name, std::string content, int64_t
   Pad();
 }
 
-void ImageArchive::AddBlobFile(const std::string& name, std::shared_ptr<const LayerBlob> blob,
-                               int64_t mtime) {
-  uint64_t len = blob->index->tar_size();
+Status ImageArchive::AddLayerFile(const std::string& name, const Store& store,
+                                  const LayerInfo& layer, bool open_blob, int64_t mtime) {
+  std::shared_ptr<const LayerBlob> blob;
+  uint64_t len = layer.tar_size;
+  if (open_blob) {
+    ASSIGN_OR_RETURN(blob, store.OpenBlob(layer.diff_id));
+    len = blob->index->tar_size();
+  }
   AddBytes(Header(name, '0', len, 0644, mtime));
   if (len > 0) {
     segments_.push_back({size_, len, {}, std::move(blob)});
     size_ += len;
   }
   Pad();
+  return {};
 }
 
 Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& store,
                                                                 const std::string& image_id) {
+  ASSIGN_OR_RETURN(auto archive, Layout(store, image_id, /*open_blobs=*/true));
+  return std::shared_ptr<const ImageArchive>(std::move(archive));
+}
+
+Result<uint64_t> ImageArchive::Measure(const Store& store, const std::string& image_id) {
+  ASSIGN_OR_RETURN(auto archive, Layout(store, image_id, /*open_blobs=*/false));
+  return archive->size();
+}
+
+Result<std::shared_ptr<ImageArchive>> ImageArchive::Layout(const Store& store,
+                                                           const std::string& image_id,
+                                                           bool open_blobs) {
   ASSIGN_OR_RETURN(ImageInfo image, store.GetImage(image_id));
   ASSIGN_OR_RETURN(std::string config, store.ReadConfig(image_id));
   json parsed = json::parse(config, nullptr, false);
@@ -118,8 +136,8 @@ Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& sto
       if (!link.top_layer)
         return Fail(Code::kUnsupported, "legacy image " + link.id + " has no layer");
       ASSIGN_OR_RETURN(LayerInfo layer, store.GetLayer(*link.top_layer));
-      ASSIGN_OR_RETURN(auto blob, store.OpenBlob(layer.diff_id));
-      archive->AddBlobFile(link.id + "/layer.tar", std::move(blob), mtime);
+      RETURN_IF_ERROR(
+          archive->AddLayerFile(link.id + "/layer.tar", store, layer, open_blobs, mtime));
     }
     for (const Reference& ref : store.TagsOf(image_id))
       repositories[ref.FamiliarName()][ref.tag] = image_id;
@@ -140,8 +158,7 @@ Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& sto
       archive->AddDir(v1_id, mtime);
       archive->AddFile(v1_id + "/VERSION", "1.0", mtime);
       archive->AddFile(v1_id + "/json", v1.dump(), mtime);
-      ASSIGN_OR_RETURN(auto blob, store.OpenBlob(layer.diff_id));
-      archive->AddBlobFile(v1_id + "/layer.tar", std::move(blob), mtime);
+      RETURN_IF_ERROR(archive->AddLayerFile(v1_id + "/layer.tar", store, layer, open_blobs, mtime));
       layer_paths.push_back(v1_id + "/layer.tar");
       parent_v1 = v1_id;
     }
@@ -157,7 +174,7 @@ Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& sto
   }
   if (!repositories.empty()) archive->AddFile("repositories", repositories.dump(), mtime);
   archive->AddBytes(std::string(1024, '\0'));
-  return std::shared_ptr<const ImageArchive>(std::move(archive));
+  return archive;
 }
 
 Result<size_t> ImageArchive::Read(uint64_t off, size_t len, char* buf) const {

@@ -19,6 +19,9 @@ class ImageArchive {
  public:
   static Result<std::shared_ptr<const ImageArchive>> Build(const Store& store,
                                                            const std::string& image_id);
+  // The size Build's archive would have, from the store's records alone: no blob is
+  // opened (for a stat of image.tar, which must not build the archive).
+  static Result<uint64_t> Measure(const Store& store, const std::string& image_id);
 
   uint64_t size() const { return size_; }
   // Reads up to len bytes at off; short only at the end.
@@ -31,9 +34,13 @@ class ImageArchive {
     std::string bytes;                      // generated data, or empty when `blob` holds the data
     std::shared_ptr<const LayerBlob> blob;  // the layer tar, read from its start
   };
+  static Result<std::shared_ptr<ImageArchive>> Layout(const Store& store,
+                                                      const std::string& image_id, bool open_blobs);
   void AddBytes(std::string bytes);
   void AddFile(const std::string& name, std::string content, int64_t mtime);
-  void AddBlobFile(const std::string& name, std::shared_ptr<const LayerBlob> blob, int64_t mtime);
+  // A layer's tar member; its blob is opened only with open_blob (else only its size counts).
+  Status AddLayerFile(const std::string& name, const Store& store, const LayerInfo& layer,
+                      bool open_blob, int64_t mtime);
   void AddDir(const std::string& name, int64_t mtime);
   void Pad();
 
