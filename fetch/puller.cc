@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "graph/base/log.h"
+#include "graph/image_transaction.h"
 #include "graph/loader.h"
 
 namespace imagefs::fetch {
@@ -290,17 +291,19 @@ Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver*
     if (!pending.empty()) pending.front().transfer->WaitFor(std::chrono::milliseconds(100));
   }
   if (failure) return Fail(*failure);
+  // Every diff is stored and verified: the chain and the image are registered as a
+  // load registers them, all or nothing.
+  ImageTransaction tx(store_);
   std::optional<Digest> parent;
   NeverSource never;
   for (size_t i = 0; i < n; ++i) {
     bool created = false;
-    ASSIGN_OR_RETURN(LayerInfo layer,
-                     store_.RegisterLayer(parent, never, image.diff_ids[i], &created));
+    ASSIGN_OR_RETURN(LayerInfo layer, tx.AddLayer(parent, never, image.diff_ids[i], &created));
     if (created) Say(observer, ShortId(image.layers[i].digest), "Pull complete");
     parent = layer.chain_id;
   }
-  ASSIGN_OR_RETURN(ImageInfo info, store_.RegisterImage(ImageSpec{image.image_id, image.config,
-                                                                  parent, std::nullopt}));
+  ASSIGN_OR_RETURN(ImageInfo info,
+                   tx.Commit(ImageSpec{image.image_id, image.config, parent, std::nullopt}));
   return info.id;
 }
 
@@ -338,7 +341,8 @@ Result<std::string> Puller::PullSchema1(const ResolvedImage& image, PullObserver
     };
     auto source =
         Decompress(std::make_unique<PipeSource>(pipe, start), "layer " + blob.digest.str());
-    auto layer = store_.RegisterLayer(parent_layer, *source);
+    ImageTransaction tx(store_);  // one v1 image: its layer, then the image
+    auto layer = tx.AddLayer(parent_layer, *source, std::nullopt);
     pipe.CloseRead();
     stop = true;
     if (producer.joinable()) producer.join();
@@ -346,9 +350,8 @@ Result<std::string> Puller::PullSchema1(const ResolvedImage& image, PullObserver
       return Fail(
           layer.error().WithContext("layer " + blob.digest.str() + " of " + image.ref.Name()));
     Say(observer, id, "Pull complete");
-    ASSIGN_OR_RETURN(ImageInfo info,
-                     store_.RegisterImage(
-                         ImageSpec{v1_id, s1.v1_compatibility[i], layer->chain_id, parent_image}));
+    ASSIGN_OR_RETURN(ImageInfo info, tx.Commit(ImageSpec{v1_id, s1.v1_compatibility[i],
+                                                         layer->chain_id, parent_image}));
     parent_layer = layer->chain_id;
     parent_image = info.id;
   }

@@ -14,8 +14,6 @@ using nlohmann::json;
 
 namespace {
 
-auto Log() { return Logger("graph"); }
-
 // Reports the compressed bytes read so far, about once a megabyte.
 class ProgressSource final : public ByteSource {
  public:
@@ -65,17 +63,8 @@ Result<std::vector<Reference>> ParseTags(const std::vector<std::string>& names,
   return out;
 }
 
-ImageTransaction::~ImageTransaction() {
-  if (committed_) return;
-  for (auto it = created_.rbegin(); it != created_.rend(); ++it) {
-    if (auto st = store_.DeleteLayer(*it); !st) {
-      Log()->warn("roll back layer {}: {}", it->str(), st.error().msg);
-    }
-  }
-}
-
-Result<Digest> ImageTransaction::AddLayer(const std::optional<Digest>& parent,
-                                          const LayerInput& layer) {
+Result<Digest> ArchiveTransaction::AddLayer(const std::optional<Digest>& parent,
+                                            const LayerInput& layer) {
   std::string id = ShortName(layer.member);
   if (layer.diff_id) {
     Digest chain = ChainIdOf(parent ? &*parent : nullptr, *layer.diff_id);
@@ -98,21 +87,16 @@ Result<Digest> ImageTransaction::AddLayer(const std::optional<Digest>& parent,
   }
   src = Decompress(std::move(src), what);
   bool created = false;
-  auto registered = store_.RegisterLayer(parent, *src, layer.diff_id, &created);
+  auto registered = tx_.AddLayer(parent, *src, layer.diff_id, &created);
   if (!registered) return Fail(registered.error().WithContext("layer " + layer.member));
-  if (created) {
-    created_.push_back(registered->chain_id);
-    ++report_.layers_stored;
-  }
+  if (created) ++report_.layers_stored;
   if (progress_) progress_->LayerDone(id, !created);
   return registered->chain_id;
 }
 
-Result<ImageInfo> ImageTransaction::Commit(const ImageSpec& spec,
-                                           const std::vector<Reference>& tags) {
-  ASSIGN_OR_RETURN(ImageInfo image, store_.RegisterImage(spec));
-  committed_ = true;  // the image holds its layers now
-  for (const Reference& tag : tags) RETURN_IF_ERROR(store_.Tag(tag, image.id));
+Result<ImageInfo> ArchiveTransaction::Commit(const ImageSpec& spec,
+                                             const std::vector<Reference>& tags) {
+  ASSIGN_OR_RETURN(ImageInfo image, tx_.Commit(spec, tags));
   report_.images.push_back({image.id, tags});
   return image;
 }
@@ -174,7 +158,7 @@ Status LoadManifestEntry(Store& store, const ArchiveView& archive, const json& e
   ASSIGN_OR_RETURN(UniqueFd lock, store.LockKey("image:" + id));
   RETURN_IF_ERROR(store.Refresh());
   if (store.GetImage(id)) return TagExisting(store, id, tags, report);
-  ImageTransaction tx(store, archive, progress, report);
+  ArchiveTransaction tx(store, archive, progress, report);
   std::optional<Digest> top;
   for (size_t i = 0; i < layers.size(); ++i) {
     ASSIGN_OR_RETURN(top, tx.AddLayer(top, {layers[i], diff_ids[i], {}, {}}));
@@ -355,7 +339,7 @@ class LegacyLoader {
       return Fail(Code::kInvalid, archive_.name() + ": image " + id.substr(0, 12) + ": " +
                                       (why ? "layer.tar unreadable" : why.error().msg));
     }
-    ImageTransaction tx(store_, archive_, progress_, report_);
+    ArchiveTransaction tx(store_, archive_, progress_, report_);
     ASSIGN_OR_RETURN(Digest top, tx.AddLayer(below, {layer_member, {}, {}, {}}));
     auto committed = tx.Commit({id, image.json_bytes, top, image.parent}, tags_[id]);
     if (!committed) return Fail(committed.error().WithContext("image " + id.substr(0, 12)));

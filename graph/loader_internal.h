@@ -8,6 +8,7 @@
 
 #include "graph/archive_view.h"
 #include "graph/descriptor.h"
+#include "graph/image_transaction.h"
 #include "graph/loader.h"
 
 namespace imagefs::loader {
@@ -20,14 +21,13 @@ struct LayerInput {
   std::optional<uint64_t> blob_size;
 };
 
-// Registers one image's layers and then the image, or nothing: layers this call
-// stored are removed again if a later step fails.
-class ImageTransaction {
+// An ImageTransaction whose layers are members of the archive being loaded: opened,
+// verified against their blob digests, decompressed, and reported to the progress.
+class ArchiveTransaction {
  public:
-  ImageTransaction(Store& store, const ArchiveView& archive, LoadProgress* progress,
-                   LoadReport& report)
-      : store_(store), archive_(archive), progress_(progress), report_(report) {}
-  ~ImageTransaction();
+  ArchiveTransaction(Store& store, const ArchiveView& archive, LoadProgress* progress,
+                     LoadReport& report)
+      : store_(store), tx_(store), archive_(archive), progress_(progress), report_(report) {}
 
   // Adds a layer on top of `parent`; returns its ChainID.
   Result<Digest> AddLayer(const std::optional<Digest>& parent, const LayerInput& layer);
@@ -36,11 +36,10 @@ class ImageTransaction {
 
  private:
   Store& store_;
+  ImageTransaction tx_;
   const ArchiveView& archive_;
   LoadProgress* progress_;
   LoadReport& report_;
-  std::vector<Digest> created_;  // layers this transaction stored, bottom first
-  bool committed_ = false;
 };
 
 // Parses a JSON document, naming the member in the error.

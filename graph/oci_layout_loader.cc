@@ -189,7 +189,7 @@ class OciLoader {
       report_.images.push_back({id, tags});
       return {};
     }
-    ImageTransaction tx(store_, archive_, progress_, report_);
+    ArchiveTransaction tx(store_, archive_, progress_, report_);
     std::optional<Digest> top;
     for (size_t i = 0; i < layers.size(); ++i) {
       ASSIGN_OR_RETURN(top, tx.AddLayer(top, {BlobMember(layers[i].digest), diff_ids[i],

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "graph/base/fs_util.h"
+#include "graph/image_transaction.h"
 #include "graph/lazy_cache.h"
 #include "graph/prune.h"
 #include "tar_builder.h"
@@ -91,6 +92,36 @@ class StoreTest : public ::testing::Test {
   const std::string tar_b_ = MakeTar({{"etc/b", "beta"}, {"etc/.wh.a", ""}});
   const std::string tar_c_ = MakeTar({{"usr/c", std::string(100000, 'c')}});
 };
+
+// The one way images enter the store (loads and pulls): all or nothing.
+TEST_F(StoreTest, ImageTransactionKeepsLayersOnlyWithItsImage) {
+  LayerInfo shared = AddLayer(std::nullopt, tar_a_);
+  {
+    ImageTransaction tx(*store_);
+    MemorySource a(tar_a_), b(tar_b_);
+    bool created = true;
+    ASSERT_TRUE(tx.AddLayer(std::nullopt, a, shared.diff_id, &created));
+    EXPECT_FALSE(created);  // there already: not the transaction's to remove
+    auto top = tx.AddLayer(shared.chain_id, b, std::nullopt, &created);
+    ASSERT_TRUE(top);
+    EXPECT_TRUE(created);
+    EXPECT_TRUE(store_->GetLayer(top->chain_id));
+  }  // no commit: the layer it stored goes, the one it found stays
+  EXPECT_EQ(store_->Layers().size(), 1u);
+  EXPECT_TRUE(store_->GetLayer(shared.chain_id));
+
+  ImageTransaction tx(*store_);
+  MemorySource b(tar_b_);
+  auto top = tx.AddLayer(shared.chain_id, b, std::nullopt);
+  ASSERT_TRUE(top);
+  std::string config = Config({shared.diff_id, top->diff_id});
+  auto ref = ParseReference("example/tx:1");
+  ASSERT_TRUE(ref);
+  auto image = tx.Commit({Sha256::Of(config).hex(), config, top->chain_id, {}}, {*ref});
+  ASSERT_TRUE(image) << image.error().msg;
+  EXPECT_EQ(store_->Layers().size(), 2u);
+  EXPECT_EQ(*store_->ResolveImage("example/tx:1"), image->id);
+}
 
 TEST_F(StoreTest, RegisterLayerStoresBlobByteExactWithIds) {
   LayerInfo a = AddLayer(std::nullopt, tar_a_);
