@@ -9,23 +9,12 @@
 #include <unordered_map>
 
 #include "graph/base/log.h"
+#include "graph/layer_names.h"
 
 namespace imagefs {
 namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
-constexpr std::string_view kWhiteoutPrefix = ".wh.";
-constexpr std::string_view kOpaque = ".wh..wh..opq";
-// Docker's AUFS metadata at a layer's root (.wh..wh.plnk/, .wh..wh.aufs, .wh..wh.orph/):
-// never shown, as Docker's UnpackLayer does; files in .wh..wh.plnk/ are hardlink targets.
-constexpr std::string_view kAufsMetaPrefix = ".wh..wh.";
-constexpr std::string_view kAufsLinkDir = ".wh..wh.plnk";
-
-bool IsAufsMeta(std::string_view path) {
-  std::string_view top = path.substr(0, path.find('/'));
-  return top.substr(0, kAufsMetaPrefix.size()) == kAufsMetaPrefix && top != kOpaque;
-}
-
 std::string_view BaseName(std::string_view path) {
   size_t slash = path.rfind('/');
   return slash == std::string_view::npos ? path : path.substr(slash + 1);
@@ -99,9 +88,11 @@ class TreeBuilder {
       }
     }
     std::vector<std::pair<uint32_t, uint32_t>> pending_links;  // (node, entry)
+    const bool stargz = IsStargzLayer(index);
     for (uint32_t i = 0; i < entries.size(); ++i) {
       const IndexEntry& e = entries[i];
       std::string_view path = index.Path(e);
+      if (stargz && IsStargzMeta(path)) continue;
       if (merge &&
           (IsAufsMeta(path) || BaseName(path).substr(0, kWhiteoutPrefix.size()) == kWhiteoutPrefix))
         continue;

@@ -20,7 +20,8 @@ namespace {
 constexpr char kMagic[8] = {'I', 'M', 'G', 'F', 'S', 'T', 'R', '1'};
 // 2: AUFS metadata hidden from merged trees, and the FNV-1a name hash (trees of version 1
 // were built by other rules and hashed with the standard library's hash).
-constexpr uint32_t kVersion = 2;
+// 3: stargz TOC and landmark files hidden.
+constexpr uint32_t kVersion = 3;
 constexpr uint32_t kNone = UINT32_MAX;
 
 struct Header {

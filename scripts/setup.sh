@@ -8,7 +8,7 @@ packages=(
   libfuse3-dev fuse3 libarchive-dev nlohmann-json3-dev libssl-dev libcurl4-openssl-dev
   libspdlog-dev libgtest-dev libexpected-dev libcli11-dev libisal-dev
   docker-registry skopeo umoci debootstrap busybox-static python3 apache2-utils openssl curl
-  attr zstd xz-utils bzip2 rsync bc docker.io podman fuse-overlayfs locales
+  attr zstd xz-utils bzip2 rsync bc docker.io podman containerd stargz-snapshotter fuse-overlayfs locales
 )
 
 missing=()

@@ -29,5 +29,47 @@ TEST(Tree, VeryDeepDirectoryRemovedByWhiteout) {
   EXPECT_EQ((*merged)->size(), 1u) << "only the root is left";
 }
 
+// A stargz layer's TOC and landmarks are format, not files: hidden from its diff and from
+// every merged tree; the same names in a layer that is not stargz are files like others.
+TEST(Tree, StargzTocAndLandmarksAreHidden) {
+  testing::ScratchDir dir;
+  auto store = Store::Open(dir / "store", {.create = true});
+  ASSERT_TRUE(store);
+  std::string stargz_tar =
+      testing::MakeTar({{".prefetch.landmark", "\x0f"},
+                        {"etc/", "", S_IFDIR},
+                        {"etc/os-release", "x"},
+                        {"stargz.index.json", R"({"version":1,"entries":[]})"}});
+  std::string plain_tar = testing::MakeTar(
+      {{"stargz.index.json", "a file"}, {".no.prefetch.landmark", "yz"}, {"etc/", "", S_IFDIR}});
+  MemorySource stargz_src(stargz_tar), plain_src(plain_tar);
+  auto stargz = (*store)->RegisterLayer(std::nullopt, stargz_src);
+  ASSERT_TRUE(stargz) << stargz.error().msg;
+  for (auto tree :
+       {Tree::BuildMerged(**store, stargz->chain_id), Tree::BuildDiff(**store, stargz->chain_id)}) {
+    ASSERT_TRUE(tree) << tree.error().msg;
+    EXPECT_TRUE((*tree)->Resolve("etc/os-release"));
+    EXPECT_FALSE((*tree)->Resolve("stargz.index.json"));
+    EXPECT_FALSE((*tree)->Resolve(".prefetch.landmark"));
+  }
+  // zstd:chunked keeps its TOC out of the tar: a landmark alone says what the layer is.
+  std::string chunked_tar =
+      testing::MakeTar({{".no.prefetch.landmark", "\x0f"}, {"usr/", "", S_IFDIR}});
+  MemorySource chunked_src(chunked_tar);
+  auto chunked = (*store)->RegisterLayer(stargz->chain_id, chunked_src);
+  ASSERT_TRUE(chunked) << chunked.error().msg;
+  auto chunked_tree = Tree::BuildMerged(**store, chunked->chain_id);
+  ASSERT_TRUE(chunked_tree) << chunked_tree.error().msg;
+  EXPECT_FALSE((*chunked_tree)->Resolve(".no.prefetch.landmark"));
+  EXPECT_TRUE((*chunked_tree)->Resolve("usr"));
+  auto plain = (*store)->RegisterLayer(stargz->chain_id, plain_src);
+  ASSERT_TRUE(plain) << plain.error().msg;
+  auto merged = Tree::BuildMerged(**store, plain->chain_id);
+  ASSERT_TRUE(merged) << merged.error().msg;
+  EXPECT_TRUE((*merged)->Resolve("stargz.index.json"));
+  EXPECT_TRUE((*merged)->Resolve(".no.prefetch.landmark"));
+  EXPECT_TRUE((*merged)->Resolve("etc/os-release"));
+}
+
 }  // namespace
 }  // namespace imagefs

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Seekable layer formats made by their real producers: eStargz and zstd:chunked by
+# ctr-remote (stargz-snapshotter, over a containerd started here with its state in the
+# scratch directory) and zstd:chunked by `podman push`. Loaded, pulled and lazily pulled
+# through registry/, each shows exactly the rootfs of its plain original: the TOC
+# (stargz.index.json) and the landmark files are format, not files. layer.tar keeps them.
+source "$(dirname "$0")/lib.sh"
+source "$TESTS_DIR/mount_lib.sh"
+source "$TESTS_DIR/registry_lib.sh"
+
+listing() { python3 "$TESTS_DIR/list_fs.py" dir "$1" | LC_ALL=C sort; }
+
+bash "$TESTS_DIR/make_fixtures.sh" "$SCRATCH/fx" >/dev/null
+
+# ---- containerd and ctr-remote: eStargz and zstd:chunked conversions of one image.
+cd=$SCRATCH/containerd
+mkdir -p "$cd"
+cat > "$cd/config.toml" <<EOF
+version = 2
+root = "$cd/root"
+state = "$cd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper", "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = "$cd/sock"
+[ttrpc]
+  address = "$cd/sock.ttrpc"
+EOF
+containerd --config "$cd/config.toml" >"$cd/log" 2>&1 &
+containerd_pid=$!
+cleanup_hooks+=("kill_child $containerd_pid")
+ctr() { command ctr -a "$cd/sock" -n imagefs-test "$@"; }
+ctr_remote() { command ctr-remote -a "$cd/sock" -n imagefs-test "$@"; }
+for _ in $(seq 1 100); do ctr version >/dev/null 2>&1 && break; sleep 0.1; done
+ctr version >/dev/null || { tail -n 5 "$cd/log" >&2; fail "containerd did not start"; finish; }
+echo "containerd $(ctr version | awk '/Version/ {print $2; exit}') started"
+
+ctr images import "$SCRATCH/fx/oci.tar" >/dev/null  # example/img:2
+ctr_remote image convert --estargz --oci example/img:2 example.test/img:esgz >/dev/null
+ctr_remote image convert --zstdchunked --oci example/img:2 example.test/img:zc >/dev/null
+for form in esgz zc; do
+  ctr images export "$SCRATCH/$form.tar" "example.test/img:$form"
+  # Made for real: eStargz layers carry their TOC digest, zstd:chunked their TOC position.
+  index=$(tar -xOf "$SCRATCH/$form.tar" index.json)
+  check_contains "ctr-remote made $form" "example.test/img:$form" "$index"
+done
+
+# ---- Loads.
+run "$IMAGEFS" load "$SCRATCH/fx/oci.tar"; check_eq "plain loads" 0 "$rc"
+for form in esgz zc; do
+  run "$IMAGEFS" load "$SCRATCH/$form.tar"; check_eq "$form loads" 0 "$rc"
+done
+
+# ---- Pulls: eStargz pushed by ctr, zstd:chunked by podman, to a registry on 127.0.0.1.
+port=$(free_port)
+start_registry "$port" "$SCRATCH/registry" ""
+reg=127.0.0.1:$port
+ctr images tag example.test/img:esgz "$reg/img:esgz" >/dev/null
+ctr images push --plain-http "$reg/img:esgz" >/dev/null
+pm=$SCRATCH/podman
+podman() { command podman --root "$pm/root" --runroot "$pm/run" --storage-driver vfs --cgroup-manager cgroupfs --events-backend file "$@"; }
+cleanup_hooks+=("podman rmi -a -f >/dev/null 2>&1")
+podman load -q -i "$SCRATCH/fx/docker.tar" >/dev/null
+podman push -q --tls-verify=false --compression-format zstd:chunked example/img:1 "docker://$reg/img:podman-zc"
+manifest=$(skopeo inspect --tls-verify=false --raw "docker://$reg/img:podman-zc")
+check_contains "podman pushed zstd:chunked" "zstd-chunked.manifest-checksum" "$manifest"
+check_contains "ctr pushed eStargz" "containerd.io/snapshot/stargz/toc.digest" \
+  "$(skopeo inspect --tls-verify=false --raw "docker://$reg/img:esgz")"
+for tag in esgz podman-zc; do
+  run "$IMAGEFS" pull "$reg/img:$tag"; check_eq "pull $tag" 0 "$rc"
+done
+
+# ---- Every form, every path, the plain rootfs.
+m=$SCRATCH/mnt
+start_mount "$m"
+plain=$(listing "$m/tags/docker.io/example/img/2/rootfs")
+check_contains "the plain rootfs lists" "etc/keep|" "$plain"
+for path in tags/example.test/img/esgz tags/example.test/img/zc "tags/$reg/img/esgz" \
+            "tags/$reg/img/podman-zc" "registry/$reg/img/esgz" "registry/$reg/img/podman-zc"; do
+  if diff <(echo "$plain") <(listing "$m/$path/rootfs") > "$SCRATCH/diff"; then
+    echo "ok: $path/rootfs is the plain rootfs"
+  else
+    fail "$path/rootfs differs from the plain rootfs: $(head -n 5 "$SCRATCH/diff" | tr '\n' ' ')"
+  fi
+done
+# The layer's bytes keep what the tree hides.
+check_contains "layer.tar keeps the eStargz TOC" "stargz.index.json" \
+  "$(tar -tf "$m/tags/example.test/img/esgz/layers/1/layer.tar")"
+stop_mount "$m" "$MOUNT_PID"
+finish
