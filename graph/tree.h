@@ -89,8 +89,8 @@ class Tree {
   // Where a contiguous file's bytes lie in its layer blob, for zero-copy reads; nullopt
   // for sparse files and non-files.
   struct Extent {
-    int fd;
-    uint64_t offset;
+    int fd = -1;
+    uint64_t offset = 0;
     Digest diff_id;  // of the layer whose tar holds the data
   };
   std::optional<Extent> ContiguousData(uint32_t id) const;
