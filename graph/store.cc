@@ -149,7 +149,7 @@ Status Store::Init() {
   ASSIGN_OR_RETURN(in_use_fd_, OpenFile(root_ / "in-use.lock", O_RDWR | O_CREAT, 0600));
   ASSIGN_OR_RETURN(write_lock_fd_, OpenFile(root_ / "write.lock", O_RDWR | O_CREAT, 0600));
   // Whoever finds the store unused cleans up after crashed writers before sharing it.
-  if (flock(in_use_fd_.get(), LOCK_EX | LOCK_NB) == 0) {
+  if (options_.recover && flock(in_use_fd_.get(), LOCK_EX | LOCK_NB) == 0) {
     Status recovered = Recover();
     flock(in_use_fd_.get(), LOCK_SH);
     RETURN_IF_ERROR(recovered);
@@ -203,6 +203,39 @@ Status Store::Recover() {
     }
   }
   return {};
+}
+
+Status Store::RecoverIfAlone() {
+  // Converting the shared lock is not atomic (flock(2)): it is taken again either way.
+  bool alone = flock(in_use_fd_.get(), LOCK_EX | LOCK_NB) == 0;
+  Status recovered;
+  if (alone) {
+    auto lock = WriteLock::Acquire(this);
+    recovered = lock ? Recover() : Status(Fail(lock.error()));
+  }
+  while (flock(in_use_fd_.get(), LOCK_SH) != 0) {
+    if (errno != EINTR) return FailErrno("lock " + (root_ / "in-use.lock").string());
+  }
+  if (!alone) return Fail(Code::kBusy, "another process uses the store");
+  return recovered;
+}
+
+bool Store::Alone() {
+  bool alone = flock(in_use_fd_.get(), LOCK_EX | LOCK_NB) == 0;
+  while (flock(in_use_fd_.get(), LOCK_SH) != 0 && errno == EINTR) {
+  }
+  return alone;
+}
+
+Status Store::Discard(const fs::path& relative) {
+  ASSIGN_OR_RETURN(auto lock, WriteLock::Acquire(this));
+  fs::path path = root_ / relative;
+  if (relative.is_absolute() || relative.empty() || *relative.begin() == "..")
+    return Fail(Code::kInvalid, "discard: not a path in the store: " + relative.string());
+  if (!fs::exists(fs::symlink_status(path))) return {};
+  RETURN_IF_ERROR(RemoveDirAtomically(path));
+  RETURN_IF_ERROR(BumpGeneration());
+  return LoadAll();
 }
 
 Status Store::LoadAll() {

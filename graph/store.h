@@ -30,6 +30,9 @@ struct StoreOptions {
   // Whether Open may make a new store: only where the path does not exist or is an empty
   // directory. Without it, a path holding no store is kNotFound and nothing is written.
   bool create = false;
+  // Whether Open, finding no other process using the store, cleans up after crashed
+  // writers (Recover). `check` opens without it, to report what a crash left.
+  bool recover = true;
 };
 
 // What an image registration supplies; the store derives the rest.
@@ -136,6 +139,18 @@ class Store {
   // An exclusive lock on an arbitrary key, shared by every process using the store (so
   // that, say, two loads of one image do the work once); released when the fd closes.
   Result<UniqueFd> LockKey(std::string_view key);
+
+  // For `check --repair`: cleans up after crashed writers as Open does, when no other
+  // process uses the store (else kBusy: their work in progress looks the same).
+  Status RecoverIfAlone();
+  // For `check --repair`: writes tags.json again with only the tags that name images in
+  // the store (a tag naming an image that is gone was never shown; now it is dropped).
+  Status DropDanglingTags();
+  // Whether no other process has the store open (a snapshot: one may open it next).
+  bool Alone();
+  // For `check --repair`: removes a store entry (a path relative to the root) that no
+  // record reads any more, under the write lock.
+  Status Discard(const std::filesystem::path& relative);
 
   // Re-reads the store if another process changed it. Cheap when nothing changed.
   Status Refresh();

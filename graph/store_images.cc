@@ -198,6 +198,11 @@ Status Store::Untag(const Reference& ref) {
   return WriteTagsLocked(tags);
 }
 
+Status Store::DropDanglingTags() {
+  ASSIGN_OR_RETURN(auto lock, WriteLock::Acquire(this));  // reloaded: tags_ holds only sound ones
+  return WriteTagsLocked(Tags());
+}
+
 std::map<std::string, std::string> Store::Tags() const {
   std::shared_lock lock(mu_);
   return tags_;

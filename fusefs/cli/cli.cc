@@ -168,6 +168,13 @@ int RunCli(int argc, char** argv) {
   rm->add_option("NAME", rm_names, "ID|NAME[:TAG]")->required();
   rm->add_flag("-f,--force", rm_force, "remove an image tagged in several repositories");
 
+  bool check_repair = false, check_json = false;
+  auto* check = app.add_subcommand(
+      "check", "verify every blob, layer, image and tag of the store; exit 0 only when sound");
+  check->add_flag("--repair", check_repair,
+                  "remove what is broken or orphaned (never a sound image) and say what went");
+  check->add_flag("--json", check_json, "print the report as JSON");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -191,6 +198,7 @@ int RunCli(int argc, char** argv) {
   // Only commands that add images may make a store; the others must find one.
   StoreOptions store_options;
   store_options.create = *load || *pull || *mount;
+  store_options.recover = !*check;  // check reports what a crash left before anything cleans it
   auto store = Store::Open(store_dir, store_options);
   if (!store) return ReportError(store.error());
   Store& s = **store;
@@ -209,6 +217,7 @@ int RunCli(int argc, char** argv) {
   if (*pull) return CmdPull(s, pull_ref, registry_options, pull_quiet);
   if (*prune) return CmdPrune(s, prune_all);
   if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
+  if (*check) return CmdCheck(s, check_repair, check_json);
   return kUsageError;
 }
 

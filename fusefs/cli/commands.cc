@@ -14,6 +14,7 @@
 #include "fusefs/cli/output_file.h"
 #include "fusefs/cli/progress.h"
 #include "graph/base/fs_util.h"
+#include "graph/check.h"
 #include "graph/loader.h"
 #include "graph/tree.h"
 #include "graph/tree_export.h"
@@ -307,6 +308,41 @@ int CmdExportRootfs(Store& store, const std::string& name, const std::string& ou
   if (st) st = out->Commit();
   if (!st) return ReportError(st.error().WithContext("export to " + out->name()));
   return 0;
+}
+
+int CmdCheck(Store& store, bool repair, bool as_json) {
+  auto report = CheckStore(store, {.repair = repair});
+  if (!report) return ReportError(report.error());
+  if (as_json) {
+    json problems = json::array();
+    for (const CheckProblem& p : report->problems)
+      problems.push_back({{"object", p.object}, {"problem", p.problem}, {"fix", p.fix}});
+    json out = {{"checked",
+                 {{"images", report->images},
+                  {"layers", report->layers},
+                  {"diffs", report->diffs},
+                  {"tags", report->tags},
+                  {"bytes_hashed", report->bytes_hashed}}},
+                {"problems", problems},
+                {"removed", report->removed},
+                {"notes", report->notes},
+                {"clean", report->clean()}};
+    std::cout << out.dump(2) << "\n";
+    return report->clean() ? 0 : 1;
+  }
+  std::cout << "checked " << report->images << " images, " << report->layers << " layers, "
+            << report->diffs << " diffs (" << HumanSize(report->bytes_hashed) << " hashed), "
+            << report->tags << " tags\n";
+  for (const std::string& line : report->removed) std::cout << "removed: " << line << "\n";
+  for (const CheckProblem& p : report->problems)
+    std::cout << "problem: " << p.object << ": " << p.problem << "\n  fix: " << p.fix << "\n";
+  for (const std::string& note : report->notes) std::cout << "note: " << note << "\n";
+  if (report->clean()) {
+    std::cout << "the store is sound\n";
+    return 0;
+  }
+  std::cout << report->problems.size() << " problem(s)" << (repair ? " left" : "") << "\n";
+  return 1;
 }
 
 }  // namespace imagefs

@@ -33,4 +33,8 @@ int CmdRm(Store& store, const std::vector<std::string>& names, bool force);
 // Prints "imagefs: <message>" to stderr and returns 1.
 int ReportError(const Error& error);
 
+// Verifies the whole store (graph/check.h); with repair removes what is broken or
+// orphaned. Exit 0 only when the store is sound (after the repair).
+int CmdCheck(Store& store, bool repair, bool as_json);
+
 }  // namespace imagefs
