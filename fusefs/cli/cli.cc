@@ -168,6 +168,14 @@ int RunCli(int argc, char** argv) {
   rm->add_option("NAME", rm_names, "ID|NAME[:TAG]")->required();
   rm->add_flag("-f,--force", rm_force, "remove an image tagged in several repositories");
 
+  std::string history_name, history_format = "table";
+  bool history_no_trunc = false;
+  auto* history = app.add_subcommand("history", "show an image's build steps, as docker history");
+  history->add_option("NAME", history_name, "ID|NAME[:TAG]")->required();
+  history->add_flag("--no-trunc", history_no_trunc, "full IDs and commands");
+  history->add_option("--format", history_format, "table or json (one object per line)")
+      ->check(CLI::IsMember({"table", "json"}));
+
   bool check_repair = false, check_json = false;
   auto* check = app.add_subcommand(
       "check", "verify every blob, layer, image and tag of the store; exit 0 only when sound");
@@ -218,6 +226,7 @@ int RunCli(int argc, char** argv) {
   if (*prune) return CmdPrune(s, prune_all);
   if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
   if (*check) return CmdCheck(s, check_repair, check_json);
+  if (*history) return CmdHistory(s, history_name, history_no_trunc, history_format == "json");
   return kUsageError;
 }
 

@@ -37,4 +37,7 @@ int ReportError(const Error& error);
 // orphaned. Exit 0 only when the store is sound (after the repair).
 int CmdCheck(Store& store, bool repair, bool as_json);
 
+// An image's build steps, newest first, as `docker history` (history_command.cc).
+int CmdHistory(Store& store, const std::string& name, bool no_trunc, bool as_json);
+
 }  // namespace imagefs

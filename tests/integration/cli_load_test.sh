@@ -102,4 +102,15 @@ test -e "$SCRATCH/xdg" && fail "images made the XDG store" || echo "ok: images m
 run env -u IMAGEFS_STORE XDG_DATA_HOME="$SCRATCH/xdg" "$IMAGEFS" load -q "$fx/docker.tar"
 check_eq "load makes the XDG default store" 0 "$rc"
 check_eq "a private store, its parents too" "700 700" "$(stat -c %a "$SCRATCH/xdg/imagefs" "$SCRATCH/xdg" | xargs)"
+
+# history: the config's steps, newest first, sized by their layers; a legacy image's chain.
+run "$IMAGEFS" history example/img:1; check_eq "history" 0 "$rc"
+check_eq "history: a row per step, the top one the image" \
+  "IMAGE CREATED CREATED BY SIZE COMMENT|${id:7:12}|<missing>" \
+  "$(awk 'NR == 1 { $1 = $1; print; next } { print $1 }' <<<"$out" | paste -sd '|')"
+check_contains "history: umoci's steps" "umoci repack" "$out"
+run "$IMAGEFS" history --format json example/img:1
+check_eq "history --format json: sizes are the layers' content" "200016 52" \
+  "$(python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["SizeBytes"]) for l in sys.stdin))' <<<"$out")"
+run "$IMAGEFS" history nosuch:1; check_eq "history of an unknown name fails" 1 "$rc"
 finish

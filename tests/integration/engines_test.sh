@@ -57,6 +57,11 @@ else
   check_eq "with Docker's image ID" "$docker_id" "$(id_of fid/docker:1)"
   chain=$("$IMAGEFS" inspect fid/docker:1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["ChainIDs"][-1][7:])')
   vfs_dir=$dk/data/vfs/dir/$(cat "$dk/data/image/vfs/layerdb/sha256/$chain/cache-id")
+  # history as Docker prints it: each step's command and size, newest first.
+  want=$(docker history --no-trunc --format '{{.CreatedBy}}|{{.Size}}' fid/docker:1)
+  got=$("$IMAGEFS" history --no-trunc --format json fid/docker:1 |
+        python3 -c 'import json,sys; [print(j["CreatedBy"] + "|" + j["Size"]) for j in map(json.loads, sys.stdin)]')
+  check_eq "history as docker history" "$want" "$got"
   start_mount "$m"
   root=$m/tags/docker.io/fid/docker/1/rootfs
   check_eq "rootfs equals dockerd's own tree (vfs), field by field" "" "$(diff <(listing "$vfs_dir") <(listing "$root"))"
