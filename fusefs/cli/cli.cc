@@ -36,7 +36,7 @@ int RunCli(int argc, char** argv) {
       "imagefs: mounts a container-image graph as a read-only directory tree.\n"
       "Images and layers live in a store directory; load, inspect, tag and remove them\n"
       "here, and browse them through the mount."};
-  app.set_version_flag("--version", "imagefs " + std::string("0.1.0"));
+  app.set_version_flag("--version", std::string("imagefs ") + kVersion);
   app.require_subcommand(1);
   std::string store_dir = DefaultStore();
   std::string log_level = "warn";

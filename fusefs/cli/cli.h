@@ -6,4 +6,7 @@ namespace imagefs {
 
 int RunCli(int argc, char** argv);
 
+// "0.1.0 (git <describe>)": the project version and the source's revision (version.cmake).
+extern const char* const kVersion;
+
 }  // namespace imagefs

@@ -7,6 +7,10 @@ bash "$TESTS_DIR/make_fixtures.sh" "$SCRATCH/fx" >/dev/null
 fx=$SCRATCH/fx
 
 # Exit codes: usage errors are 2, failures 1.
+run "$IMAGEFS" --version;         check_eq "--version exits 0" 0 "$rc"
+if rev=$(git -C "$TESTS_DIR" rev-parse --short=12 HEAD 2>/dev/null); then
+  check_contains "--version names the git revision" "(git $rev" "$out"
+fi
 run "$IMAGEFS" --help;            check_eq "--help exits 0" 0 "$rc"
 check_contains "--help lists load" "load" "$out"
 run "$IMAGEFS";                   check_eq "no command is a usage error" 2 "$rc"
