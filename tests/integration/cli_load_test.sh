@@ -117,4 +117,13 @@ run "$IMAGEFS" history --format json example/img:1
 check_eq "history --format json: sizes are the layers' content" "200016 52" \
   "$(python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["SizeBytes"]) for l in sys.stdin))' <<<"$out")"
 run "$IMAGEFS" history nosuch:1; check_eq "history of an unknown name fails" 1 "$rc"
+
+# Bash completion: commands and options from --help, image arguments from the store.
+complete() {  # complete WORD... : what TAB offers for the last word
+  bash -c 'source "$1/../../scripts/imagefs-completion.bash"; shift
+           COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _imagefs; echo "${COMPREPLY[*]}"' _ "$TESTS_DIR" "$@"
+}
+check_eq "completion: commands" "history" "$(complete "$IMAGEFS" hist)"
+check_eq "completion: a command's options" "--repair" "$(complete "$IMAGEFS" check --rep)"
+check_contains "completion: image names" "example/img:1" "$(complete "$IMAGEFS" history example/im)"
 finish
