@@ -176,6 +176,14 @@ int RunCli(int argc, char** argv) {
   history->add_option("--format", history_format, "table or json (one object per line)")
       ->check(CLI::IsMember({"table", "json"}));
 
+  std::string diff_from, diff_to, diff_format = "table";
+  auto* diff = app.add_subcommand(
+      "diff", "paths added (A), removed (D) and changed (C) from one image's rootfs to another's");
+  diff->add_option("FROM", diff_from, "ID|NAME[:TAG]")->required();
+  diff->add_option("TO", diff_to, "ID|NAME[:TAG]")->required();
+  diff->add_option("--format", diff_format, "table or json (one object per line)")
+      ->check(CLI::IsMember({"table", "json"}));
+
   bool check_repair = false, check_json = false;
   auto* check = app.add_subcommand(
       "check", "verify every blob, layer, image and tag of the store; exit 0 only when sound");
@@ -226,6 +234,7 @@ int RunCli(int argc, char** argv) {
   if (*prune) return CmdPrune(s, prune_all);
   if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
   if (*check) return CmdCheck(s, check_repair, check_json);
+  if (*diff) return CmdDiff(s, diff_from, diff_to, diff_format == "json");
   if (*history) return CmdHistory(s, history_name, history_no_trunc, history_format == "json");
   return kUsageError;
 }

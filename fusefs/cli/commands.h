@@ -40,4 +40,8 @@ int CmdCheck(Store& store, bool repair, bool as_json);
 // An image's build steps, newest first, as `docker history` (history_command.cc).
 int CmdHistory(Store& store, const std::string& name, bool no_trunc, bool as_json);
 
+// The paths added (A), removed (D) and changed (C) from one image's rootfs to another's
+// (diff_command.cc).
+int CmdDiff(Store& store, const std::string& from, const std::string& to, bool as_json);
+
 }  // namespace imagefs

@@ -126,4 +126,25 @@ complete() {  # complete WORD... : what TAB offers for the last word
 check_eq "completion: commands" "history" "$(complete "$IMAGEFS" hist)"
 check_eq "completion: a command's options" "--repair" "$(complete "$IMAGEFS" check --rep)"
 check_contains "completion: image names" "example/img:1" "$(complete "$IMAGEFS" history example/im)"
+
+# diff: added, removed and changed paths between two images' trees, and why each changed.
+da=$SCRATCH/diff-a db=$SCRATCH/diff-b
+mkdir -p "$da/etc" "$da/dir/sub" "$db/etc"
+for d in "$da" "$db"; do echo same > "$d/etc/same"; echo m > "$d/etc/mode"; done
+echo aaaa > "$da/etc/content"; echo bbbb > "$db/etc/content"  # same size, other bytes
+echo gone > "$da/etc/gone"; echo new > "$db/etc/new"
+chmod 600 "$db/etc/mode"; ln -s one "$da/etc/link"; ln -s two "$db/etc/link"
+echo x > "$da/dir/sub/f"; echo file > "$db/dir"
+find "$da" "$db" -exec touch -h -d '2020-01-01 00:00:00' {} +
+python3 "$TESTS_DIR/../../scripts/make_image_archive.py" "$da" "$SCRATCH/diff-a.tar" diff/a:1
+python3 "$TESTS_DIR/../../scripts/make_image_archive.py" "$db" "$SCRATCH/diff-b.tar" diff/b:1
+"$IMAGEFS" load -q "$SCRATCH/diff-a.tar" "$SCRATCH/diff-b.tar" >/dev/null
+run "$IMAGEFS" diff diff/a:1 diff/b:1; check_eq "diff exits 0" 0 "$rc"
+check_eq "diff: every change, in path order, with what changed" \
+  "C /dir (type)|D /dir/sub|D /dir/sub/f|C /etc/content (content)|D /etc/gone|C /etc/link (target)|C /etc/mode (mode)|A /etc/new" \
+  "$(paste -sd '|' <<<"$out")"
+run "$IMAGEFS" diff --format json diff/a:1 diff/b:1
+check_contains "diff --format json" '{"Changes":["content"],"Kind":"C","Path":"/etc/content"}' "$out"
+run "$IMAGEFS" diff diff/a:1 diff/a:1; check_eq "diff of an image with itself is empty" "" "$out"
+run "$IMAGEFS" diff diff/a:1 nosuch:1; check_eq "diff with an unknown image fails" 1 "$rc"
 finish
