@@ -40,7 +40,6 @@ Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& 
     ASSIGN_OR_RETURN(import, ImportDir::Create(store));
   }
   std::unique_ptr<ImageFs> fs(new ImageFs(store, options, remote, std::move(import)));
-  fs->mounter_uid_ = getuid();
   // Where the kernel opens files itself it caches a status file's pages like any file's.
   ImageFs* self = fs.get();
   fs->nodes_.SetSnapshotInvalidator([self](fuse_ino_t ino) {
@@ -89,7 +88,7 @@ void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
 RemoteAccess ImageFs::Access(fuse_req_t req) const {
   // The mounter's credentials serve the mounter; other users get what anyone may pull,
   // unless the mounter lent them on purpose (-o share_credentials).
-  if (options_.share_credentials || fuse_req_ctx(req)->uid == mounter_uid_)
+  if (options_.share_credentials || fuse_req_ctx(req)->uid == nodes_.mounter_uid())
     return RemoteAccess::kMounter;
   return RemoteAccess::kAnonymous;
 }

@@ -104,7 +104,6 @@ class ImageFs {
   std::mutex handles_mu_;
   std::unordered_map<uint64_t, std::shared_ptr<Handle>> handles_;  // guarded by handles_mu_
   uint64_t last_fh_ = 0;                                           // guarded by handles_mu_
-  uid_t mounter_uid_ = 0;
   bool no_opendir_ = false;    // set once in Init, before any other op
   bool kernel_opens_ = false;  // likewise
   fuse_session* session_ = nullptr;

@@ -14,7 +14,6 @@ class ImportDirKind : public NodeKind {
     NodeEntry e = m.Base(ino);
     // The mounter's: others may not upload (nor, where it is its own mount, look in).
     e.attr.st_mode = S_IFDIR | (m.options().import_only ? 0700 : 0755);
-    e.attr.st_uid = m.options().uid.value_or(m.mounter_uid());
     e.timeout = 0;
     if (auto real = m.import().DirStat()) e.attr.st_mtim = real->st_mtim;
     return e;

@@ -72,10 +72,7 @@ class MetaFileKind : public NodeKind {
     NodeEntry e = m.FileEntry(ino, m.StatusSnapshot(ino, v.key).size());
     // Pull status and errors name private repositories and quote registries: the
     // mounter's to read. The EIO counters are no secret.
-    if (StatusFileName(v.key) != "stats") {
-      e.attr.st_mode = S_IFREG | 0400;
-      e.attr.st_uid = m.options().uid.value_or(m.mounter_uid());
-    }
+    if (StatusFileName(v.key) != "stats") e.attr.st_mode = S_IFREG | 0400;
     e.timeout = 0;
     return e;
   }

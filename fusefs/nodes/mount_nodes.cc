@@ -21,7 +21,8 @@ MountNodes::MountNodes(Store& store, const FsOptions& options, RemoteImages* rem
       import_(std::move(import)),
       stats_(stats),
       start_time_(time(nullptr)),
-      mounter_uid_(getuid()) {}
+      mounter_uid_(getuid()),
+      mounter_gid_(getgid()) {}
 
 Result<std::pair<VNode, const NodeKind*>> MountNodes::SyntheticNode(fuse_ino_t ino) {
   auto v = inodes_.GetSynthetic(ino);
@@ -130,8 +131,9 @@ NodeEntry MountNodes::Base(fuse_ino_t ino) const {
   e.ino = ino;
   struct stat& st = e.attr;
   st.st_ino = ino;
-  st.st_uid = options_.uid.value_or(0);
-  st.st_gid = options_.gid.value_or(0);
+  // The mount's own directories are the mounter's (a user's mount is theirs to use).
+  st.st_uid = options_.uid.value_or(mounter_uid_);
+  st.st_gid = options_.gid.value_or(mounter_gid_);
   st.st_mtim = st.st_ctim = st.st_atim = {start_time_, 0};
   st.st_blksize = 4096;
   st.st_mode = S_IFDIR | 0555;

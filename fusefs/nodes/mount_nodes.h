@@ -119,6 +119,7 @@ class MountNodes {
   Stats& stats_;
   time_t start_time_ = 0;
   uid_t mounter_uid_ = 0;
+  gid_t mounter_gid_ = 0;
   std::atomic<bool> watching_ = false;
   std::function<void(fuse_ino_t)> invalidate_snapshot_;
   std::mutex archives_mu_;
