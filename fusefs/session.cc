@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "fusefs/service_notify.h"
 #include "graph/base/digest.h"
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -275,7 +276,11 @@ Result<int> RunMount(Store& store, MountOptions options) {
                 st.error().msg);
   }
   if (import) import->Serve();
-  int rc = Loop(se->get());
+  int rc;
+  {
+    ServiceNotifier notifier(options.mountpoint);
+    rc = Loop(se->get());
+  }
   (*fs)->StopWatchingStore();
   fuse_session_unmount(se->get());
   if (import) import->Stop();

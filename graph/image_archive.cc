@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 
 #include "graph/base/fs_util.h"
 
@@ -93,88 +95,127 @@ Status ImageArchive::AddLayerFile(const std::string& name, const Store& store,
   return {};
 }
 
+struct ImageArchive::Plan {
+  bool open_blobs = false;
+  int64_t mtime = 0;              // of the image being added
+  std::set<std::string> written;  // layer directories and configs already in the archive
+  json manifest = json::array();
+  json repositories = json::object();
+};
+
 Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(const Store& store,
                                                                 const std::string& image_id) {
-  ASSIGN_OR_RETURN(auto archive, Layout(store, image_id, /*open_blobs=*/true));
+  return Build(store, std::vector<std::string>{image_id});
+}
+
+Result<std::shared_ptr<const ImageArchive>> ImageArchive::Build(
+    const Store& store, const std::vector<std::string>& image_ids) {
+  ASSIGN_OR_RETURN(auto archive, Layout(store, image_ids, /*open_blobs=*/true));
   return std::shared_ptr<const ImageArchive>(std::move(archive));
 }
 
 Result<uint64_t> ImageArchive::Measure(const Store& store, const std::string& image_id) {
-  ASSIGN_OR_RETURN(auto archive, Layout(store, image_id, /*open_blobs=*/false));
+  ASSIGN_OR_RETURN(auto archive, Layout(store, {image_id}, /*open_blobs=*/false));
   return archive->size();
 }
 
-Result<std::shared_ptr<ImageArchive>> ImageArchive::Layout(const Store& store,
-                                                           const std::string& image_id,
-                                                           bool open_blobs) {
-  ASSIGN_OR_RETURN(ImageInfo image, store.GetImage(image_id));
-  ASSIGN_OR_RETURN(std::string config, store.ReadConfig(image_id));
-  json parsed = json::parse(config, nullptr, false);
-  int64_t mtime = ParseRfc3339(image.created).value_or(0);
+Result<std::shared_ptr<ImageArchive>> ImageArchive::Layout(
+    const Store& store, const std::vector<std::string>& image_ids, bool open_blobs) {
   std::shared_ptr<ImageArchive> archive(new ImageArchive());
-  json repositories = json::object();
-  std::vector<std::string> repo_tags;
-  for (const Reference& ref : store.TagsOf(image_id)) {
-    repo_tags.push_back(ref.FamiliarString());
-  }
-
-  if (IsLegacy(image, parsed)) {
-    // The v1 chain, base first: each image is its own directory with its own layer.
-    std::vector<ImageInfo> chain;
-    for (std::optional<std::string> id = image_id; id;) {
-      ASSIGN_OR_RETURN(ImageInfo link, store.GetImage(*id));
-      if (chain.size() > 4096) return Fail(Code::kCorrupt, "image parent chain is too long");
-      chain.push_back(link);
-      id = link.parent;
+  Plan plan;
+  plan.open_blobs = open_blobs;
+  std::set<std::string> seen;
+  std::optional<std::string> legacy, modern;
+  for (const std::string& image_id : image_ids) {
+    if (!seen.insert(image_id).second) continue;
+    ASSIGN_OR_RETURN(ImageInfo image, store.GetImage(image_id));
+    ASSIGN_OR_RETURN(std::string config, store.ReadConfig(image_id));
+    json parsed = json::parse(config, nullptr, false);
+    plan.mtime = ParseRfc3339(image.created).value_or(0);
+    if (IsLegacy(image, parsed)) {
+      legacy = image_id;
+      RETURN_IF_ERROR(archive->AddLegacyImage(store, image, plan));
+    } else {
+      modern = image_id;
+      RETURN_IF_ERROR(archive->AddModernImage(store, image, std::move(config), plan));
     }
-    std::reverse(chain.begin(), chain.end());
-    for (const ImageInfo& link : chain) {
-      archive->AddDir(link.id, mtime);
-      archive->AddFile(link.id + "/VERSION", "1.0", mtime);
-      ASSIGN_OR_RETURN(std::string v1_json, store.ReadConfig(link.id));
-      archive->AddFile(link.id + "/json", std::move(v1_json), mtime);
-      if (!link.top_layer)
-        return Fail(Code::kUnsupported, "legacy image " + link.id + " has no layer");
-      ASSIGN_OR_RETURN(LayerInfo layer, store.GetLayer(*link.top_layer));
-      RETURN_IF_ERROR(
-          archive->AddLayerFile(link.id + "/layer.tar", store, layer, open_blobs, mtime));
-    }
-    for (const Reference& ref : store.TagsOf(image_id))
-      repositories[ref.FamiliarName()][ref.tag] = image_id;
-  } else {
-    std::vector<LayerInfo> chain;
-    if (image.top_layer) {
-      ASSIGN_OR_RETURN(chain, store.LayerChain(*image.top_layer));
-    }
-    json layer_paths = json::array();
-    std::string parent_v1;
-    for (const LayerInfo& layer : chain) {
-      // A v1-compatible ID per layer, derived as Docker does from the chain and parent.
-      json v1 = {{"created", "1970-01-01T00:00:00Z"}, {"layer_id", layer.chain_id.str()}};
-      if (!parent_v1.empty()) v1["parent"] = parent_v1;
-      std::string v1_id = Sha256::Of(v1.dump()).hex();
-      v1.erase("layer_id");
-      v1["id"] = v1_id;
-      archive->AddDir(v1_id, mtime);
-      archive->AddFile(v1_id + "/VERSION", "1.0", mtime);
-      archive->AddFile(v1_id + "/json", v1.dump(), mtime);
-      RETURN_IF_ERROR(archive->AddLayerFile(v1_id + "/layer.tar", store, layer, open_blobs, mtime));
-      layer_paths.push_back(v1_id + "/layer.tar");
-      parent_v1 = v1_id;
-    }
-    archive->AddFile(image_id + ".json", config, mtime);
-    json manifest = json::array({{{"Config", image_id + ".json"},
-                                  {"RepoTags", repo_tags.empty() ? json(nullptr) : json(repo_tags)},
-                                  {"Layers", layer_paths}}});
-    archive->AddFile("manifest.json", manifest.dump(), mtime);
-    if (!parent_v1.empty()) {
-      for (const Reference& ref : store.TagsOf(image_id))
-        repositories[ref.FamiliarName()][ref.tag] = parent_v1;
+    if (legacy && modern) {
+      return Fail(Code::kUnsupported,
+                  "legacy image " + legacy->substr(0, 12) + " cannot be saved with modern image " +
+                      modern->substr(0, 12) +
+                      " in one archive (docker load would skip it): save them apart");
     }
   }
-  if (!repositories.empty()) archive->AddFile("repositories", repositories.dump(), mtime);
+  if (!plan.manifest.empty()) archive->AddFile("manifest.json", plan.manifest.dump(), plan.mtime);
+  if (!plan.repositories.empty())
+    archive->AddFile("repositories", plan.repositories.dump(), plan.mtime);
   archive->AddBytes(std::string(1024, '\0'));
   return archive;
+}
+
+// The v1 chain, base first: each image is its own directory with its own layer and JSON,
+// so that loading the archive gives the same IDs.
+Status ImageArchive::AddLegacyImage(const Store& store, const ImageInfo& image, Plan& plan) {
+  std::vector<ImageInfo> chain;
+  for (std::optional<std::string> id = image.id; id;) {
+    ASSIGN_OR_RETURN(ImageInfo link, store.GetImage(*id));
+    if (chain.size() > 4096) return Fail(Code::kCorrupt, "image parent chain is too long");
+    chain.push_back(link);
+    id = link.parent;
+  }
+  std::reverse(chain.begin(), chain.end());
+  for (const ImageInfo& link : chain) {
+    if (!plan.written.insert(link.id).second) continue;
+    AddDir(link.id, plan.mtime);
+    AddFile(link.id + "/VERSION", "1.0", plan.mtime);
+    ASSIGN_OR_RETURN(std::string v1_json, store.ReadConfig(link.id));
+    AddFile(link.id + "/json", std::move(v1_json), plan.mtime);
+    if (!link.top_layer)
+      return Fail(Code::kUnsupported, "legacy image " + link.id + " has no layer");
+    ASSIGN_OR_RETURN(LayerInfo layer, store.GetLayer(*link.top_layer));
+    RETURN_IF_ERROR(
+        AddLayerFile(link.id + "/layer.tar", store, layer, plan.open_blobs, plan.mtime));
+  }
+  for (const Reference& ref : store.TagsOf(image.id))
+    plan.repositories[ref.FamiliarName()][ref.tag] = image.id;
+  return {};
+}
+
+// Docker's layout: a v1-compatible directory per layer, the config, a manifest.json entry.
+Status ImageArchive::AddModernImage(const Store& store, const ImageInfo& image, std::string config,
+                                    Plan& plan) {
+  std::vector<LayerInfo> chain;
+  if (image.top_layer) {
+    ASSIGN_OR_RETURN(chain, store.LayerChain(*image.top_layer));
+  }
+  json layer_paths = json::array();
+  std::string parent_v1;
+  for (const LayerInfo& layer : chain) {
+    // A v1-compatible ID per layer, derived as Docker does from the chain and parent.
+    json v1 = {{"created", "1970-01-01T00:00:00Z"}, {"layer_id", layer.chain_id.str()}};
+    if (!parent_v1.empty()) v1["parent"] = parent_v1;
+    std::string v1_id = Sha256::Of(v1.dump()).hex();
+    layer_paths.push_back(v1_id + "/layer.tar");
+    parent_v1 = v1_id;
+    if (!plan.written.insert(v1_id).second) continue;  // shared with an image before
+    v1.erase("layer_id");
+    v1["id"] = v1_id;
+    AddDir(v1_id, plan.mtime);
+    AddFile(v1_id + "/VERSION", "1.0", plan.mtime);
+    AddFile(v1_id + "/json", v1.dump(), plan.mtime);
+    RETURN_IF_ERROR(AddLayerFile(v1_id + "/layer.tar", store, layer, plan.open_blobs, plan.mtime));
+  }
+  std::vector<std::string> repo_tags;
+  for (const Reference& ref : store.TagsOf(image.id)) {
+    repo_tags.push_back(ref.FamiliarString());
+    if (!parent_v1.empty()) plan.repositories[ref.FamiliarName()][ref.tag] = parent_v1;
+  }
+  if (plan.written.insert(image.id + ".json").second)
+    AddFile(image.id + ".json", std::move(config), plan.mtime);
+  plan.manifest.push_back({{"Config", image.id + ".json"},
+                           {"RepoTags", repo_tags.empty() ? json(nullptr) : json(repo_tags)},
+                           {"Layers", layer_paths}});
+  return {};
 }
 
 Result<size_t> ImageArchive::Read(uint64_t off, size_t len, char* buf) const {

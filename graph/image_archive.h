@@ -1,9 +1,9 @@
-// ImageArchive: a `docker save` tarball of one image, laid out in advance (exact size)
-// and assembled on read from generated headers and the stored layer blobs, so nothing is
-// copied or written. Modern images get Docker's layout (manifest.json, repositories,
-// <config>.json and a legacy <v1id>/{VERSION,json,layer.tar} directory per layer);
-// legacy images get the legacy layout with their own v1 IDs and JSON, so that loading the
-// archive again gives the same image ID. Immutable and thread-safe once built.
+// ImageArchive: a `docker save` tarball of one image or several (layers they share
+// appear once), laid out in advance (exact size) and assembled on read from generated
+// headers and the stored layer blobs, so nothing is copied or written. Modern images get Docker's
+// layout (manifest.json, repositories, <config>.json and a legacy <v1id>/{VERSION,json,layer.tar}
+// directory per layer); legacy images get the legacy layout with their own v1 IDs and JSON, so that
+// loading the archive again gives the same image ID. Immutable and thread-safe once built.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,10 @@ class ImageArchive {
  public:
   static Result<std::shared_ptr<const ImageArchive>> Build(const Store& store,
                                                            const std::string& image_id);
+  // Several images in one archive. Legacy images cannot join modern ones: `docker load`
+  // reads only manifest.json when there is one, and legacy images have no entry there.
+  static Result<std::shared_ptr<const ImageArchive>> Build(
+      const Store& store, const std::vector<std::string>& image_ids);
   // The size Build's archive would have, from the store's records alone: no blob is
   // opened (for a stat of image.tar, which must not build the archive).
   static Result<uint64_t> Measure(const Store& store, const std::string& image_id);
@@ -34,8 +38,12 @@ class ImageArchive {
     std::string bytes;                      // generated data, or empty when `blob` holds the data
     std::shared_ptr<const LayerBlob> blob;  // the layer tar, read from its start
   };
+  struct Plan;  // what has been laid out so far (image_archive.cc)
   static Result<std::shared_ptr<ImageArchive>> Layout(const Store& store,
-                                                      const std::string& image_id, bool open_blobs);
+                                                      const std::vector<std::string>& image_ids,
+                                                      bool open_blobs);
+  Status AddLegacyImage(const Store& store, const ImageInfo& image, Plan& plan);
+  Status AddModernImage(const Store& store, const ImageInfo& image, std::string config, Plan& plan);
   void AddBytes(std::string bytes);
   void AddFile(const std::string& name, std::string content, int64_t mtime);
   // A layer's tar member; its blob is opened only with open_blob (else only its size counts).

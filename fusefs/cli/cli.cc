@@ -1,6 +1,7 @@
 #include "fusefs/cli/cli.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <clocale>
 #include <cstdlib>
 #include <iostream>
@@ -9,6 +10,7 @@
 
 #include "fusefs/cli/commands.h"
 #include "fusefs/cli/fetch_commands.h"
+#include "fusefs/cli/mount_helper.h"
 #include "fusefs/session.h"
 #include "graph/base/log.h"
 #include "graph/store.h"
@@ -95,6 +97,13 @@ int RunCli(int argc, char** argv) {
       ->add_flag("--rootfs", export_rootfs, "the merged rootfs (what the mount's rootfs/ shows)")
       ->required();
   export_cmd->add_option("-o,--output", export_output, "file to write (default: standard output)");
+
+  std::vector<std::string> save_names;
+  std::string save_output;
+  auto* save = app.add_subcommand(
+      "save", "write images as one docker-save tarball (docker load, podman load, imagefs load)");
+  save->add_option("NAME", save_names, "ID|NAME[:TAG]...")->required();
+  save->add_option("-o,--output", save_output, "file to write (default: standard output)");
 
   MountOptions mount_options;
   auto* mount = app.add_subcommand(
@@ -192,7 +201,21 @@ int RunCli(int argc, char** argv) {
   check->add_flag("--json", check_json, "print the report as JSON");
 
   try {
-    app.parse(argc, argv);
+    std::vector<std::string> args(argv + 1, argv + argc);
+    std::vector<std::string> names;
+    for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+      names.push_back(sub->get_name());
+    if (IsMountHelperForm(args, names)) {
+      auto translated = TranslateMountHelperArgs(args);
+      if (!translated) {
+        std::cerr << "imagefs: " << translated.error().msg << "\n";
+        return kUsageError;
+      }
+      std::reverse(translated->begin(), translated->end());  // CLI11 takes them last first
+      app.parse(*translated);
+    } else {
+      app.parse(argc, argv);
+    }
   } catch (const CLI::ParseError& e) {
     int rc = app.exit(e);
     return rc == 0 ? 0 : kUsageError;
@@ -233,6 +256,7 @@ int RunCli(int argc, char** argv) {
   if (*pull) return CmdPull(s, pull_ref, registry_options, pull_quiet);
   if (*prune) return CmdPrune(s, prune_all);
   if (*export_cmd) return CmdExportRootfs(s, export_name, export_output);
+  if (*save) return CmdSave(s, save_names, save_output);
   if (*check) return CmdCheck(s, check_repair, check_json);
   if (*diff) return CmdDiff(s, diff_from, diff_to, diff_format == "json");
   if (*history) return CmdHistory(s, history_name, history_no_trunc, history_format == "json");

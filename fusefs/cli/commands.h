@@ -28,6 +28,8 @@ struct LoadCmdOptions {
 };
 int CmdLoad(Store& store, const LoadCmdOptions& options);
 int CmdExportRootfs(Store& store, const std::string& name, const std::string& output);
+// One docker-save tarball of the named images, shared layers once (save_command.cc).
+int CmdSave(Store& store, const std::vector<std::string>& names, const std::string& output);
 int CmdRm(Store& store, const std::vector<std::string>& names, bool force);
 
 // Prints "imagefs: <message>" to stderr and returns 1.

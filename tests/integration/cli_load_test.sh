@@ -147,4 +147,24 @@ run "$IMAGEFS" diff --format json diff/a:1 diff/b:1
 check_contains "diff --format json" '{"Changes":["content"],"Kind":"C","Path":"/etc/content"}' "$out"
 run "$IMAGEFS" diff diff/a:1 diff/a:1; check_eq "diff of an image with itself is empty" "" "$out"
 run "$IMAGEFS" diff diff/a:1 nosuch:1; check_eq "diff with an unknown image fails" 1 "$rc"
+# save: one docker-save tarball of several images; loading it gives them back, same IDs.
+run "$IMAGEFS" save example/img:1 diff/a:1 "$id" -o "$SCRATCH/save.tar"; check_eq "save of two images" 0 "$rc"
+check_eq "an image named twice is saved once" 2 \
+  "$(tar -xOf "$SCRATCH/save.tar" manifest.json | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')"
+run env IMAGEFS_STORE="$SCRATCH/store-save" "$IMAGEFS" load "$SCRATCH/save.tar"
+check_eq "loads back both" "Loaded image: example/img:1|Loaded image: diff/a:1" \
+  "$(grep 'Loaded image' <<<"$out" | paste -sd '|')"
+check_eq "with their IDs" "$("$IMAGEFS" inspect example/img:1 diff/a:1 | python3 -c 'import json,sys; print(" ".join(i["Id"] for i in json.load(sys.stdin)))')" \
+  "$(IMAGEFS_STORE="$SCRATCH/store-save" "$IMAGEFS" inspect example/img:1 diff/a:1 | python3 -c 'import json,sys; print(" ".join(i["Id"] for i in json.load(sys.stdin)))')"
+check_eq "save to a pipe writes the same bytes" "$("$IMAGEFS" save example/img:1 -o - | sha256sum)" \
+  "$("$IMAGEFS" save example/img:1 -o "$SCRATCH/one.tar" && sha256sum < "$SCRATCH/one.tar")"
+"$IMAGEFS" load -q "$fx/legacy.tar" >/dev/null
+run "$IMAGEFS" save example/legacy:v1 example/img:1 -o "$SCRATCH/mixed.tar"
+check_eq "a legacy image with a modern one is refused" 1 "$rc"
+check_contains "saying why" "docker load would skip it" "$out"
+check_eq "leaving no file" "no" "$([ -e "$SCRATCH/mixed.tar" ] && echo yes || echo no)"
+run "$IMAGEFS" save example/legacy:v1 -o "$SCRATCH/legacy-again.tar"; check_eq "a legacy image alone saves" 0 "$rc"
+run env IMAGEFS_STORE="$SCRATCH/store-legacy" "$IMAGEFS" load "$SCRATCH/legacy-again.tar"
+check_eq "and loads with its v1 ID" "sha256:$top_v1" "$(IMAGEFS_STORE="$SCRATCH/store-legacy" "$IMAGEFS" inspect example/legacy:v1 | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["Id"])')"
+run "$IMAGEFS" save nosuch:1 -o "$SCRATCH/x.tar"; check_eq "save of an unknown name fails" 1 "$rc"
 finish

@@ -3,7 +3,8 @@
 # scratch directory, vfs, no network) and Podman (own --root/--runroot, vfs) load into
 # imagefs with the IDs the engine reports and a rootfs equal, field by field, to the
 # engine's own unpacked tree; image.tar from the mount loads back into each engine with the
-# same ID and runs. An engine that cannot start here is skipped with the reason.
+# same ID and runs; `imagefs save` of two images sharing layers loads into each engine and
+# back into imagefs. An engine that cannot start here is skipped with the reason.
 # Where the engines and umoci disagree: the root directory's mtime. No layer lists "./",
 # so engines (and umoci) give the root the time they created it; imagefs gives 0, which
 # keeps st_mtime the same on every mount. That one line is left out of the comparisons.
@@ -51,7 +52,11 @@ else
   echo "docker $(docker version --format '{{.Server.Version}}') (vfs) started"
   DOCKER_BUILDKIT=0 docker build -q --network none -t fid/docker:1 "$ctx" >/dev/null
   docker_id=$(docker image inspect fid/docker:1 --format '{{.Id}}')
+  mkdir -p "$ctx/2" && printf 'FROM fid/docker:1\nRUN echo 2 > /two\n' > "$ctx/2/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q --network none -t fid/docker:2 "$ctx/2" >/dev/null
+  docker_id2=$(docker image inspect fid/docker:2 --format '{{.Id}}')
   docker save fid/docker:1 -o "$SCRATCH/docker-save.tar"
+  docker save fid/docker:2 -o "$SCRATCH/docker-save2.tar"
   export IMAGEFS_STORE=$SCRATCH/store-docker
   run "$IMAGEFS" load "$SCRATCH/docker-save.tar"; check_eq "docker save loads" "Loaded image: fid/docker:1" "$out"
   check_eq "with Docker's image ID" "$docker_id" "$(id_of fid/docker:1)"
@@ -75,6 +80,19 @@ else
   check_eq "image.tar loads into Docker" "Loaded image: fid/docker:1" "$(docker load -i "$SCRATCH/docker-image.tar" | tail -1)"
   check_eq "as the same image" "$docker_id" "$(docker image inspect fid/docker:1 --format '{{.Id}}')"
   check_eq "and runs" "$expect_run" "$(docker run --rm --network none fid/docker:1 sh -c "$run_cmd" | paste -sd '|')"
+
+  # imagefs save of two images that share six layers: each layer once, both load back.
+  "$IMAGEFS" load -q "$SCRATCH/docker-save2.tar"
+  run "$IMAGEFS" save fid/docker:1 fid/docker:2 -o "$SCRATCH/multi.tar"; check_eq "imagefs save of two images" 0 "$rc"
+  check_eq "each of the 7 layers once" 7 "$(tar -tf "$SCRATCH/multi.tar" | grep -c '/layer.tar$')"
+  docker rmi -f fid/docker:1 fid/docker:2 >/dev/null
+  check_eq "docker load of the save" "Loaded image: fid/docker:1|Loaded image: fid/docker:2" "$(docker load -i "$SCRATCH/multi.tar" | paste -sd '|')"
+  check_eq "gives both images their IDs" "$docker_id $docker_id2" \
+    "$(docker image inspect fid/docker:1 fid/docker:2 --format '{{.Id}}' | xargs)"
+  check_eq "and the second runs" "2" "$(docker run --rm --network none fid/docker:2 cat /two)"
+  export IMAGEFS_STORE=$SCRATCH/store-multi
+  run "$IMAGEFS" load "$SCRATCH/multi.tar"; check_eq "imagefs load of the save" "Loaded image: fid/docker:1|Loaded image: fid/docker:2" "$(paste -sd '|' <<<"$out")"
+  check_eq "with the same IDs" "$docker_id $docker_id2" "$(id_of fid/docker:1) $(id_of fid/docker:2)"
 fi
 
 # ---- Podman.
@@ -116,6 +134,12 @@ else
   # without CAP_SYS_RESOURCE (a container, this CI's sandbox) may not: modest ones instead.
   check_eq "image.tar loads into Podman as the same image" "$podman_id" "sha256:$(podman image inspect fid/podman:1 --format '{{.Id}}' 2>/dev/null || podman image inspect localhost/fid/podman:1 --format '{{.Id}}')"
   check_eq "and runs" "$expect_run" "$(podman run --rm --network none --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 fid/podman:1 sh -c "$run_cmd" | paste -sd '|')"
+  if [ -f "$SCRATCH/multi.tar" ]; then
+    podman load -q -i "$SCRATCH/multi.tar" >/dev/null
+    check_eq "podman load of imagefs save: both images, Docker's IDs" "$docker_id $docker_id2" \
+      "$(for t in fid/docker:1 fid/docker:2; do echo "sha256:$(podman image inspect "$t" --format '{{.Id}}' 2>/dev/null ||
+      podman image inspect "docker.io/$t" --format '{{.Id}}')"; done | xargs)"
+  fi
 fi
 check_eq "at least one engine ran here" "yes" "$([ "$engines_ran" -gt 0 ] && echo yes || echo no)"
 finish
