@@ -123,6 +123,10 @@ class Checker {
   void Problem(std::string object, std::string problem, std::string fix) {
     report_.problems.push_back({std::move(object), std::move(problem), std::move(fix)});
   }
+  void Leftover(std::string object, std::string problem) {
+    report_.problems.push_back(
+        {std::move(object), std::move(problem), "--repair removes it", true});
+  }
 
   void CheckDiffs() {
     for (const std::string& name : Entries(root_ / "diffs")) {
@@ -321,29 +325,25 @@ class Checker {
     // the files stay by design (the next open alone clears them).
     for (const std::string& id : Entries(root_ / "cache" / "lazy")) {
       if (sound_images_.count(id) || broken_images_.count(id)) continue;
-      Problem((root_ / "cache" / "lazy" / id).string(), "lazy-pull marker of an image gone",
-              "--repair removes it");
+      Leftover((root_ / "cache" / "lazy" / id).string(), "lazy-pull marker of an image gone");
     }
   }
 
   void CheckOrphans() {
     for (const auto& [hex, layer] : records_) {
       if (broken_layers_.count(hex) || used_layers_.count(hex) || parents_.count(hex)) continue;
-      Problem("layer " + hex, "no image uses it (a registration was interrupted)",
-              "--repair removes it");
+      Leftover("layer " + hex, "no image uses it (a registration was interrupted)");
       has_orphans_ = true;
     }
     std::set<std::string> diffs_used;
     for (const auto& [hex, layer] : records_) diffs_used.insert(layer.diff_id.hex());
     for (const auto& [hex, size] : diff_sizes_) {
       if (diffs_used.count(hex) || broken_diffs_.count(hex)) continue;
-      Problem("diff sha256:" + hex, "no layer uses it (a registration was interrupted)",
-              "--repair removes it");
+      Leftover("diff sha256:" + hex, "no layer uses it (a registration was interrupted)");
       has_orphans_ = true;
     }
     for (const std::string& name : Entries(root_ / "tmp")) {
-      Problem((root_ / "tmp" / name).string(), "temporary file of interrupted work",
-              "--repair removes it");
+      Leftover((root_ / "tmp" / name).string(), "temporary file of interrupted work");
       report_leftovers_.push_back(root_ / "tmp" / name);
     }
   }

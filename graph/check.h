@@ -16,6 +16,9 @@ struct CheckProblem {
   std::string object;   // "image <id>", "layer <chain>", "diff <digest>", "tag <ref>", a path
   std::string problem;  // what is wrong
   std::string fix;      // what --repair does about it (or what the user can do)
+  // Left by interrupted work (an orphan, a temporary file, a stale marker): harmless to every
+  // image, removed by --repair. Anything else is damage.
+  bool leftover = false;
 };
 
 struct CheckReport {

@@ -316,7 +316,8 @@ int CmdCheck(Store& store, bool repair, bool as_json) {
   if (as_json) {
     json problems = json::array();
     for (const CheckProblem& p : report->problems)
-      problems.push_back({{"object", p.object}, {"problem", p.problem}, {"fix", p.fix}});
+      problems.push_back(
+          {{"object", p.object}, {"problem", p.problem}, {"fix", p.fix}, {"leftover", p.leftover}});
     json out = {{"checked",
                  {{"images", report->images},
                   {"layers", report->layers},
@@ -335,7 +336,8 @@ int CmdCheck(Store& store, bool repair, bool as_json) {
             << report->tags << " tags\n";
   for (const std::string& line : report->removed) std::cout << "removed: " << line << "\n";
   for (const CheckProblem& p : report->problems)
-    std::cout << "problem: " << p.object << ": " << p.problem << "\n  fix: " << p.fix << "\n";
+    std::cout << (p.leftover ? "leftover: " : "problem: ") << p.object << ": " << p.problem
+              << "\n  fix: " << p.fix << "\n";
   for (const std::string& note : report->notes) std::cout << "note: " << note << "\n";
   if (report->clean()) {
     std::cout << "the store is sound\n";
