@@ -15,10 +15,11 @@
 namespace imagefs::fetch {
 
 struct HttpRequest {
-  std::string method = "GET";  // GET or HEAD
+  std::string method = "GET";  // GET, HEAD or POST
   std::string url;
   std::vector<std::string> headers;  // "Name: value"
   std::string ca_file;               // extra CA bundle (the system's are always used)
+  std::string body = {};             // POST only (a token request's form); never logged
 };
 
 struct HttpResponse {

@@ -50,11 +50,13 @@ std::string Base64(const std::string& in) {
   return out;
 }
 
-std::string UrlEscape(const std::string& s) {
+// form: a form value, where '/' and ':' are escaped too.
+std::string UrlEscape(const std::string& s, bool form = false) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
   for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/' || c == ':') {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' ||
+        (!form && (c == '/' || c == ':'))) {
       out += static_cast<char>(c);
     } else {
       out += '%';
@@ -102,13 +104,75 @@ std::string RegistryClient::CredentialDomain(const Endpoint& endpoint, const Ref
   return endpoint.mirror ? endpoint.host : ref.domain;
 }
 
+Result<RegistryClient::Auth> RegistryClient::FetchToken(const Endpoint& endpoint,
+                                                        const Reference& ref,
+                                                        const AuthChallenge& bearer,
+                                                        const std::optional<Credentials>& creds) {
+  std::string what = "authenticate to " + endpoint.host;
+  auto realm = bearer.params.find("realm");
+  if (realm == bearer.params.end() ||
+      (realm->second.rfind("https://", 0) != 0 && realm->second.rfind("http://", 0) != 0)) {
+    return Fail(Code::kAuth, what + ": the Bearer challenge has no http(s) realm");
+  }
+  auto service = bearer.params.find("service");
+  const std::string scope = "repository:" + ref.path + ":pull";
+  HttpRequest request{"GET", realm->second, {}, endpoint.ca_file};
+  const bool refresh = creds && !creds->identity_token.empty();
+  if (refresh) {
+    // An identity token is an OAuth2 refresh token: the refresh-token grant, a form POST
+    // to the realm (docker/distribution docs/spec/auth/oauth.md), as Docker prefers it.
+    request.method = "POST";
+    request.headers.push_back("Content-Type: application/x-www-form-urlencoded");
+    request.body =
+        "grant_type=refresh_token&refresh_token=" + UrlEscape(creds->identity_token, true) +
+        "&service=" + UrlEscape(service != bearer.params.end() ? service->second : "", true) +
+        "&scope=" + UrlEscape(scope, true) + "&client_id=imagefs";
+  } else {
+    request.url += realm->second.find('?') == std::string::npos ? "?" : "&";
+    if (service != bearer.params.end())
+      request.url += "service=" + UrlEscape(service->second) + "&";
+    request.url += "scope=" + UrlEscape(scope);
+    if (creds) {
+      request.headers.push_back("Authorization: Basic " +
+                                Base64(creds->username + ":" + creds->password));
+    }
+  }
+  Log()->debug("fetch token realm={} scope={} grant={}", realm->second, scope,
+               refresh ? "refresh_token" : (creds ? "basic" : "anonymous"));
+  ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, nullptr, 1u << 20));
+  auto j = nlohmann::json::parse(response.body, nullptr, false);
+  if (response.status != 200) {
+    Error e = StatusError(response, what + ": token server " + realm->second);
+    // OAuth2 servers answer {"error": "invalid_grant", ...} (RFC 6749 5.2).
+    if (j.is_object() && j.contains("error") && j["error"].is_string())
+      e.msg += " (" + j["error"].get<std::string>() + ")";
+    // invalid_grant (a refresh token revoked or expired) is a 400.
+    if (response.status == 401 || response.status == 403 || (refresh && response.status == 400))
+      e.code = Code::kAuth;
+    return Fail(e);
+  }
+  std::string token;
+  if (j.is_object()) {
+    // The refresh grant answers access_token; the GET form token (access_token an alias).
+    for (const char* name : {"token", "access_token"}) {
+      if (token.empty() && j.contains(name) && j[name].is_string()) token = j[name];
+    }
+  }
+  if (token.empty()) return Fail(Code::kAuth, what + ": the token server's answer has no token");
+  long expires_in = 60;  // the spec's default, and Docker's minimum
+  if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
+    expires_in = std::max<long>(60, j["expires_in"].get<long>());
+  }
+  // Renew a little early: a token must not expire in flight.
+  return Auth{"Bearer " + token, Clock::now() + std::chrono::seconds(expires_in - expires_in / 10)};
+}
+
 Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& ref,
                                     const std::string& header) {
   std::string what = "authenticate to " + endpoint.host;
   ASSIGN_OR_RETURN(auto challenges, ParseAuthChallenges(header));
-  ASSIGN_OR_RETURN(std::optional<Credentials> creds,
-                   credentials_.Lookup(CredentialDomain(endpoint, ref)));
-  std::string basic = creds ? "Basic " + Base64(creds->username + ":" + creds->password) : "";
+  const std::string domain = CredentialDomain(endpoint, ref);
+  ASSIGN_OR_RETURN(std::optional<Credentials> creds, credentials_.Lookup(domain, ref.path));
   const AuthChallenge* bearer = nullptr;
   const AuthChallenge* basic_challenge = nullptr;
   for (const auto& c : challenges) {
@@ -117,47 +181,20 @@ Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& r
   }
   Auth auth;
   if (bearer != nullptr) {
-    auto realm = bearer->params.find("realm");
-    if (realm == bearer->params.end() ||
-        (realm->second.rfind("https://", 0) != 0 && realm->second.rfind("http://", 0) != 0)) {
-      return Fail(Code::kAuth, what + ": the Bearer challenge has no http(s) realm");
-    }
-    std::string url = realm->second + (realm->second.find('?') == std::string::npos ? "?" : "&");
-    if (auto s = bearer->params.find("service"); s != bearer->params.end())
-      url += "service=" + UrlEscape(s->second) + "&";
-    url += "scope=" + UrlEscape("repository:" + ref.path + ":pull");
-    HttpRequest request{"GET", url, {}, endpoint.ca_file};
-    if (creds) request.headers.push_back("Authorization: " + basic);
-    Log()->debug("fetch token realm={} scope=repository:{}:pull with_credentials={}", realm->second,
-                 ref.path, creds.has_value());
-    ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, nullptr, 1u << 20));
-    if (response.status != 200) {
-      Error e = StatusError(response, what + ": token server " + realm->second);
-      if (response.status == 401 || response.status == 403) e.code = Code::kAuth;
-      return Fail(e);
-    }
-    auto j = nlohmann::json::parse(response.body, nullptr, false);
-    std::string token;
-    if (j.is_object()) {
-      if (j.contains("token") && j["token"].is_string()) token = j["token"];
-      if (token.empty() && j.contains("access_token") && j["access_token"].is_string())
-        token = j["access_token"];
-    }
-    if (token.empty()) return Fail(Code::kAuth, what + ": the token server's answer has no token");
-    long expires_in = 60;  // the spec's default, and Docker's minimum
-    if (j.contains("expires_in") && j["expires_in"].is_number_integer()) {
-      expires_in = std::max<long>(60, j["expires_in"].get<long>());
-    }
-    auth.header = "Bearer " + token;
-    // Renew a little early: a token must not expire in flight.
-    auth.expires = Clock::now() + std::chrono::seconds(expires_in - expires_in / 10);
+    ASSIGN_OR_RETURN(auth, FetchToken(endpoint, ref, *bearer, creds));
   } else if (basic_challenge != nullptr) {
     if (!creds) {
       return Fail(Code::kAuth, what +
                                    ": the registry asks for credentials and none are configured "
-                                   "(use --creds USER:PASS or docker login)");
+                                   "(use --creds USER:PASS, docker login or podman login)");
     }
-    auth.header = basic;
+    if (creds->password.empty() && !creds->identity_token.empty()) {
+      std::string why = ": the registry asks for Basic auth, and the credentials for " + domain +
+                        " are an identity token, which only a token server takes (log in with "
+                        "a password)";
+      return Fail(Code::kAuth, what + why);
+    }
+    auth.header = "Basic " + Base64(creds->username + ":" + creds->password);
     auth.expires = Clock::time_point::max();
   } else {
     return Fail(Code::kAuth, what + ": no supported challenge in \"" + header + "\"");

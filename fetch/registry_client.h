@@ -1,9 +1,10 @@
 // RegistryClient: the OCI distribution (registry v2) API for pulls. Per registry it tries
 // the configured mirrors first and falls back to the registry itself; it answers auth
-// challenges (Bearer tokens, tracked to their expiry and renewed; Basic) instead of
-// sending credentials up front, and after a 401 or 403 re-reads the credentials and
-// authenticates once more. Network errors, 5xx and 429 (honouring Retry-After) are retried
-// with exponential backoff; a blob transfer that drops is resumed with a Range request.
+// challenges (Bearer tokens, tracked to their expiry and renewed, for a password or an
+// identity token through the OAuth2 refresh grant; Basic) instead of sending credentials
+// up front, and after a 401 or 403 re-reads the credentials and authenticates once more.
+// Network errors, 5xx and 429 (honouring Retry-After) are retried with exponential
+// backoff; a blob transfer that drops is resumed with a Range request.
 // Every manifest is checked against its digest and cached by it; every blob is hashed as
 // it streams and refused on mismatch. Thread-safe: mu_ guards the auth and manifest caches
 // and is never held across network I/O.
@@ -16,6 +17,7 @@
 #include <mutex>
 #include <string>
 
+#include "fetch/auth_challenge.h"
 #include "fetch/credentials.h"
 #include "fetch/fetch_config.h"
 #include "fetch/http_client.h"
@@ -76,6 +78,10 @@ class RegistryClient {
                                 const std::atomic<bool>* cancel = nullptr);
   Status Authenticate(const Endpoint& endpoint, const Reference& ref,
                       const std::string& challenge_header);
+  // A Bearer token for ref's pull scope: GET with Basic credentials (or none), or, for an
+  // identity token, the OAuth2 refresh-token grant (POST).
+  Result<Auth> FetchToken(const Endpoint& endpoint, const Reference& ref,
+                          const AuthChallenge& bearer, const std::optional<Credentials>& creds);
   std::string CredentialDomain(const Endpoint& endpoint, const Reference& ref) const;
   Result<FetchedManifest> DecodeManifest(std::string bytes, const std::string& content_type,
                                          const Reference& ref,

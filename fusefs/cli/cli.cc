@@ -147,7 +147,8 @@ int RunCli(int argc, char** argv) {
         "$IMAGEFS_REGISTRIES, "
         "else $XDG_CONFIG_HOME/imagefs/registries.json, else ~/.config/imagefs/registries.json");
     cmd->add_option("--creds", registry_options.creds,
-                    "USER:PASS for the registry (default: ~/.docker/config.json)");
+                    "USER:PASS for the registry (default: Docker's config and credential helpers, "
+                    "then Podman's auth.json)");
     cmd->add_option("--platform", registry_options.platform,
                     "os/arch[/variant] to pick from a multi-platform image");
     cmd->add_option("--insecure-registry", registry_options.insecure_registries,

@@ -56,7 +56,7 @@ Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options)
   stack.anonymous_puller = std::make_unique<fetch::Puller>(store, *stack.anonymous_client);
   stack.client = std::make_unique<fetch::RegistryClient>(
       std::move(config),
-      fetch::CredentialSource(fixed, fetch::CredentialSource::DefaultDockerConfig()),
+      fetch::CredentialSource(fixed, fetch::CredentialLocations::FromEnvironment()),
       store.root() / "cache");
   stack.puller = std::make_unique<fetch::Puller>(store, *stack.client);
   return stack;

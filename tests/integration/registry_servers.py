@@ -4,7 +4,12 @@
 token PORT DIR ISSUER SERVICE USER PASSWORD EXPIRES
     A Bearer token server for docker-registry's `auth: token`: checks Basic credentials
     (USER "-" allows anonymous), signs RS256 JWTs with DIR/key.pem, carrying DIR/cert.pem
-    in x5c. Counts requests in DIR/token-requests.
+    in x5c. Counts requests in DIR/token-requests. Also the OAuth2 form POST of
+    docker/distribution's docs/spec/auth/oauth.md: grant_type=password (USER/PASSWORD; with
+    access_type=offline the answer carries a refresh_token) and grant_type=refresh_token
+    (a refresh token it issued, or one written in DIR/refresh-tokens, a line each),
+    answering access_token. Each POST is logged to DIR/token-requests as
+    "POST grant_type=G client_id=C service=S scope=SCOPE".
 proxy PORT UPSTREAM DIR [STORAGE]
     A fault-injecting HTTP proxy in front of a registry. Fault "redirect" answers a request
     with 307 to http://localhost:PORT/_proxy/raw/PATH, which serves PATH from STORAGE (a
@@ -28,10 +33,46 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 def token_server(port, d, issuer, service, user, password, expires):
     cert_der = subprocess.run(["openssl", "x509", "-in", f"{d}/cert.pem", "-outform", "DER"],
                               check=True, capture_output=True).stdout
+    issued_refresh = {}  # refresh token -> user
+    lock = threading.Lock()
+
+    def jwt(who, scopes):
+        access = []
+        for scope in scopes:
+            kind, name, actions = scope.split(":")
+            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(cert_der).decode()]}
+        claims = {"iss": issuer, "sub": who or "", "aud": service, "exp": now + expires,
+                  "nbf": now - 5, "iat": now, "jti": uuid.uuid4().hex, "access": access}
+        signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{d}/key.pem"],
+                             input=signing.encode(), check=True, capture_output=True).stdout
+        return signing + "." + b64url(sig)
+
+    def refresh_user(tok):
+        with lock:
+            if tok in issued_refresh:
+                return issued_refresh[tok]
+        try:
+            with open(f"{d}/refresh-tokens") as f:
+                if tok in (l.strip() for l in f):
+                    return user
+        except FileNotFoundError:
+            pass
+        return None
 
     class H(http.server.BaseHTTPRequestHandler):
         def log_message(self, *a):
             pass
+
+        def answer(self, code, obj):
+            body = json.dumps(obj).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_GET(self):
             with open(f"{d}/token-requests", "a") as f:
@@ -43,31 +84,38 @@ def token_server(port, d, issuer, service, user, password, expires):
                 if u == user and p == password:
                     who = u
             if who is None and user != "-":
-                self.send_response(401)
-                body = b'{"details":"incorrect username or password"}'
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                return
+                return self.answer(401, {"details": "incorrect username or password"})
             from urllib.parse import urlparse, parse_qs
             q = parse_qs(urlparse(self.path).query)
-            access = []
-            for scope in q.get("scope", []):
-                kind, name, actions = scope.split(":")
-                access.append({"type": kind, "name": name, "actions": actions.split(",")})
-            now = int(time.time())
-            header = {"alg": "RS256", "typ": "JWT", "x5c": [base64.b64encode(cert_der).decode()]}
-            claims = {"iss": issuer, "sub": who or "", "aud": service, "exp": now + expires,
-                      "nbf": now - 5, "iat": now, "jti": uuid.uuid4().hex, "access": access}
-            signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
-            sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", f"{d}/key.pem"],
-                                 input=signing.encode(), check=True, capture_output=True).stdout
-            body = json.dumps({"token": signing + "." + b64url(sig), "expires_in": expires}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(200, {"token": jwt(who, q.get("scope", [])), "expires_in": expires})
+
+        def do_POST(self):
+            from urllib.parse import parse_qs
+            form = parse_qs(self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode())
+            get = lambda k: form.get(k, [""])[0]
+            with open(f"{d}/token-requests", "a") as f:
+                f.write(f"POST grant_type={get('grant_type')} client_id={get('client_id')} "
+                        f"service={get('service')} scope={get('scope')}\n")
+            if get("service") != service or not get("client_id"):
+                return self.answer(400, {"error": "invalid_request"})
+            reply = {"expires_in": expires}
+            if get("grant_type") == "password":
+                if get("username") != user or get("password") != password:
+                    return self.answer(401, {"error": "invalid_grant"})
+                who = user
+                if get("access_type") == "offline":
+                    tok = uuid.uuid4().hex
+                    with lock:
+                        issued_refresh[tok] = who
+                    reply["refresh_token"] = tok
+            elif get("grant_type") == "refresh_token":
+                who = refresh_user(get("refresh_token"))
+                if who is None:
+                    return self.answer(401, {"error": "invalid_grant"})
+            else:
+                return self.answer(400, {"error": "unsupported_grant_type"})
+            reply["access_token"] = jwt(who, get("scope").split() if get("scope") else [])
+            self.answer(200, reply)
 
     Server(("127.0.0.1", port), H).serve_forever()
 

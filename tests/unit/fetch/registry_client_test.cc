@@ -183,34 +183,5 @@ TEST(RegistryEndpoints, LoopbackIsPlainHttpAndMirrorsComeFirst) {
   }
 }
 
-TEST(Credentials, DockerConfigAndFlag) {
-  testing::ScratchDir dir;
-  testing::WriteAll(dir.path() / "config.json", R"({"auths": {
-    "https://index.docker.io/v1/": {"auth": "aHViOnNlY3JldA=="},
-    "127.0.0.1:5000": {"auth": "YWxpY2U6cDQ6c3M="},
-    "https://reg.example": {"username": "bob", "password": "pw"}}})");
-  CredentialSource source(std::nullopt, dir.path() / "config.json");
-  auto hub = source.Lookup("docker.io");
-  ASSERT_TRUE(hub && *hub);
-  EXPECT_EQ((*hub)->username, "hub");
-  EXPECT_EQ((*hub)->password, "secret");
-  auto local = source.Lookup("127.0.0.1:5000");
-  ASSERT_TRUE(local && *local);
-  EXPECT_EQ((*local)->password, "p4:ss");
-  auto bob = source.Lookup("reg.example");
-  ASSERT_TRUE(bob && *bob);
-  EXPECT_EQ((*bob)->username, "bob");
-  auto none = source.Lookup("quay.io");
-  ASSERT_TRUE(none);
-  EXPECT_FALSE(*none);
-  CredentialSource flag(*ParseCredsFlag("u:p:q"), dir.path() / "config.json");
-  EXPECT_EQ((*flag.Lookup("docker.io"))->password, "p:q");
-  EXPECT_FALSE(ParseCredsFlag("nopassword"));
-  testing::WriteAll(dir.path() / "config.json", R"({"auths": {"h": {"auth": "!!!"}}})");
-  auto bad = source.Lookup("h");
-  ASSERT_FALSE(bad);
-  EXPECT_NE(bad.error().msg.find("config.json"), std::string::npos);
-}
-
 }  // namespace
 }  // namespace imagefs::fetch
