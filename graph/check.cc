@@ -364,14 +364,20 @@ class Checker {
 }  // namespace
 
 Result<CheckReport> CheckStore(Store& store, const CheckOptions& options) {
-  RETURN_IF_ERROR(store.Refresh());
+  // Beside a running mount or command, a registration or removal seen half done would look
+  // like damage (a layer whose diff is still being committed, or already removed): writers
+  // wait while the store is read. Repairs take the lock themselves, one change at a time.
+  auto scan = [&store](Checker& checker) -> Result<CheckReport> {
+    ASSIGN_OR_RETURN(auto paused, store.PauseWriters());
+    return checker.Run();
+  };
   Checker checker(store);
-  CheckReport found = checker.Run();
+  ASSIGN_OR_RETURN(CheckReport found, scan(checker));
   if (!options.repair || found.clean()) return found;
   checker.Repair(found);
   // What is left after the repair, checked again from scratch.
-  RETURN_IF_ERROR(store.Refresh());
-  CheckReport after = Checker(store).Run();
+  Checker again(store);
+  ASSIGN_OR_RETURN(CheckReport after, scan(again));
   after.removed = std::move(found.removed);
   return after;
 }

@@ -220,6 +220,11 @@ Status Store::RecoverIfAlone() {
   return recovered;
 }
 
+Result<std::shared_ptr<void>> Store::PauseWriters() {
+  ASSIGN_OR_RETURN(std::unique_ptr<WriteLock> lock, WriteLock::Acquire(this));
+  return std::shared_ptr<void>(std::move(lock));
+}
+
 bool Store::Alone() {
   bool alone = flock(in_use_fd_.get(), LOCK_EX | LOCK_NB) == 0;
   while (flock(in_use_fd_.get(), LOCK_SH) != 0 && errno == EINTR) {

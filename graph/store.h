@@ -152,6 +152,12 @@ class Store {
   // record reads any more, under the write lock.
   Status Discard(const std::filesystem::path& relative);
 
+  // Holds off every writer, of this process and of others, while the returned guard lives
+  // (the write lock registrations and removals take), with the view brought up to date:
+  // for `check`, whose scan must not see a registration or a removal half done. Calls
+  // that write would deadlock while this process holds it.
+  Result<std::shared_ptr<void>> PauseWriters();
+
   // Re-reads the store if another process changed it. Cheap when nothing changed.
   Status Refresh();
   // Counts every change to the store, by any process.

@@ -38,13 +38,17 @@ export IMAGEFS_STORE=${CRASH_STORE_DIR:-$SCRATCH}/crash-store
 rm -rf "$IMAGEFS_STORE"
 m=$SCRATCH/mnt
 mkdir -p "$m"
-ifs() { "$IMAGEFS" "$@"; }
+ifs() { "$IMAGEFS" --log-level info "$@" 2>>"$SCRATCH/ops.log"; }
+# What gets killed must be imagefs itself: a background shell function would be a subshell,
+# and SIGKILL would leave its imagefs running beside the checks.
+killable() { "$IMAGEFS" --log-level info "$@" >/dev/null 2>>"$SCRATCH/ops.log" & VICTIM=$! WAITFOR=$!; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # Unmounts what a killed daemon left: its mountpoint and the import/ mount in the store.
 detach_all() {
   local t
-  for t in $(awk -v s="$SCRATCH" 'index($5, s) == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+  for t in $(awk -v s="$SCRATCH" -v t="$IMAGEFS_STORE" 'index($5, s) == 1 || index($5, t) == 1 { print $5 }' \
+      /proc/self/mountinfo | sort -r); do
     fusermount3 -u -z "$t" 2>/dev/null || umount -l "$t" 2>/dev/null
   done
 }
@@ -53,7 +57,7 @@ cleanup_hooks+=(detach_all)
 # Start a daemon of our own on $m (in the background); sets DAEMON.
 start_daemon() {
   detach_all
-  "$IMAGEFS" mount "$m" 2>>"$SCRATCH/daemon.log" &
+  "$IMAGEFS" --log-level info mount "$m" 2>>"$SCRATCH/ops.log" &
   DAEMON=$!
   local i
   for i in $(seq 1 100); do
@@ -83,16 +87,15 @@ prepare() {
 # Runs the operation in the background; sets VICTIM (what gets the SIGKILL) and WAITFOR.
 launch() {
   case $1 in
-    load) ifs load -q "$SCRATCH/big.tar" >/dev/null 2>&1 & VICTIM=$! WAITFOR=$VICTIM ;;
+    load) killable load -q "$SCRATCH/big.tar" ;;
     # close() returns before the load ends (kernel opens): wait for the image too.
     import) ( cp "$SCRATCH/big.tar" "$m/import/" 2>/dev/null &&
         for _ in $(seq 1 500); do has_image crash/big:1 && break; kill -0 "$DAEMON" || break; sleep 0.02; done
       ) & WAITFOR=$! VICTIM=$DAEMON ;;
-    pull) ifs pull -q "$REMOTE" >/dev/null 2>&1 & VICTIM=$! WAITFOR=$VICTIM ;;
-    rm) ifs rm crash/big:1 example/legacy:v1 >/dev/null 2>&1 & VICTIM=$! WAITFOR=$VICTIM ;;
-    prune) ifs prune -a >/dev/null 2>&1 & VICTIM=$! WAITFOR=$VICTIM ;;
-    tag) if has_image crash/t:1; then ifs untag crash/t:1 >/dev/null 2>&1 &
-         else ifs tag example/img:1 crash/t:1 >/dev/null 2>&1 & fi; VICTIM=$! WAITFOR=$VICTIM ;;
+    pull) killable pull -q "$REMOTE" ;;
+    rm) killable rm crash/big:1 example/legacy:v1 ;;
+    prune) killable prune -a ;;
+    tag) if has_image crash/t:1; then killable untag crash/t:1; else killable tag example/img:1 crash/t:1; fi ;;
     lazy) ls "$m/registry/$PORT_HOST/crash/remote/1/rootfs" >/dev/null 2>&1 & WAITFOR=$! VICTIM=$DAEMON ;;
   esac
 }
@@ -126,7 +129,14 @@ except Exception:
 for p in r["problems"]:
     print(("leftover " if p["leftover"] else "damage ") + p["object"] + ": " + p["problem"])
 ' "$json")
-  if grep -q '^damage' <<<"$kinds"; then echo "$1: $kinds" >&2; return 2; fi
+  if grep -q '^damage' <<<"$kinds"; then
+    echo "$1: $kinds" >&2
+    # Kept for a post-mortem: what every process logged, and the store's files.
+    local keep=/var/tmp/imagefs-crash-damage/$SEED-$i
+    mkdir -p "$keep" && cp "$SCRATCH/ops.log" "$keep/" && find "$IMAGEFS_STORE" -ls >"$keep/store.ls" 2>&1
+    echo "  (logs and a listing of the store kept in $keep)" >&2
+    return 2
+  fi
   [ -z "$kinds" ] && return 0
   leftovers=$((leftovers + $(wc -l <<<"$kinds")))
   return 1
@@ -161,6 +171,7 @@ echo "uninterrupted run times (ms): $(for op in "${ops[@]}"; do printf '%s=%s ' 
 start=$(date +%s)
 for i in $(seq 1 "$N"); do
   op=${ops[$((RANDOM % ${#ops[@]}))]}
+  echo "== #$i $op" >>"$SCRATCH/ops.log"
   runs[$op]=$((runs[$op] + 1))
   prepare "$op"
   delay=$((RANDOM * 32768 + RANDOM))

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <thread>
 
 #include "graph/base/fs_util.h"
@@ -383,6 +384,29 @@ TEST_F(StoreTest, RetainedLayerSurvivesUntilReleased) {
   }
   ASSERT_TRUE(store_->DeleteLayer(top));
   EXPECT_TRUE(store_->Layers().empty());
+}
+
+// check's scan holds writers off: another process's tag waits until the pause ends.
+TEST_F(StoreTest, PausedWritersWaitForTheScan) {
+  std::string id = AddImage({tar_a_});
+  auto other = Store::Open(dir_ / "store", {.create = true});
+  ASSERT_TRUE(other);
+  std::atomic<bool> tagged = false;
+  std::thread writer;
+  {
+    auto paused = store_->PauseWriters();
+    ASSERT_TRUE(paused);
+    writer = std::thread([&] {
+      EXPECT_TRUE((*other)->Tag(*ParseReference("example.com/app:1"), id));
+      tagged = true;
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_FALSE(tagged) << "a writer went ahead while writers were paused";
+  }
+  writer.join();
+  EXPECT_TRUE(tagged);
+  ASSERT_TRUE(store_->Refresh());
+  EXPECT_EQ(*store_->ResolveImage("example.com/app:1"), id);
 }
 
 TEST_F(StoreTest, TagsNormaliseAndPersist) {
