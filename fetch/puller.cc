@@ -240,6 +240,7 @@ Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver*
     ASSIGN_OR_RETURN(RetainHandle r, store_.Retain(chains[i]));
     retains.push_back(std::move(r));
   }
+  RETURN_IF_ERROR(store_.Refresh());  // held now: see what other processes removed before
   struct Pending {
     size_t index;
     std::shared_ptr<Transfer> transfer;

@@ -68,7 +68,8 @@ Result<Digest> ArchiveTransaction::AddLayer(const std::optional<Digest>& parent,
   std::string id = ShortName(layer.member);
   if (layer.diff_id) {
     Digest chain = ChainIdOf(parent ? &*parent : nullptr, *layer.diff_id);
-    if (store_.GetLayer(chain)) {
+    ASSIGN_OR_RETURN(bool present, tx_.HoldIfPresent(chain));
+    if (present) {
       if (progress_) progress_->LayerDone(id, true);
       return chain;
     }

@@ -28,7 +28,7 @@ start_mount() {
 # whose daemon already exited may belong to another process by now (another test's daemon
 # when tests run in parallel): never signal that one.
 our_daemon() {
-  [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ] && tr '\0' ' ' < "/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+  [ "$(ps -o ppid= -p "$1" 2>/dev/null | tr -d ' ')" = "$$" ] && tr '\0' ' ' 2>/dev/null < "/proc/$1/cmdline" | grep -qF -- "$2"
 }
 
 # stop_mount MOUNTPOINT PID: unmounts (lazily if busy) and reaps only our own daemon.

@@ -386,6 +386,29 @@ TEST_F(StoreTest, RetainedLayerSurvivesUntilReleased) {
   EXPECT_TRUE(store_->Layers().empty());
 }
 
+// A concurrent rm or prune (another process) leaves the layers of an image being
+// registered alone, found or stored, until the image commits.
+TEST_F(StoreTest, ImageTransactionHoldsItsLayersAgainstOtherProcesses) {
+  LayerInfo found = AddLayer(std::nullopt, tar_a_);
+  auto other = Store::Open(dir_ / "store", {.create = true});
+  ASSERT_TRUE(other);
+  ImageTransaction tx(*store_);
+  MemorySource a(tar_a_), b(tar_b_);
+  auto refused_by_hold = [&](const Digest& chain) {
+    auto refused = (*other)->DeleteLayer(chain);
+    ASSERT_FALSE(refused) << "removed a layer of an image being registered";
+    EXPECT_NE(refused.error().msg.find("transfer"), std::string::npos) << refused.error().msg;
+  };
+  ASSERT_TRUE(tx.AddLayer(std::nullopt, a, found.diff_id));
+  refused_by_hold(found.chain_id);
+  auto top = tx.AddLayer(found.chain_id, b, std::nullopt);
+  ASSERT_TRUE(top);
+  refused_by_hold(top->chain_id);
+  std::string config = Config({found.diff_id, top->diff_id});
+  ASSERT_TRUE(tx.Commit({Sha256::Of(config).hex(), config, top->chain_id, {}}));
+  EXPECT_EQ(store_->Layers().size(), 2u);
+}
+
 // check's scan holds writers off: another process's tag waits until the pause ends.
 TEST_F(StoreTest, PausedWritersWaitForTheScan) {
   std::string id = AddImage({tar_a_});
