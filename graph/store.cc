@@ -187,7 +187,8 @@ Status Store::Recover() {
     for (auto it = layers_.begin(); it != layers_.end();) {
       if (referenced.count(it->first) == 0) {
         Log()->info("recover store: removing unused layer {}", it->first);
-        RETURN_IF_ERROR(RemoveTree(root_ / "layers" / it->first));
+        // Renamed away first: killed halfway, a removal must not leave a record-less layer.
+        RETURN_IF_ERROR(RemoveDirAtomically(root_ / "layers" / it->first));
         it = layers_.erase(it);
         removed = true;
       } else {
@@ -199,7 +200,7 @@ Status Store::Recover() {
   for (const auto& entry : fs::directory_iterator(root_ / "diffs", ec)) {
     if (used_diffs.count(entry.path().filename().string()) == 0) {
       Log()->info("recover store: removing unreferenced blob {}", entry.path().string());
-      RETURN_IF_ERROR(RemoveTree(entry.path()));
+      RETURN_IF_ERROR(RemoveDirAtomically(entry.path()));
     }
   }
   return {};
