@@ -85,10 +85,13 @@ Result<FetchConfig> FetchConfig::Parse(const std::string& text, const std::strin
   RETURN_IF_ERROR(uint_field("quota_bytes", out.quota_bytes, UINT64_MAX));
   if (out.concurrency == 0) out.concurrency = 1;
   if (j.contains("tag_cache_seconds")) {
+    // Bounded: the mount makes a steady_clock deadline of it, which a huge value overflows.
+    constexpr double kMaxTagCacheSeconds = 365 * 24 * 3600;
+    const json& v = j["tag_cache_seconds"];
     RETURN_IF_ERROR(
-        Expect(j["tag_cache_seconds"].is_number() && j["tag_cache_seconds"].get<double>() >= 0,
-               what, "tag_cache_seconds", "a number of seconds"));
-    out.tag_cache_seconds = j["tag_cache_seconds"].get<double>();
+        Expect(v.is_number() && v.get<double>() >= 0 && v.get<double>() <= kMaxTagCacheSeconds,
+               what, "tag_cache_seconds", "a number of seconds from 0 to 31536000"));
+    out.tag_cache_seconds = v.get<double>();
   }
   if (j.contains("registries")) {
     RETURN_IF_ERROR(Expect(j["registries"].is_object(), what, "registries",

@@ -22,6 +22,13 @@ struct ArchiveDeleter {
   void operator()(archive* a) const { archive_read_free(a); }
 };
 
+// libarchive leaves its error string null after some failures (a header cut short by the
+// end of the input): never hand that null to std::string.
+std::string ErrorOf(archive* a) {
+  const char* why = archive_error_string(a);
+  return why != nullptr ? why : "malformed or truncated tar";
+}
+
 std::string DirName(const std::string& path) {
   size_t slash = path.rfind('/');
   return slash == std::string::npos ? "" : path.substr(0, slash);
@@ -101,7 +108,7 @@ class TarballView final : public ArchiveView {
     archive_read_support_format_tar(a.get());
     archive_read_support_format_gnutar(a.get());
     if (archive_read_open_memory(a.get(), base, size) != ARCHIVE_OK) {
-      return Fail(Code::kInvalid, name_ + ": not a tar archive: " + archive_error_string(a.get()));
+      return Fail(Code::kInvalid, name_ + ": not a tar archive: " + ErrorOf(a.get()));
     }
     uint64_t dropped = 0;
     archive_entry* ae;
@@ -110,7 +117,7 @@ class TarballView final : public ArchiveView {
       if (r == ARCHIVE_EOF) break;
       if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
         std::string after = order_.empty() ? "" : " (after member \"" + order_.back() + "\")";
-        return Fail(Code::kInvalid, name_ + ": " + archive_error_string(a.get()) + after);
+        return Fail(Code::kInvalid, name_ + ": " + ErrorOf(a.get()) + after);
       }
       const char* raw = archive_entry_pathname(ae);
       if (raw == nullptr) return Fail(Code::kInvalid, name_ + ": member name cannot be decoded");
@@ -150,9 +157,9 @@ class TarballView final : public ArchiveView {
         got += len;
       }
       if (r != ARCHIVE_EOF || got != m.size) {
-        return Fail(Code::kInvalid, name_ + ": member \"" + member_name + "\" is truncated: " +
-                                        (r != ARCHIVE_EOF ? archive_error_string(a.get())
-                                                          : "size is larger than its data"));
+        return Fail(Code::kInvalid,
+                    name_ + ": member \"" + member_name + "\" is truncated: " +
+                        (r != ARCHIVE_EOF ? ErrorOf(a.get()) : "size is larger than its data"));
       }
       if (m.type == Member::Type::kDir) {
         // A directory may be listed more than once (tar --append); keep the first.

@@ -39,7 +39,11 @@ Result<Descriptor> ParseDescriptor(const json& j, const std::string& what) {
 }
 
 bool IsAttestation(const Descriptor& d) {
-  if (d.annotations.value("vnd.docker.reference.type", "") == "attestation-manifest") return true;
+  // Not annotations.value(): it throws when the annotation is not a string.
+  if (auto type = d.annotations.find("vnd.docker.reference.type");
+      type != d.annotations.end() && *type == "attestation-manifest") {
+    return true;
+  }
   return d.platform && d.platform->os == "unknown" && d.platform->architecture == "unknown";
 }
 

@@ -36,6 +36,13 @@ Result<std::vector<Descriptor>> ParseDescriptors(const json& j, const char* key,
   return out;
 }
 
+// A member that is informational only: "" when absent or not a string (json::value would
+// throw on another type, and a decoder must not throw).
+std::string StringMember(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 // base64url without padding (JWS), as used by schema1 signatures.
 Result<std::string> Base64UrlDecode(std::string_view in) {
   std::string out;
@@ -81,8 +88,7 @@ Status RepairSchema1(std::vector<Digest>& sums, std::vector<std::string>& histor
       return Fail(Code::kInvalid,
                   "schema1 history[" + std::to_string(i) + "]: v1Compatibility has no id");
     }
-    V1 v{j["id"].get<std::string>(),
-         j.value("parent", json("")).is_string() ? j.value("parent", "") : ""};
+    V1 v{j["id"].get<std::string>(), StringMember(j, "parent")};
     if (!IsHex64(v.id))
       return Fail(Code::kInvalid,
                   "schema1 history[" + std::to_string(i) + "]: invalid image ID \"" + v.id + "\"");
@@ -114,9 +120,9 @@ Status RepairSchema1(std::vector<Digest>& sums, std::vector<std::string>& histor
 
 Result<Schema1Manifest> ParseSchema1(const json& j) {
   Schema1Manifest m;
-  m.name = j.value("name", "");
-  m.tag = j.value("tag", "");
-  m.architecture = j.value("architecture", "");
+  m.name = StringMember(j, "name");
+  m.tag = StringMember(j, "tag");
+  m.architecture = StringMember(j, "architecture");
   if (!j.contains("fsLayers") || !j["fsLayers"].is_array() || !j.contains("history") ||
       !j["history"].is_array()) {
     return Fail(Code::kInvalid, "schema1 manifest: no fsLayers/history arrays");

@@ -75,6 +75,12 @@ bool IsValidDomain(std::string_view s) {
   return true;
 }
 
+// Whether the first component of a name with a '/' is its domain, as Docker decides.
+bool LooksLikeDomain(std::string_view first) {
+  return first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos ||
+         first == "localhost" || (!first.empty() && first.front() == '[');
+}
+
 tl::unexpected<Error> Invalid(const std::string& why) {
   return Fail(Code::kInvalid, "invalid reference format: " + why);
 }
@@ -115,9 +121,7 @@ Result<Reference> ParseReference(std::string_view s) {
   std::string_view remainder = rest;
   size_t slash = rest.find('/');
   std::string_view first = rest.substr(0, slash);
-  if (slash != std::string_view::npos &&
-      (first.find('.') != std::string_view::npos || first.find(':') != std::string_view::npos ||
-       first == "localhost" || first.front() == '[')) {
+  if (slash != std::string_view::npos && LooksLikeDomain(first)) {
     if (!IsValidDomain(first)) return Invalid("invalid domain \"" + std::string(first) + "\"");
     ref.domain = std::string(first);
     remainder = rest.substr(slash + 1);
@@ -165,6 +169,9 @@ std::string Reference::String() const {
 
 std::string Reference::FamiliarName() const {
   if (domain != "docker.io") return Name();
+  // docker.io/a.b/c must not print as a.b/c, which names registry a.b (an image.tar's
+  // RepoTags would load under another name).
+  if (LooksLikeDomain(std::string_view(path).substr(0, path.find('/')))) return Name();
   if (path.rfind("library/", 0) == 0 && path.find('/', 8) == std::string::npos) {
     return path.substr(8);
   }

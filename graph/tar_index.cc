@@ -33,6 +33,13 @@ struct ArchiveDeleter {
   void operator()(archive* a) const { archive_read_free(a); }
 };
 
+// libarchive leaves its error string null after some failures (a header cut short by the
+// end of the input): never hand that null to std::string.
+std::string ErrorOf(archive* a) {
+  const char* why = archive_error_string(a);
+  return why != nullptr ? why : "malformed or truncated tar";
+}
+
 // Appends to a file through a buffer: the index of a layer of millions of entries is
 // written as it is built, never held whole in memory.
 class FileAppender {
@@ -248,18 +255,17 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
     archive_read_support_format_tar(a.get());
     archive_read_support_format_gnutar(a.get());
     if (archive_read_open_memory(a.get(), tar, tar_size) != ARCHIVE_OK) {
-      return Fail(Code::kCorrupt,
-                  std::string("not a tar archive: ") + archive_error_string(a.get()));
+      return Fail(Code::kCorrupt, std::string("not a tar archive: ") + ErrorOf(a.get()));
     }
     archive_entry* ae = nullptr;
     while (true) {
       int r = archive_read_next_header(a.get(), &ae);
       if (r == ARCHIVE_EOF) break;
       if (r == ARCHIVE_WARN) {
-        Logger("graph")->debug("index tar entry: warning: {}", archive_error_string(a.get()));
+        Logger("graph")->debug("index tar entry: warning: {}", ErrorOf(a.get()));
       } else if (r != ARCHIVE_OK) {
-        return Fail(Code::kCorrupt, "tar entry " + std::to_string(entry_count) + ": " +
-                                        archive_error_string(a.get()));
+        return Fail(Code::kCorrupt,
+                    "tar entry " + std::to_string(entry_count) + ": " + ErrorOf(a.get()));
       }
       const char* raw_name = archive_entry_pathname(ae);
       if (raw_name == nullptr) {
@@ -339,7 +345,7 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
         extents.push_back({static_cast<uint64_t>(logical), physical, len});
       }
       if (r != ARCHIVE_EOF) {
-        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + archive_error_string(a.get()));
+        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + ErrorOf(a.get()));
       }
       size_t runs = extents.size() - first_extent;
       bool contiguous = runs == 1 && extents.back().logical == 0 && extents.back().length == e.size;
