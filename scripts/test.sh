@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up, builds (warnings as errors) and runs every test: unit tests and integration
 # tests that mount for real and start their own servers. With CI=true (or
-# IMAGEFS_SANITIZE_TESTS=1) the whole suite runs a second time on an ASan+UBSan build.
+# IMAGEFS_SANITIZE_TESTS=1) the whole suite runs a second time on an ASan+UBSan build, and
+# with IMAGEFS_TSAN_TESTS=1 the concurrency tests and a short soak on a TSan build.
 # The last line of output is "N passed, N failed" over all runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -36,12 +37,45 @@ run_suite() {
   failed=$((failed + f))
 }
 
+# tsan_suite BUILD_DIR: the unit binaries (their concurrency tests: registrations racing,
+# the transfer manager, helpers run from many threads) and a one-minute soak (16 readers
+# beside imports, loads, removals and lazy pulls) on a -fsanitize=thread build; a report
+# fails it (halt_on_error). Each binary and the soak count as one test.
+tsan_suite() {
+  local build_dir=$1 bin
+  if ! IMAGEFS_BUILD_DIR=$build_dir IMAGEFS_BUILD_TARGETS="imagefs graph_unit_tests fusefs_unit_tests fetch_unit_tests" \
+      scripts/build.sh -DIMAGEFS_WERROR=ON -DIMAGEFS_BUILD_TESTS=ON -DIMAGEFS_SANITIZE=thread; then
+    echo "build failed ($build_dir)"
+    failed=$((failed + 1))
+    return
+  fi
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
+  for bin in graph fusefs fetch; do
+    if "$build_dir/tests/unit/$bin/${bin}_unit_tests" --gtest_brief=1; then
+      passed=$((passed + 1))
+    else
+      echo "FAILED under TSan: ${bin}_unit_tests"
+      failed=$((failed + 1))
+    fi
+  done
+  if IMAGEFS=$build_dir/fusefs/imagefs SOAK_READERS=8 scripts/soak.sh 1; then
+    passed=$((passed + 1))
+  else
+    echo "FAILED under TSan: soak"
+    failed=$((failed + 1))
+  fi
+}
+
 run_suite "${IMAGEFS_BUILD_DIR:-build}"
 if [ "${CI:-}" = true ] || [ "${IMAGEFS_SANITIZE_TESTS:-}" = 1 ]; then
   echo "== the same tests on an ASan+UBSan build =="
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
   run_suite build-asan -DIMAGEFS_SANITIZE=address,undefined
+fi
+if [ "${IMAGEFS_TSAN_TESTS:-}" = 1 ]; then
+  echo "== concurrency under ThreadSanitizer: the unit tests and a short soak =="
+  tsan_suite build-tsan
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
