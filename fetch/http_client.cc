@@ -17,7 +17,7 @@ struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
 
-struct Transfer {
+struct CurlCall {  // what the callbacks of one curl_easy_perform share
   HttpResponse* response;
   const BodySink* sink;
   uint64_t max_body;
@@ -27,7 +27,7 @@ struct Transfer {
 };
 
 size_t OnBody(char* data, size_t size, size_t count, void* user) noexcept {
-  auto* t = static_cast<Transfer*>(user);
+  auto* t = static_cast<CurlCall*>(user);
   size_t len = size * count;
   try {
     if (t->sink != nullptr) {
@@ -51,7 +51,7 @@ size_t OnBody(char* data, size_t size, size_t count, void* user) noexcept {
 }
 
 size_t OnHeader(char* data, size_t size, size_t count, void* user) noexcept {
-  auto* t = static_cast<Transfer*>(user);
+  auto* t = static_cast<CurlCall*>(user);
   size_t len = size * count;
   try {
     std::string line(data, len);
@@ -94,7 +94,7 @@ Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const BodyS
   std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
   if (!curl) throw std::bad_alloc();
   HttpResponse response;
-  Transfer transfer{&response, sink, max_body, hook};
+  CurlCall transfer{&response, sink, max_body, hook};
   std::unique_ptr<curl_slist, SlistDeleter> headers;
   for (const std::string& h : request.headers) {
     curl_slist* next = curl_slist_append(headers.get(), h.c_str());

@@ -12,8 +12,6 @@
 namespace imagefs::fetch {
 namespace {
 
-auto Log() { return Logger("fetch"); }
-
 constexpr size_t kPipeBytes = 8u << 20;
 
 // A bounded byte pipe from the download thread (writer) to the store (reader).
@@ -198,7 +196,7 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
                  : RetryPolicy::Retryable(e) ? attempts.Again(-1, &t.cancelled())
                                              : false;
     if (!again) return Fail(e.WithContext(what));
-    Log()->warn("retry layer {}: {}", blob.digest.str(), e.msg);
+    FetchLog()->warn("retry layer {}: {}", blob.digest.str(), e.msg);
     t.reset_done();
   }
 }
@@ -225,7 +223,7 @@ Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* obser
                                           : "Status: Downloaded newer image for ") +
                       image.ref.FamiliarString());
   }
-  Log()->info("pull {} digest={} id={}", image.ref.String(), image.digest.str(), *id);
+  FetchLog()->info("pull {} digest={} id={}", image.ref.String(), image.digest.str(), *id);
   if (!existed) PrepareTree(store_, *id);  // the first look inside need not build it
   return id;
 }

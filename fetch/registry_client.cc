@@ -14,8 +14,6 @@
 namespace imagefs::fetch {
 namespace {
 
-auto Log() { return Logger("fetch"); }
-
 constexpr uint64_t kMaxManifestBytes = 4u << 20;
 constexpr uint64_t kMaxConfigBytes = 16u << 20;
 
@@ -82,7 +80,7 @@ bool RangeStartsAt(const std::map<std::string, std::string>& headers, uint64_t s
 // A mirror that failed is logged and, if the registry fails too, named in the error.
 void NoteMirrorFailure(const Endpoint& endpoint, const Error& error, std::string& notes) {
   if (!endpoint.mirror) return;
-  Log()->info("mirror {} failed, falling back: {}", endpoint.base_url, error.msg);
+  FetchLog()->info("mirror {} failed, falling back: {}", endpoint.base_url, error.msg);
   notes += (notes.empty() ? "" : "; ") + endpoint.base_url + ": " + error.msg;
 }
 
@@ -137,8 +135,8 @@ Result<RegistryClient::Auth> RegistryClient::FetchToken(const Endpoint& endpoint
                                 Base64(creds->username + ":" + creds->password));
     }
   }
-  Log()->debug("fetch token realm={} scope={} grant={}", realm->second, scope,
-               refresh ? "refresh_token" : (creds ? "basic" : "anonymous"));
+  FetchLog()->debug("fetch token realm={} scope={} grant={}", realm->second, scope,
+                    refresh ? "refresh_token" : (creds ? "basic" : "anonymous"));
   ASSIGN_OR_RETURN(HttpResponse response, http_.Perform(request, nullptr, 1u << 20));
   auto j = nlohmann::json::parse(response.body, nullptr, false);
   if (response.status != 200) {
@@ -261,8 +259,8 @@ Result<HttpResponse> RegistryClient::Retrying(const Endpoint& endpoint, const Re
     auto r = Exchange(endpoint, ref, request, sink, max_body, hook);
     if (!RetryPolicy::Retryable(r)) return r;
     if (!attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel)) return r;
-    Log()->warn("retry {} {} attempt={}: {}", request.method, request.url, attempts.failures(),
-                r ? "HTTP " + std::to_string(r->status) : r.error().msg);
+    FetchLog()->warn("retry {} {} attempt={}: {}", request.method, request.url, attempts.failures(),
+                     r ? "HTTP " + std::to_string(r->status) : r.error().msg);
   }
 }
 
@@ -295,7 +293,7 @@ void RegistryClient::CacheManifest(const FetchedManifest& m) {
   // A cache: a failure to write it costs a fetch later, nothing else.
   Status written = MkdirAll(cache_dir_ / "manifests");
   if (written) written = WriteFileAtomic(cache_dir_ / "manifests" / m.digest.hex(), m.bytes);
-  if (!written) Log()->debug("cache manifest {}: {}", m.digest.str(), written.error().msg);
+  if (!written) FetchLog()->debug("cache manifest {}: {}", m.digest.str(), written.error().msg);
 }
 
 Result<FetchedManifest> RegistryClient::DecodeManifest(std::string bytes,
@@ -476,8 +474,8 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
       if (received > before) attempts.StartOver();
       if (!retry || !last_endpoint || !attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel))
         break;
-      Log()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempts.failures(), received,
-                  blob.size, last->msg);
+      FetchLog()->warn("retry GET {} attempt={} have={}/{}: {}", get.url, attempts.failures(),
+                       received, blob.size, last->msg);
     }
     NoteMirrorFailure(endpoint, *last, mirror_errors);
   }
@@ -501,8 +499,8 @@ Result<std::string> RegistryClient::GetSmallBlob(const Reference& ref, const Des
     Status st = GetBlob(ref, blob, sink, nullptr, &attempts);
     if (st) return out;
     if (st.error().code != Code::kCorrupt || !attempts.Refetch()) return Fail(st.error());
-    Log()->warn("retry blob {} refetch={}: {}", blob.digest.str(), attempts.refetches(),
-                st.error().msg);
+    FetchLog()->warn("retry blob {} refetch={}: {}", blob.digest.str(), attempts.refetches(),
+                     st.error().msg);
   }
 }
 

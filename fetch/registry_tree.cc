@@ -15,8 +15,6 @@
 namespace imagefs::fetch {
 namespace {
 
-auto Log() { return Logger("fetch"); }
-
 constexpr double kDigestTtl = 86400;
 constexpr size_t kMaxErrors = 20;
 
@@ -138,7 +136,7 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   if (entry) return entry;
   if (entry.error().code != Code::kNotFound) {
     RecordError(ref->String(), entry.error());
-    Log()->error("resolve {}: {}", ref->String(), entry.error().msg);
+    FetchLog()->error("resolve {}: {}", ref->String(), entry.error().msg);
     return entry;
   }
   // Not a tag of dir: a longer repository path, unless dir is a repository (then the tag
@@ -192,7 +190,7 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
   if (waiting.valid()) return waiting.get();
   // Another process may have stored it meanwhile; if the store cannot be read again, the
   // pull below finds out what is missing the hard way.
-  if (Status st = store_.Refresh(); !st) Log()->warn("store: {}", st.error().msg);
+  if (Status st = store_.Refresh(); !st) FetchLog()->warn("store: {}", st.error().msg);
   bool existed = static_cast<bool>(store_.GetImage(image.image_id));
   {
     std::lock_guard lock(mu_);
@@ -207,10 +205,10 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
   }
   if (!result) {
     RecordError(image.ref.String(), result.error());
-    Log()->error("pull {}: {}", image.ref.String(), result.error().msg);
+    FetchLog()->error("pull {}: {}", image.ref.String(), result.error().msg);
   } else if (!existed) {
     if (Status marked = LazyCache(store_).Mark(*result); !marked)
-      Log()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
+      FetchLog()->warn("mark image {} as pulled lazily: {}", *result, marked.error().msg);
     EnforceQuota(*result);
   } else {
     LazyCache(store_).Touch(image.image_id);

@@ -13,11 +13,7 @@
 #include "graph/base/log.h"
 
 namespace imagefs {
-namespace {
-
-auto Log() { return Logger("fusefs"); }
-
-}  // namespace
+namespace {}  // namespace
 
 // An open file (daemon-handled opens, and uploads created in import/).
 struct ImageFs::Handle {
@@ -70,17 +66,17 @@ void ImageFs::Init(fuse_conn_info* conn) {
   } else {
     passthrough_.OfferInInit();
   }
-  Log()->info("mount ready: store={} opens={}", store_.root().string(),
-              kernel_opens_ ? "kernel" : "daemon");
+  FusefsLog()->info("mount ready: store={} opens={}", store_.root().string(),
+                    kernel_opens_ ? "kernel" : "daemon");
 }
 
 void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
   int e = error.ToErrno();
   if (e == EIO) {
     stats_.Bump(tag);
-    Log()->error("{}: {}", tag, error.msg);
+    FusefsLog()->error("{}: {}", tag, error.msg);
   } else {
-    Log()->debug("{}: {}", tag, error.msg);
+    FusefsLog()->debug("{}: {}", tag, error.msg);
   }
   fuse_reply_err(req, e);
 }
@@ -393,7 +389,7 @@ void ImageFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size
     if (!v || v->kind != VKind::kImportFile) return (void)fuse_reply_err(req, EROFS);
     // Kernel-handled opens: an upload opened again without O_CREAT, while its first
     // writer is still at it. Only the file's creator may write it.
-    Log()->warn("import/{}: refusing a second writer while it is being uploaded", v->key);
+    FusefsLog()->warn("import/{}: refusing a second writer while it is being uploaded", v->key);
     return (void)fuse_reply_err(req, EBUSY);
   }
   ssize_t n = pwrite(h->upload->fd.get(), buf, size, off);

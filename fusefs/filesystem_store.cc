@@ -4,11 +4,7 @@
 #include "graph/base/log.h"
 
 namespace imagefs {
-namespace {
-
-auto Log() { return Logger("fusefs"); }
-
-}  // namespace
+namespace {}  // namespace
 
 // Another process (or this one) committed a change to the store. Attributes and listings
 // of the store's directories go first, before the store is even read again, so that a
@@ -97,7 +93,7 @@ Status ImageFs::WatchStore() {
 void ImageFs::RefreshStore() {
   if (auto st = store_.Refresh(); !st) {
     stats_.Note("store_refresh_failed");
-    Log()->warn("store: {}", st.error().msg);
+    FusefsLog()->warn("store: {}", st.error().msg);
   }
 }
 

@@ -22,8 +22,6 @@ namespace imagefs {
 namespace fs = std::filesystem;
 namespace {
 
-auto Log() { return Logger("fusefs"); }
-
 // Protocol 7.40 parts that libfuse 3.14's headers predate.
 constexpr uint32_t kInitFlags2Passthrough = 1u << (37 - 32);  // FUSE_PASSTHROUGH
 constexpr size_t kInitFlags2At = 32;                          // fuse_init_out.flags2
@@ -143,7 +141,8 @@ Passthrough::Mode Passthrough::Open(fuse_ino_t ino, const Tree::Extent& extent, 
   }
   int cached = ++cached_[ino];
   int opens = ++opens_[key];
-  Log()->debug("passthrough: node {:x} served ({} open now, {} opens so far)", ino, cached, opens);
+  FusefsLog()->debug("passthrough: node {:x} served ({} open now, {} opens so far)", ino, cached,
+                     opens);
   return Mode::kServeCounted;
 }
 
@@ -168,7 +167,8 @@ int Passthrough::OpenBacking(const Tree::Extent& extent, uint64_t size) {
   if (!fd) return 0;
   struct stat st;
   if (fstat(fd->get(), &st) != 0 || static_cast<uint64_t>(st.st_size) != size) {
-    Log()->warn("passthrough: {} is not {} bytes long: writing it again", path.string(), size);
+    FusefsLog()->warn("passthrough: {} is not {} bytes long: writing it again", path.string(),
+                      size);
     unlink(path.c_str());
     return 0;
   }
@@ -181,7 +181,7 @@ int Passthrough::BackingIdOf(int fd) {
   if (id > 0) return id;
   // EPERM without CAP_SYS_ADMIN, ENOTTY/EINVAL from a kernel without passthrough, ELOOP
   // for a store on a stacked file system: the same for every file.
-  Log()->info(
+  FusefsLog()->info(
       "passthrough off: the kernel refused a backing file ({}); files are served by the daemon",
       std::strerror(errno));
   return -1;
@@ -240,8 +240,8 @@ void Passthrough::Writer() {
     } else if (!stop_) {
       failed_.insert(copy.key);
       stats_.Note("passthrough_copy_failed");
-      Log()->warn("passthrough: cannot copy a file of layer {}: {}", copy.diff_id.str(),
-                  written.error().msg);
+      FusefsLog()->warn("passthrough: cannot copy a file of layer {}: {}", copy.diff_id.str(),
+                        written.error().msg);
     }
   }
 }

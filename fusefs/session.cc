@@ -25,8 +25,6 @@
 namespace imagefs {
 namespace {
 
-auto Log() { return Logger("fusefs"); }
-
 // A mountpoint left by a killed daemon answers ENOTCONN: detach it before mounting again.
 // statfs asks the file system every time; a stat may be answered from the kernel's cache.
 Status RecoverDeadMount(const std::string& mountpoint) {
@@ -38,8 +36,8 @@ Status RecoverDeadMount(const std::string& mountpoint) {
     return {};
   }
   if (errno != ENOTCONN) return FailErrno("mountpoint " + mountpoint);
-  Log()->warn("mount {}: stale FUSE mount (transport endpoint not connected): detaching it",
-              mountpoint);
+  FusefsLog()->warn("mount {}: stale FUSE mount (transport endpoint not connected): detaching it",
+                    mountpoint);
   if (umount2(mountpoint.c_str(), MNT_DETACH) != 0) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -101,7 +99,7 @@ void RaiseReadahead(const std::string& mountpoint) {
     std::ofstream ra("/sys/class/bdi/" + dev + "/read_ahead_kb");
     ra << 1024;
     ra.flush();
-    if (!ra) Log()->debug("mount {}: cannot raise readahead (not root?)", mountpoint);
+    if (!ra) FusefsLog()->debug("mount {}: cannot raise readahead (not root?)", mountpoint);
     return;
   }
 }
@@ -119,7 +117,7 @@ static void RaiseFileLimit() {
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
     limit.rlim_cur = limit.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &limit) != 0)
-      Log()->debug("raise RLIMIT_NOFILE: {}", std::strerror(errno));
+      FusefsLog()->debug("raise RLIMIT_NOFILE: {}", std::strerror(errno));
   }
 }
 
@@ -210,7 +208,7 @@ class ImportMount {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       }
       if (!done_) {
-        Log()->error("import/: its loop did not stop; leaving it");
+        FusefsLog()->error("import/: its loop did not stop; leaving it");
         loop_.detach();
         (void)fs_.release();  // still in use by the loop: never freed
         (void)se_.release();
@@ -263,8 +261,8 @@ Result<int> RunMount(Store& store, MountOptions options) {
     return Fail(st.error());
   }
   if (auto st = (*fs)->passthrough().Attach(se->get()); !st)
-    Log()->warn("passthrough off: {}", st.error().msg);
-  Log()->info("mounted {} on {}", store.root().string(), options.mountpoint);
+    FusefsLog()->warn("passthrough off: {}", st.error().msg);
+  FusefsLog()->info("mounted {} on {}", store.root().string(), options.mountpoint);
   RaiseReadahead(options.mountpoint);
   if (options.daemon) {
     // The mount is up: the parent exits 0 now, the child serves (threads start after this).
@@ -272,8 +270,9 @@ Result<int> RunMount(Store& store, MountOptions options) {
     InitLogging(Logger("fusefs")->level(), /*use_syslog=*/true);
   }
   if (auto st = (*fs)->WatchStore(); !st) {
-    Log()->warn("store watcher off, the store's directories are looked up on every access: {}",
-                st.error().msg);
+    FusefsLog()->warn(
+        "store watcher off, the store's directories are looked up on every access: {}",
+        st.error().msg);
   }
   if (import) import->Serve();
   int rc;
@@ -285,7 +284,7 @@ Result<int> RunMount(Store& store, MountOptions options) {
   fuse_session_unmount(se->get());
   if (import) import->Stop();
   fuse_remove_signal_handlers(se->get());
-  Log()->info("unmounted {}", options.mountpoint);
+  FusefsLog()->info("unmounted {}", options.mountpoint);
   // libfuse returns the signal that ended the loop: SIGINT/SIGTERM/SIGHUP are a clean stop.
   return rc == 0 || rc == SIGINT || rc == SIGTERM || rc == SIGHUP ? 0 : 1;
 }

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "graph/archive_read.h"
 #include "graph/base/fs_util.h"
 #include "graph/tar_index.h"
 
@@ -18,22 +19,6 @@ namespace {
 
 constexpr int kMaxSymlinkDepth = 40;
 
-struct ArchiveDeleter {
-  void operator()(archive* a) const { archive_read_free(a); }
-};
-
-// libarchive leaves its error string null after some failures (a header cut short by the
-// end of the input): never hand that null to std::string.
-std::string ErrorOf(archive* a) {
-  const char* why = archive_error_string(a);
-  return why != nullptr ? why : "malformed or truncated tar";
-}
-
-std::string DirName(const std::string& path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "" : path.substr(0, slash);
-}
-
 // Resolves a symlink target relative to the link's directory; refuses to leave the root.
 Result<std::string> ResolveLinkTarget(const std::string& link, const std::string& target,
                                       const std::string& archive_name) {
@@ -41,7 +26,8 @@ Result<std::string> ResolveLinkTarget(const std::string& link, const std::string
     return Fail(Code::kInvalid, archive_name + ": member \"" + link +
                                     "\" is a symlink to an absolute path (\"" + target + "\")");
   }
-  std::string joined = DirName(link).empty() ? target : DirName(link) + "/" + target;
+  std::string dir(DirName(link));
+  std::string joined = dir.empty() ? target : dir + "/" + target;
   bool escaped = false;
   std::string resolved = CleanPath(joined, &escaped);
   if (escaped) {
@@ -104,11 +90,11 @@ class TarballView final : public ArchiveView {
       size_t n;
       ~Unmap() { munmap(p, n); }
     } unmap{map, size};
-    std::unique_ptr<archive, ArchiveDeleter> a(archive_read_new());
+    std::unique_ptr<archive, ArchiveReadDeleter> a(archive_read_new());
     archive_read_support_format_tar(a.get());
     archive_read_support_format_gnutar(a.get());
     if (archive_read_open_memory(a.get(), base, size) != ARCHIVE_OK) {
-      return Fail(Code::kInvalid, name_ + ": not a tar archive: " + ErrorOf(a.get()));
+      return Fail(Code::kInvalid, name_ + ": not a tar archive: " + ArchiveError(a.get()));
     }
     uint64_t dropped = 0;
     archive_entry* ae;
@@ -117,7 +103,7 @@ class TarballView final : public ArchiveView {
       if (r == ARCHIVE_EOF) break;
       if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
         std::string after = order_.empty() ? "" : " (after member \"" + order_.back() + "\")";
-        return Fail(Code::kInvalid, name_ + ": " + ErrorOf(a.get()) + after);
+        return Fail(Code::kInvalid, name_ + ": " + ArchiveError(a.get()) + after);
       }
       const char* raw = archive_entry_pathname(ae);
       if (raw == nullptr) return Fail(Code::kInvalid, name_ + ": member name cannot be decoded");
@@ -157,9 +143,9 @@ class TarballView final : public ArchiveView {
         got += len;
       }
       if (r != ARCHIVE_EOF || got != m.size) {
-        return Fail(Code::kInvalid,
-                    name_ + ": member \"" + member_name + "\" is truncated: " +
-                        (r != ARCHIVE_EOF ? ErrorOf(a.get()) : "size is larger than its data"));
+        return Fail(Code::kInvalid, name_ + ": member \"" + member_name + "\" is truncated: " +
+                                        (r != ARCHIVE_EOF ? ArchiveError(a.get())
+                                                          : "size is larger than its data"));
       }
       if (m.type == Member::Type::kDir) {
         // A directory may be listed more than once (tar --append); keep the first.

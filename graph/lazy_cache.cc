@@ -12,8 +12,6 @@
 namespace imagefs {
 namespace {
 
-auto Log() { return Logger("graph"); }
-
 uint64_t LayerBytes(const Store& store) {
   std::map<std::string, uint64_t> diffs;  // a DiffID shared by several chains is stored once
   for (const LayerInfo& l : store.Layers()) diffs[l.diff_id.hex()] = l.tar_size;
@@ -66,11 +64,11 @@ std::vector<std::string> LazyCache::Evict(uint64_t quota_bytes, const std::strin
       continue;
     }
     if (auto st = store_.DeleteImage(id, /*force=*/true); !st) {
-      Log()->debug("evict image id={} skipped: {}", id, st.error().msg);
+      GraphLog()->debug("evict image id={} skipped: {}", id, st.error().msg);
       continue;
     }
     Unmark(id);
-    Log()->info("evict image id={} reason=quota quota_bytes={}", id, quota_bytes);
+    GraphLog()->info("evict image id={} reason=quota quota_bytes={}", id, quota_bytes);
     evicted.push_back(id);
   }
   return evicted;

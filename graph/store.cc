@@ -21,8 +21,6 @@ namespace {
 
 constexpr char kStoreVersion[] = "imagefs-store 1\n";
 
-auto Log() { return Logger("graph"); }
-
 }  // namespace
 
 Store::Store(fs::path root, StoreOptions options) : root_(std::move(root)), options_(options) {}
@@ -71,7 +69,7 @@ Status CheckPrivate(const fs::path& root) {
                           root.string()});
   }
   if (st.st_mode & (S_IRWXG | S_IRWXO)) {
-    Log()->warn(
+    GraphLog()->warn(
         "store {} is open to other users (mode {}): they can read every layer, files that "
         "images keep private included; fix it with: chmod 700 {}",
         root.string(), mode, root.string());
@@ -81,7 +79,7 @@ Status CheckPrivate(const fs::path& root) {
     if (stat(p.c_str(), &st) == 0 && (st.st_mode & (S_IWGRP | S_IWOTH)) &&
         !(st.st_mode & S_ISVTX)) {
       std::snprintf(mode, sizeof mode, "%04o", st.st_mode & 07777);
-      Log()->warn(
+      GraphLog()->warn(
           "store {}: its parent {} is writable by other users (mode {}), who could replace "
           "the store; fix it with: chmod go-w {}",
           root.string(), p.string(), mode, p.string());
@@ -166,7 +164,7 @@ Status Store::Recover() {
   std::error_code ec;
   for (const char* dir : {"tmp", "locks", "retain"}) {
     for (const auto& entry : fs::directory_iterator(root_ / dir, ec)) {
-      Log()->info("recover store: removing leftover {}", entry.path().string());
+      GraphLog()->info("recover store: removing leftover {}", entry.path().string());
       RETURN_IF_ERROR(RemoveTree(entry.path()));
     }
   }
@@ -186,7 +184,7 @@ Status Store::Recover() {
     }
     for (auto it = layers_.begin(); it != layers_.end();) {
       if (referenced.count(it->first) == 0) {
-        Log()->info("recover store: removing unused layer {}", it->first);
+        GraphLog()->info("recover store: removing unused layer {}", it->first);
         // Renamed away first: killed halfway, a removal must not leave a record-less layer.
         RETURN_IF_ERROR(RemoveDirAtomically(root_ / "layers" / it->first));
         it = layers_.erase(it);
@@ -199,7 +197,7 @@ Status Store::Recover() {
   for (const auto& [hex, layer] : layers_) used_diffs.insert(layer.diff_id.hex());
   for (const auto& entry : fs::directory_iterator(root_ / "diffs", ec)) {
     if (used_diffs.count(entry.path().filename().string()) == 0) {
-      Log()->info("recover store: removing unreferenced blob {}", entry.path().string());
+      GraphLog()->info("recover store: removing unreferenced blob {}", entry.path().string());
       RETURN_IF_ERROR(RemoveDirAtomically(entry.path()));
     }
   }
@@ -257,8 +255,8 @@ Status Store::LoadAll() {
     auto text = ReadFile(entry.path() / "layer.json");
     auto layer = text ? DecodeLayerRecord(*text) : Result<LayerInfo>(Fail(text.error()));
     if (!layer || layer->chain_id.hex() != name) {
-      Log()->warn("load store: skipping layer {}: {}", name,
-                  layer ? "record names another layer" : layer.error().msg);
+      GraphLog()->warn("load store: skipping layer {}: {}", name,
+                       layer ? "record names another layer" : layer.error().msg);
       continue;
     }
     layers.emplace(name, std::move(*layer));
@@ -269,8 +267,8 @@ Status Store::LoadAll() {
     auto text = ReadFile(entry.path() / "image.json");
     auto image = text ? DecodeImageRecord(*text) : Result<ImageInfo>(Fail(text.error()));
     if (!image || image->id != name) {
-      Log()->warn("load store: skipping image {}: {}", name,
-                  image ? "record names another image" : image.error().msg);
+      GraphLog()->warn("load store: skipping image {}: {}", name,
+                       image ? "record names another image" : image.error().msg);
       continue;
     }
     images.emplace(name, std::move(*image));
@@ -285,7 +283,7 @@ Status Store::LoadAll() {
           tags[ref] = id.get<std::string>();
       }
     } else {
-      Log()->warn("load store: ignoring malformed {}", (root_ / "tags.json").string());
+      GraphLog()->warn("load store: ignoring malformed {}", (root_ / "tags.json").string());
     }
   }
   std::unique_lock lock(mu_);

@@ -19,8 +19,6 @@ namespace imagefs {
 namespace fs = std::filesystem;
 namespace {
 
-auto Log() { return Logger("graph"); }
-
 Result<std::string> StripIdPrefix(std::string_view prefix, const char* what) {
   if (prefix.rfind("sha256:", 0) == 0) prefix.remove_prefix(7);
   if (prefix.empty() || prefix.size() > 64 ||
@@ -93,8 +91,8 @@ Result<ImageInfo> Store::RegisterImage(const ImageSpec& spec) {
     images_[spec.id] = image;
   }
   RETURN_IF_ERROR(BumpGeneration());
-  Log()->info("register image id={} layer={}", spec.id,
-              spec.top_layer ? spec.top_layer->str() : "none");
+  GraphLog()->info("register image id={} layer={}", spec.id,
+                   spec.top_layer ? spec.top_layer->str() : "none");
   return image;
 }
 
@@ -249,7 +247,7 @@ Status Store::RemoveLayerLocked(const LayerInfo& layer) {
     indexes_.erase(layer.diff_id.hex());
     blobs_.erase(layer.diff_id.hex());
   }
-  Log()->info("remove layer chain_id={}", layer.chain_id.str());
+  GraphLog()->info("remove layer chain_id={}", layer.chain_id.str());
   return BumpGeneration();
 }
 
@@ -293,7 +291,7 @@ Status Store::DeleteImage(const std::string& id, bool force) {
     images_.erase(id);
   }
   RETURN_IF_ERROR(BumpGeneration());
-  Log()->info("remove image id={}", id);
+  GraphLog()->info("remove image id={}", id);
   return CollectLayersLocked(image.top_layer);
 }
 

@@ -20,7 +20,6 @@ namespace imagefs {
 namespace fs = std::filesystem;
 namespace {
 
-auto Log() { return Logger("graph"); }
 constexpr size_t kCopyBuffer = 1 << 20;
 constexpr uint64_t kWritebackChunk = 8 << 20;
 
@@ -123,7 +122,7 @@ Result<std::shared_ptr<const LayerBlob>> Store::OpenBlob(const Digest& diff_id) 
   if (auto fd = OpenFile(BlobPath(diff_id), O_RDONLY)) {
     blob->fd = std::move(*fd);
   } else {
-    Log()->error("open layer blob {}: {}", diff_id.str(), fd.error().msg);
+    GraphLog()->error("open layer blob {}: {}", diff_id.str(), fd.error().msg);
   }
   std::lock_guard lock(index_mu_);
   return blobs_.emplace(diff_id.hex(), std::move(blob)).first->second;
@@ -262,8 +261,8 @@ Result<LayerInfo> Store::CommitLayerRecord(const LayerInfo& layer, bool* created
   }
   if (created) *created = true;
   RETURN_IF_ERROR(BumpGeneration());
-  Log()->debug("register layer chain_id={} diff_id={} size={}", layer.chain_id.str(),
-               layer.diff_id.str(), layer.tar_size);
+  GraphLog()->debug("register layer chain_id={} diff_id={} size={}", layer.chain_id.str(),
+                    layer.diff_id.str(), layer.tar_size);
   return layer;
 }
 

@@ -13,13 +13,14 @@
 #include <string>
 #include <vector>
 
+#include "graph/archive_read.h"
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
 
 namespace imagefs {
 namespace {
 
-constexpr char kMagic[8] = {'I', 'M', 'G', 'F', 'S', 'I', 'X', '1'};
+constexpr char kIndexMagic[8] = {'I', 'M', 'G', 'F', 'S', 'I', 'X', '1'};
 
 struct IndexHeader {
   char magic[8];
@@ -28,17 +29,6 @@ struct IndexHeader {
   uint64_t entry_count, xattr_count, extent_count, strings_size, tar_size, content_bytes;
 };
 static_assert(sizeof(IndexHeader) == 64);
-
-struct ArchiveDeleter {
-  void operator()(archive* a) const { archive_read_free(a); }
-};
-
-// libarchive leaves its error string null after some failures (a header cut short by the
-// end of the input): never hand that null to std::string.
-std::string ErrorOf(archive* a) {
-  const char* why = archive_error_string(a);
-  return why != nullptr ? why : "malformed or truncated tar";
-}
 
 // Appends to a file through a buffer: the index of a layer of millions of entries is
 // written as it is built, never held whole in memory.
@@ -250,22 +240,22 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
 
   // An empty blob is a valid empty layer (some tools write zero bytes for "no changes").
   if (tar_size > 0) {
-    std::unique_ptr<archive, ArchiveDeleter> a(archive_read_new());
+    std::unique_ptr<archive, ArchiveReadDeleter> a(archive_read_new());
     if (!a) throw std::bad_alloc();
     archive_read_support_format_tar(a.get());
     archive_read_support_format_gnutar(a.get());
     if (archive_read_open_memory(a.get(), tar, tar_size) != ARCHIVE_OK) {
-      return Fail(Code::kCorrupt, std::string("not a tar archive: ") + ErrorOf(a.get()));
+      return Fail(Code::kCorrupt, std::string("not a tar archive: ") + ArchiveError(a.get()));
     }
     archive_entry* ae = nullptr;
     while (true) {
       int r = archive_read_next_header(a.get(), &ae);
       if (r == ARCHIVE_EOF) break;
       if (r == ARCHIVE_WARN) {
-        Logger("graph")->debug("index tar entry: warning: {}", ErrorOf(a.get()));
+        Logger("graph")->debug("index tar entry: warning: {}", ArchiveError(a.get()));
       } else if (r != ARCHIVE_OK) {
         return Fail(Code::kCorrupt,
-                    "tar entry " + std::to_string(entry_count) + ": " + ErrorOf(a.get()));
+                    "tar entry " + std::to_string(entry_count) + ": " + ArchiveError(a.get()));
       }
       const char* raw_name = archive_entry_pathname(ae);
       if (raw_name == nullptr) {
@@ -345,7 +335,7 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
         extents.push_back({static_cast<uint64_t>(logical), physical, len});
       }
       if (r != ARCHIVE_EOF) {
-        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + ErrorOf(a.get()));
+        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + ArchiveError(a.get()));
       }
       size_t runs = extents.size() - first_extent;
       bool contiguous = runs == 1 && extents.back().logical == 0 && extents.back().length == e.size;
@@ -399,7 +389,7 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       return n < 0 ? FailErrno("copy index strings") : Fail(Code::kIo, "copy index strings: short");
     left -= static_cast<uint64_t>(n);
   }
-  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  std::memcpy(h.magic, kIndexMagic, sizeof kIndexMagic);
   h.version = 1;
   h.entry_count = entry_count;
   h.xattr_count = xattrs.size();
@@ -434,7 +424,7 @@ Result<std::shared_ptr<const TarIndex>> TarIndex::Open(const std::filesystem::pa
   const char* base = static_cast<const char*>(idx->map_);
   IndexHeader h;
   std::memcpy(&h, base, sizeof h);
-  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != 1) {
+  if (std::memcmp(h.magic, kIndexMagic, sizeof kIndexMagic) != 0 || h.version != 1) {
     return corrupt("bad magic or version");
   }
   // Each count is bounded by the file size first, so that hostile counts cannot wrap.

@@ -8,6 +8,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "graph/base/fs_util.h"
 #include "graph/base/log.h"
 #include "graph/layer_names.h"
 
@@ -15,14 +16,6 @@ namespace imagefs {
 namespace {
 
 constexpr uint32_t kNone = UINT32_MAX;
-std::string_view BaseName(std::string_view path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
-std::string_view DirName(std::string_view path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
-}
 
 // FNV-1a: a hash fixed by its definition, as saved trees keep their slot tables (the
 // standard library's may differ between builds and libraries).

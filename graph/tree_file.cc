@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <random>
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -17,14 +16,14 @@ namespace imagefs {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr char kMagic[8] = {'I', 'M', 'G', 'F', 'S', 'T', 'R', '1'};
+constexpr char kTreeMagic[8] = {'I', 'M', 'G', 'F', 'S', 'T', 'R', '1'};
 // 2: AUFS metadata hidden from merged trees, and the FNV-1a name hash (trees of version 1
 // were built by other rules and hashed with the standard library's hash).
 // 3: stargz TOC and landmark files hidden.
 constexpr uint32_t kVersion = 3;
-constexpr uint32_t kNone = UINT32_MAX;
+constexpr uint32_t kNoNode = UINT32_MAX;
 
-struct Header {
+struct TreeHeader {
   char magic[8];
   uint32_t version;
   uint32_t kind;
@@ -33,7 +32,7 @@ struct Header {
   uint64_t node_count, children_count, slots_count, names_size;
   uint64_t reserved2;
 };
-static_assert(sizeof(Header) == 64);
+static_assert(sizeof(TreeHeader) == 64);
 
 struct LayerRecord {
   char diff_id[64];  // hex
@@ -54,11 +53,6 @@ struct Mapping {
   }
 };
 
-std::string RandomSuffix() {
-  static thread_local std::mt19937_64 rng(std::random_device{}());
-  return std::to_string(rng());
-}
-
 }  // namespace
 
 Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind kind,
@@ -71,7 +65,7 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
     return Fail(Code::kCorrupt, path.string() + ": " + why);
   };
   uint64_t size = static_cast<uint64_t>(st.st_size);
-  if (size < sizeof(Header)) return bad("too short");
+  if (size < sizeof(TreeHeader)) return bad("too short");
   auto map = std::make_shared<Mapping>();
   map->data = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (map->data == MAP_FAILED) {
@@ -80,9 +74,9 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
   }
   map->size = size;
   const char* base = static_cast<const char*>(map->data);
-  Header h;
+  TreeHeader h;
   std::memcpy(&h, base, sizeof h);
-  if (std::memcmp(h.magic, kMagic, sizeof kMagic) != 0 || h.version != kVersion)
+  if (std::memcmp(h.magic, kTreeMagic, sizeof kTreeMagic) != 0 || h.version != kVersion)
     return bad("not a tree file of this version");
   if (h.kind != static_cast<uint32_t>(kind)) return bad("kind differs");
   // Each count is bounded by the file size first, so that the size check below cannot wrap.
@@ -90,19 +84,19 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
       h.slots_count > size / sizeof(uint32_t) || h.layer_count > size / sizeof(LayerRecord)) {
     return bad("counts exceed the file size");
   }
-  if (h.node_count == 0 || h.node_count >= kNone - 1 || h.slots_count < 16 ||
+  if (h.node_count == 0 || h.node_count >= kNoNode - 1 || h.slots_count < 16 ||
       (h.slots_count & (h.slots_count - 1)) != 0 || h.slots_count < h.node_count + 1 ||
       h.layer_count > (1u << 20) || h.children_count >= h.node_count || h.names_size > size) {
     return bad("counts out of range");
   }
-  uint64_t expect = sizeof(Header) + h.layer_count * sizeof(LayerRecord) +
+  uint64_t expect = sizeof(TreeHeader) + h.layer_count * sizeof(LayerRecord) +
                     h.node_count * sizeof(TreeNode) +
                     (h.children_count + h.slots_count) * sizeof(uint32_t) + h.names_size;
   if (expect != size) return bad("size does not match its header");
 
   // Its inputs: the layers it was built from, as the store has them now.
   std::shared_ptr<Tree> tree(new Tree());
-  const auto* layers = reinterpret_cast<const LayerRecord*>(base + sizeof(Header));
+  const auto* layers = reinterpret_cast<const LayerRecord*>(base + sizeof(TreeHeader));
   std::vector<LayerInfo> chain;
   if (kind == TreeKind::kMerged) {
     ASSIGN_OR_RETURN(chain, store.LayerChain(top));
@@ -124,7 +118,7 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
     tree->layers_.push_back(std::move(blob));
   }
 
-  const char* at = base + sizeof(Header) + h.layer_count * sizeof(LayerRecord);
+  const char* at = base + sizeof(TreeHeader) + h.layer_count * sizeof(LayerRecord);
   std::span<const TreeNode> nodes(reinterpret_cast<const TreeNode*>(at), h.node_count);
   at += h.node_count * sizeof(TreeNode);
   std::span<const uint32_t> children(reinterpret_cast<const uint32_t*>(at), h.children_count);
@@ -148,8 +142,8 @@ Result<std::shared_ptr<const Tree>> TreeFile::Open(const Store& store, TreeKind 
 }
 
 Status TreeFile::Save(const Store& store, const Tree& tree, TreeKind kind, const Digest& top) {
-  Header h{};
-  std::memcpy(h.magic, kMagic, sizeof kMagic);
+  TreeHeader h{};
+  std::memcpy(h.magic, kTreeMagic, sizeof kTreeMagic);
   h.version = kVersion;
   h.kind = static_cast<uint32_t>(kind);
   h.layer_count = static_cast<uint32_t>(tree.layers_.size());

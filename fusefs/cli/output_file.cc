@@ -8,7 +8,8 @@
 #include <csignal>
 #include <cstring>
 #include <filesystem>
-#include <random>
+
+#include "graph/base/fs_util.h"
 
 namespace imagefs {
 namespace {
@@ -60,14 +61,6 @@ Result<Target> ResolveTarget(const std::string& given) {
     t.path = link[0] == '/' ? link : (std::filesystem::path(t.path).parent_path() / link).string();
   }
   return Fail(Error{Code::kInvalid, ELOOP, given + ": too many levels of symbolic links"});
-}
-
-std::string RandomSuffix() {
-  static std::mt19937_64 rng(std::random_device{}() ^ static_cast<uint64_t>(getpid()));
-  static const char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
-  std::string s(8, 'x');
-  for (char& c : s) c = kChars[rng() % 36];
-  return s;
 }
 
 }  // namespace

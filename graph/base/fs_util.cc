@@ -71,7 +71,7 @@ Status FsyncPath(const fs::path& path) {
   return {};
 }
 
-static std::string RandomSuffix() {
+std::string RandomSuffix() {
   static thread_local std::mt19937_64 rng(std::random_device{}() ^ (uint64_t(getpid()) << 32));
   static const char kChars[] = "abcdefghijklmnopqrstuvwxyz0123456789";
   std::string s(12, 'x');

@@ -21,6 +21,17 @@ Result<std::string> ReadFile(const std::filesystem::path& path, size_t max_bytes
 Status WriteAll(int fd, const void* data, size_t len);
 Status PreadAll(int fd, void* buf, size_t len, off_t off);
 Status FsyncPath(const std::filesystem::path& path);
+// Of a relative path in an archive: "a/b/c" -> "a/b" and "c"; "c" -> "" and "c".
+inline std::string_view DirName(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? std::string_view() : path.substr(0, slash);
+}
+inline std::string_view BaseName(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+// 12 random characters [a-z0-9] for names of temporary files, unique across processes.
+std::string RandomSuffix();
 // Writes data to path atomically and durably (tmp file beside it + fsync + rename + fsync dir).
 Status WriteFileAtomic(const std::filesystem::path& path, std::string_view data);
 // Creates a directory and its missing parents, each private to its owner (0700), as the
