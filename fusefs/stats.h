@@ -1,5 +1,6 @@
 // Stats: counters of the mount's EIO sites and of other notable events, by stable tag,
-// shown as JSON in MOUNT/.imagefs/stats ({"eio": {...}, "events": {...}}). Thread-safe.
+// shown as JSON in MOUNT/.imagefs/stats ({"eio": {...}, "events": {...}}); and what the
+// daemon holds in memory, in MOUNT/.imagefs/memory. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,9 @@ class Stats {
     ++events_[event];
   }
   std::string Json() const;
+  // malloc's bytes in use and kept free, VmRSS and its anonymous/file/shmem parts (KiB):
+  // enough to tell a leak (grows) from a cache or a mapped file.
+  static std::string MemoryJson();
 
  private:
   mutable std::mutex mu_;

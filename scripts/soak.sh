@@ -96,12 +96,13 @@ load_rc=$?
 elapsed=$(( $(date +%s) - start ))
 sleep 5  # let the daemon settle: writers are done, caches may drop what they pinned
 fd1=$(fds); rss1=$(rss)
+cat "$m/.imagefs/memory" > "$SCRATCH/memory-end.json"
 stop_mount "$m" "$daemon"
 check=$("$IMAGEFS" check 2>&1); check_rc=$?
 
-python3 - "$SCRATCH/result.json" "$load_rc" "$elapsed" "$fd0" "$fd1" "$rss0" "$rss1" "$check_rc" <<'EOF'
+python3 - "$SCRATCH/result.json" "$SCRATCH/memory-end.json" "$load_rc" "$elapsed" "$fd0" "$fd1" "$rss0" "$rss1" "$check_rc" <<'EOF'
 import json, sys
-path, load_rc, elapsed, fd0, fd1, rss0, rss1, check_rc = sys.argv[1], *map(int, sys.argv[2:])
+path, memory_end, load_rc, elapsed, fd0, fd1, rss0, rss1, check_rc = *sys.argv[1:3], *map(int, sys.argv[3:])
 try:
     r = json.load(open(path))
 except Exception:
@@ -117,6 +118,19 @@ steady = within(b["fds"], fd1) and rss1 <= b["rss_kib"] * 1.10
 print(f"daemon fds {fd0} (after reading every image) -> {b['fds']} (after the warm-up) -> "
       f"{fd1} (end); RSS {rss0 // 1024} -> {b['rss_kib'] // 1024} -> {rss1 // 1024} MiB: "
       f"{'within' if steady else 'NOT within'} 10 % of the warm-up's")
+def mem(m):
+    mib = lambda k, d=1024: f"{m.get(k, 0) // d / 1024:.1f}" if k in m else "?"
+    return (f"RSS {mib('VmRSS_kib', 1)} MiB = anon {mib('RssAnon_kib', 1)} + file {mib('RssFile_kib', 1)}"
+            f" (mapped trees, binary); heap in use {mib('heap_in_use_bytes', 1024)} MiB")
+try:
+    end = json.load(open(memory_end))
+except Exception:
+    end = {}
+print(f"after the warm-up: {mem(b.get('memory', {}))}")
+print(f"at the end:        {mem(end)}")
+print("each minute, RSS anon/file and heap in use (MiB): " + ", ".join(
+    f"{t['s'] // 60}m {t.get('RssAnon_kib', 0) // 1024}/{t.get('RssFile_kib', 0) // 1024}/"
+    f"{t.get('heap_in_use_bytes', 0) >> 20}" for t in r.get("timeline", [])))
 print("imagefs check: " + ("clean" if check_rc == 0 else "NOT clean"))
 ok = not r["errors"] and r["wrong_bytes"] == 0 and steady and check_rc == 0
 print("soak: " + ("passed" if ok else "FAILED"))

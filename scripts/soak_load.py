@@ -175,22 +175,46 @@ def daemon_usage():
     return len(os.listdir(f"/proc/{pid}/fd")), rss
 
 
+def daemon_memory():
+    """The daemon's own account (.imagefs/memory): anonymous vs file-backed RSS, heap in use."""
+    try:
+        with open(os.path.join(MOUNT, ".imagefs", "memory")) as f:
+            return json.load(f)
+    except (OSError, ValueError, KeyError) as e:
+        count("memory", False, str(e))
+        return {}
+
+
 # The baseline for leaks: after a warm-up of the whole workload (caches filled, allocator
-# arenas made for every thread), not of the readers alone.
+# arenas made for every thread), not of the readers alone. A memory sample every minute
+# tells a leak (growing to the end) from a cache (flat once full).
 baseline = {}
+timeline = []
 
 
-def sample_baseline():
-    time.sleep(cfg["warmup"])
-    baseline["fds"], baseline["rss_kib"] = daemon_usage()
+def sample_memory():
+    start = time.time()
+    while True:
+        now = time.time()
+        if "rss_kib" not in baseline and now >= start + cfg["warmup"]:
+            baseline["fds"], baseline["rss_kib"] = daemon_usage()
+            baseline["memory"] = daemon_memory()
+        timeline.append({"s": int(now - start), **daemon_memory()})
+        wake = now + 60
+        if "rss_kib" not in baseline:
+            wake = min(wake, start + cfg["warmup"])
+        if wake >= DEADLINE:
+            return
+        time.sleep(wake - now)
 
 
 threads = [threading.Thread(target=reader, args=(i,)) for i in range(cfg["readers"])]
-threads.append(threading.Thread(target=sample_baseline))
+threads.append(threading.Thread(target=sample_memory))
 threads += [threading.Thread(target=f) for f in (importer, loader, faults, lazy_puller)]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
-json.dump({"ops": ops, "errors": errors, "wrong_bytes": wrong_bytes, "baseline": baseline},
+json.dump({"ops": ops, "errors": errors, "wrong_bytes": wrong_bytes, "baseline": baseline,
+           "timeline": timeline},
           sys.stdout)

@@ -1,6 +1,6 @@
-// .imagefs/: status files (stats: the EIO counters; pull status and recent errors of
-// registry/). They change, and where the kernel handles opens it caches their pages like
-// any file's: so each content they have had is its own node, a snapshot made when it is
+// .imagefs/: status files (stats: the EIO counters; memory: the daemon's; pull status and
+// recent errors of registry/). They change, and where the kernel handles opens it caches their
+// pages like any file's: so each content they have had is its own node, a snapshot made when it is
 // looked up or listed. A new open after a change finds a new node; an open file keeps
 // reading the snapshot it opened. Key of a file: "NAME@SLOT".
 #include "fusefs/nodes/common_kinds.h"
@@ -16,6 +16,7 @@ std::string StatusFileName(const std::string& key) { return key.substr(0, key.fi
 std::map<std::string, std::string> MountNodes::StatusFiles() {
   auto files = remote_ ? remote_->StatusFiles() : std::map<std::string, std::string>();
   files["stats"] = stats_.Json();
+  files["memory"] = Stats::MemoryJson();
   return files;
 }
 
@@ -71,8 +72,9 @@ class MetaFileKind : public NodeKind {
                                RemoteAccess) const override {
     NodeEntry e = m.FileEntry(ino, m.StatusSnapshot(ino, v.key).size());
     // Pull status and errors name private repositories and quote registries: the
-    // mounter's to read. The EIO counters are no secret.
-    if (StatusFileName(v.key) != "stats") e.attr.st_mode = S_IFREG | 0400;
+    // mounter's to read. The EIO counters and memory figures are no secret.
+    if (std::string name = StatusFileName(v.key); name != "stats" && name != "memory")
+      e.attr.st_mode = S_IFREG | 0400;
     e.timeout = 0;
     return e;
   }

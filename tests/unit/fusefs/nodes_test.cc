@@ -1,6 +1,7 @@
 // The mount's nodes without a kernel: each kind and the dispatcher, called as the FUSE
 // operations call them (MountNodes is ImageFs minus the replies), on a real store.
 #include <atomic>
+#include <nlohmann/json.hpp>
 
 #include "fusefs/nodes/mount_nodes.h"
 #include "graph/loader.h"
@@ -149,10 +150,21 @@ TEST_F(NodesTest, RootListsTheMountDirectoriesAndHidesStatus) {
   auto meta = Walk(".imagefs");
   ASSERT_TRUE(meta);
   EXPECT_TRUE(S_ISDIR(meta->attr.st_mode));
-  EXPECT_EQ(Names(".imagefs"), (std::vector<std::string>{"pulls.json", "stats"}));
+  EXPECT_EQ(Names(".imagefs"), (std::vector<std::string>{"memory", "pulls.json", "stats"}));
   auto stats = Walk(".imagefs/stats");
   ASSERT_TRUE(stats);
   EXPECT_EQ(ReadAll(stats->ino).size(), static_cast<size_t>(stats->attr.st_size));
+  auto memory_file = Walk(".imagefs/memory");
+  ASSERT_TRUE(memory_file);
+  std::string text = ReadAll(memory_file->ino);
+  EXPECT_EQ(text.size(), static_cast<size_t>(memory_file->attr.st_size));
+  auto memory = nlohmann::json::parse(text);
+  // (0 under a sanitizer, whose allocator malloc's statistics do not see)
+  EXPECT_TRUE(memory.at("heap_in_use_bytes").is_number_unsigned());
+  EXPECT_GT(memory.at("RssAnon_kib").get<uint64_t>(), 0u);
+  EXPECT_EQ(memory.at("VmRSS_kib").get<uint64_t>(), memory.at("RssAnon_kib").get<uint64_t>() +
+                                                        memory.at("RssFile_kib").get<uint64_t>() +
+                                                        memory.at("RssShmem_kib").get<uint64_t>());
   EXPECT_EQ(Walk("nope").error().code, Code::kNotFound);
 }
 
