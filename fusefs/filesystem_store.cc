@@ -1,10 +1,11 @@
 // ImageFs following the store: other processes (and import/) commit images, layers and
 // tags; the kernel's cache of the store's directories is dropped when they do.
+#include <malloc.h>
+
 #include "fusefs/filesystem.h"
 #include "graph/base/log.h"
 
 namespace imagefs {
-namespace {}  // namespace
 
 // Another process (or this one) committed a change to the store. Attributes and listings
 // of the store's directories go first, before the store is even read again, so that a
@@ -71,6 +72,11 @@ void ImageFs::OnStoreChanged() {
     if (auto ino = nodes_.inodes().FindSynthetic(VKind::kImageTar, id))
       fuse_lowlevel_notify_inval_inode(session_, *ino, 0, 0);
   }
+  // A change ends a load, an import or a pull, whose buffers (JSON, decompression, curl)
+  // were freed into the malloc arenas of the FUSE threads that ran it. glibc keeps such
+  // memory for reuse, arena by arena: in a 30-minute soak the heap in use stayed at 7-10
+  // MiB while the anonymous RSS crept from 18 to 23 MiB. Give it back, once per change.
+  malloc_trim(0);
 }
 
 Status ImageFs::WatchStore() {

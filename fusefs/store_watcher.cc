@@ -40,7 +40,7 @@ void StoreWatcher::Run() {
     pollfd fds[2] = {{inotify_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
     if (poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
-      Logger("fusefs")->error("store watcher: poll: {}", std::strerror(errno));
+      FusefsLog()->error("store watcher: poll: {}", std::strerror(errno));
       return;
     }
     if (fds[1].revents != 0) return;
