@@ -64,7 +64,8 @@ class Checker {
   }
 
   // With the findings of Run: removes what is broken, children first, then what a crash
-  // left (when no other process uses the store). Returns what it could not do.
+  // left (when no other process uses the store). Adds what went to report.removed; what
+  // could not go shows in the check that follows.
   void Repair(CheckReport& report) {
     if ((!dangling_tags_.empty() || bad_tags_file_) && store_.DropDanglingTags()) {
       for (const std::string& ref : dangling_tags_) report.removed.push_back("tag " + ref);

@@ -27,7 +27,7 @@ class ArchiveTransaction {
  public:
   ArchiveTransaction(Store& store, const ArchiveView& archive, LoadProgress* progress,
                      LoadReport& report)
-      : store_(store), tx_(store), archive_(archive), progress_(progress), report_(report) {}
+      : tx_(store), archive_(archive), progress_(progress), report_(report) {}
 
   // Adds a layer on top of `parent`; returns its ChainID.
   Result<Digest> AddLayer(const std::optional<Digest>& parent, const LayerInput& layer);
@@ -35,7 +35,6 @@ class ArchiveTransaction {
   Result<ImageInfo> Commit(const ImageSpec& spec, const std::vector<Reference>& tags);
 
  private:
-  Store& store_;
   ImageTransaction tx_;
   const ArchiveView& archive_;
   LoadProgress* progress_;
