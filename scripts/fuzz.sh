@@ -7,8 +7,10 @@
 # Builds with clang in ${FUZZ_BUILD:-/tmp/imagefs-fuzz-build} (IMAGEFS_FUZZ=ON: ASan +
 # UBSan + libFuzzer), generates the seed corpora once (scripts/fuzz_seeds.sh, cached in
 # $FUZZ_BUILD/fuzz-seeds) and keeps each target's corpus in $FUZZ_BUILD/fuzz-corpus/<target>
-# between runs. A crash, timeout (-timeout=10), OOM (-rss_limit_mb=2048) or leak is written
-# to $FUZZ_BUILD/fuzz-artifacts/<target>/ and makes the exit status 1. Prints one summary
+# between runs. A crash, timeout (-timeout=${FUZZ_TIMEOUT:-10} s; raise it when the fuzzer
+# runs niced beside other work, which can starve one input past it), OOM (-rss_limit_mb=2048)
+# or leak is written to $FUZZ_BUILD/fuzz-artifacts/<target>/ and makes the exit status 1
+# (a slow-unit-* file there is libFuzzer's note of its slowest input, not a failure). Prints one summary
 # line per target. Minimise a finding with
 #   $FUZZ_BUILD/tests/fuzz/<target>_fuzz -minimize_crash=1 -runs=100000 ARTIFACT
 # and commit it under tests/fuzz/regressions/<target>/ (ctest fuzz_replay.<target> replays it).
@@ -58,18 +60,18 @@ for t in "${targets[@]}"; do
   artifacts=$build/fuzz-artifacts/$t
   log=$logs/$t.log
   mkdir -p "$corpus" "$artifacts"
-  before=$(find "$artifacts" -type f | wc -l)
+  before=$(find "$artifacts" -type f ! -name 'slow-unit-*' | wc -l)
   dict=()
   [[ -f $repo/tests/fuzz/$t.dict ]] && dict=(-dict="$repo/tests/fuzz/$t.dict")
   echo "fuzz.sh: $t for ${seconds}s (log $log)"
   rc=0
-  "$build/tests/fuzz/${t}_fuzz" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+  "$build/tests/fuzz/${t}_fuzz" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout="${FUZZ_TIMEOUT:-10}" \
     -runs="${FUZZ_RUNS:--1}" -print_final_stats=1 -artifact_prefix="$artifacts/" "${dict[@]}" \
     "$corpus" "$build/fuzz-seeds/$t" </dev/null >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   corp=$(find "$corpus" -type f | wc -l)
-  new=$(($(find "$artifacts" -type f | wc -l) - before))
+  new=$(($(find "$artifacts" -type f ! -name 'slow-unit-*' | wc -l) - before))
   line=$(printf '%-15s execs=%-10s exec/s=%-6s corpus=%-6s new_crashes=%s' "$t" "${execs:-?}" \
     "${rate:-?}" "$corp" "$new")
   if ((new > 0 || rc != 0)); then

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git clang libclang-rt-14-dev
   libfuse3-dev fuse3 libarchive-dev nlohmann-json3-dev libssl-dev libcurl4-openssl-dev
   libspdlog-dev libgtest-dev libexpected-dev libcli11-dev libisal-dev
   docker-registry skopeo umoci debootstrap busybox-static python3 apache2-utils openssl curl

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Sets up, builds (warnings as errors) and runs every test: unit tests and integration
-# tests that mount for real and start their own servers. With CI=true (or
-# IMAGEFS_SANITIZE_TESTS=1) the whole suite runs a second time on an ASan+UBSan build, and
-# with IMAGEFS_TSAN_TESTS=1 the concurrency tests and a short soak on a TSan build.
+# tests that mount for real and start their own servers. With CI=true, also (each can be
+# asked for alone with its variable =1):
+#   IMAGEFS_SANITIZE_TESTS  the whole suite a second time on an ASan+UBSan build;
+#   IMAGEFS_TSAN_TESTS      the concurrency tests and a one-minute soak on a TSan build;
+#   IMAGEFS_FUZZ_TESTS      every libFuzzer target for 20 s (clang; scripts/fuzz.sh).
 # The last line of output is "N passed, N failed" over all runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -66,16 +68,38 @@ tsan_suite() {
   fi
 }
 
+# fuzz_suite BUILD_DIR: each target of tests/fuzz for 20 s from its seeds (in BUILD_DIR,
+# kept between runs); a crash, leak or timeout fails that target. One test per target.
+fuzz_suite() {
+  local build_dir=$1 log line
+  log=$(mktemp)
+  FUZZ_BUILD=$PWD/$build_dir scripts/fuzz.sh 20 2>&1 | tee "$log"
+  if ! grep -q '^---- fuzz.sh summary' "$log"; then
+    echo "build failed ($build_dir)"
+    failed=$((failed + 1))
+  fi
+  while read -r line; do
+    if [[ $line == *FAILED* ]]; then failed=$((failed + 1)); else passed=$((passed + 1)); fi
+  done < <(sed -n '/^---- fuzz.sh summary/,$p' "$log" | tail -n +2)
+  rm -f "$log"
+}
+
+wanted() { [ "${CI:-}" = true ] || [ "${!1:-}" = 1 ]; }
+
 run_suite "${IMAGEFS_BUILD_DIR:-build}"
-if [ "${CI:-}" = true ] || [ "${IMAGEFS_SANITIZE_TESTS:-}" = 1 ]; then
+if wanted IMAGEFS_SANITIZE_TESTS; then
   echo "== the same tests on an ASan+UBSan build =="
   export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
   run_suite build-asan -DIMAGEFS_SANITIZE=address,undefined
 fi
-if [ "${IMAGEFS_TSAN_TESTS:-}" = 1 ]; then
+if wanted IMAGEFS_TSAN_TESTS; then
   echo "== concurrency under ThreadSanitizer: the unit tests and a short soak =="
   tsan_suite build-tsan
+fi
+if wanted IMAGEFS_FUZZ_TESTS; then
+  echo "== every fuzz target for a short while =="
+  fuzz_suite build-fuzz
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
