@@ -24,6 +24,13 @@ on_exit() {
   rm -rf "$SCRATCH"
 }
 trap on_exit EXIT
+# set -e ends a test at a failed command outside any check: say which, not just the status
+# (where a script turned -e off, a failure is its own business).
+on_err() {
+  [[ $- == *e* ]] && echo "FAIL: exit status $1 of \"$3\" at ${BASH_SOURCE[1]##*/}:$2" >&2
+  return 0
+}
+trap 'on_err $? $LINENO "$BASH_COMMAND"' ERR
 
 # kill_child PID...: signals only processes that are still children of this shell (a PID
 # whose process exited may have been reused by someone else's, e.g. a parallel test's).

@@ -99,7 +99,7 @@ cp "$fx/docker.tar" "$m/import/"; check_eq "docker-save import by cp" 0 $?
 check_eq "nothing left in import/" "" "$(ls "$m/import")"
 
 # A reader killed in the middle of a read harms nothing.
-big=$(find "$img/rootfs" -type f -size +100k | head -1)
+big=$(find "$img/rootfs" -type f -size +100k -print -quit)
 cat "$big" > /dev/null & reader=$!
 kill -KILL "$reader" 2>/dev/null; wait "$reader" 2>/dev/null || true
 check_eq "reads still work after a killed reader" "$(sha256sum < "$SCRATCH/cp-copy/${big#"$img/rootfs/"}")" "$(sha256sum < "$big")"

@@ -48,7 +48,7 @@ store=$SCRATCH/new/deeper
 check_eq "a new store is 0700" "700" "$(stat -c %a "$store")"
 check_eq "nothing in it is open to group or others" "" "$(find "$store" -perm /077 -printf '%p %m\n')"
 check_eq "a store made in an empty directory is 0700 too" "700" "$(stat -c %a "$SCRATCH/empty")"
-blob=$(find "$store/diffs" -name layer.tar | head -1)
+blob=$(find "$store/diffs" -name layer.tar -print -quit)
 run setpriv --reuid=65534 --regid=65534 --clear-groups sh -c 'cat "$1" >/dev/null' _ "$blob"
 check_eq "nobody cannot read a layer blob" 1 "$rc"
 run setpriv --reuid=65534 --regid=65534 --clear-groups find "$store"
@@ -120,7 +120,7 @@ for sig in KILL TERM; do
   "$IMAGEFS" export test/big:1 --rootfs -o "$SCRATCH/keep.tar" &
   exporter=$!
   for _ in $(seq 1 500); do
-    tmp=$(find "$SCRATCH" -maxdepth 1 -name '.keep.tar.imagefs-*' -size +1M | head -1)
+    tmp=$(find "$SCRATCH" -maxdepth 1 -name '.keep.tar.imagefs-*' -size +1M -print -quit)
     [ -n "$tmp" ] && break
     sleep 0.01
   done
