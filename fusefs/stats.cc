@@ -2,6 +2,7 @@
 
 #include <malloc.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -19,8 +20,9 @@ nlohmann::json Memory() {
   for (std::string line; std::getline(status, line);) {
     for (const char* key : {"VmRSS", "RssAnon", "RssFile", "RssShmem"}) {
       std::string prefix = std::string(key) + ":";
+      // strtoull, not stoull: a line it cannot parse gives 0, never an exception in an op.
       if (line.rfind(prefix, 0) == 0)
-        j[std::string(key) + "_kib"] = std::stoull(line.substr(prefix.size()));
+        j[std::string(key) + "_kib"] = std::strtoull(line.c_str() + prefix.size(), nullptr, 10);
     }
   }
   return j;
