@@ -16,66 +16,10 @@
 #include "graph/archive_read.h"
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
+#include "graph/index_writer.h"
 
 namespace imagefs {
 namespace {
-
-constexpr char kIndexMagic[8] = {'I', 'M', 'G', 'F', 'S', 'I', 'X', '1'};
-
-struct IndexHeader {
-  char magic[8];
-  uint32_t version;
-  uint32_t reserved;
-  uint64_t entry_count, xattr_count, extent_count, strings_size, tar_size, content_bytes;
-};
-static_assert(sizeof(IndexHeader) == 64);
-
-// Appends to a file through a buffer: the index of a layer of millions of entries is
-// written as it is built, never held whole in memory.
-class FileAppender {
- public:
-  explicit FileAppender(int fd) : fd_(fd) { buf_.reserve(kSize); }
-  Status Append(const void* data, size_t len) {
-    const char* p = static_cast<const char*>(data);
-    written_ += len;
-    if (buf_.size() + len > kSize) RETURN_IF_ERROR(Flush());
-    if (len >= kSize) return WriteAll(fd_, p, len);
-    buf_.insert(buf_.end(), p, p + len);
-    return {};
-  }
-  Status Flush() {
-    RETURN_IF_ERROR(WriteAll(fd_, buf_.data(), buf_.size()));
-    buf_.clear();
-    return {};
-  }
-  uint64_t written() const { return written_; }
-
- private:
-  static constexpr size_t kSize = 1 << 20;
-  int fd_;
-  std::vector<char> buf_;
-  uint64_t written_ = 0;
-};
-
-// Paths, link targets and xattrs, written to a scratch file as they come; appended to the
-// index at the end.
-class StringTable {
- public:
-  explicit StringTable(int fd) : out_(fd) {}
-  Result<std::pair<uint32_t, uint32_t>> Add(std::string_view s) {
-    if (out_.written() + s.size() > UINT32_MAX) {
-      return Fail(Code::kInvalid, "layer index string table exceeds 4 GiB");
-    }
-    auto off = static_cast<uint32_t>(out_.written());
-    RETURN_IF_ERROR(out_.Append(s.data(), s.size()));
-    return std::make_pair(off, static_cast<uint32_t>(s.size()));
-  }
-  uint64_t size() const { return out_.written(); }
-  Status Flush() { return out_.Flush(); }
-
- private:
-  FileAppender out_;
-};
 
 EntryKind KindOf(archive_entry* ae) {
   if (archive_entry_hardlink(ae) != nullptr) return EntryKind::kHardlink;
@@ -88,20 +32,6 @@ EntryKind KindOf(archive_entry* ae) {
     case AE_IFSOCK: return EntryKind::kSocket;
     default: return EntryKind::kFile;
   }
-}
-
-uint32_t TypeBits(EntryKind k) {
-  switch (k) {
-    case EntryKind::kDir: return S_IFDIR;
-    case EntryKind::kSymlink: return S_IFLNK;
-    case EntryKind::kCharDev: return S_IFCHR;
-    case EntryKind::kBlockDev: return S_IFBLK;
-    case EntryKind::kFifo: return S_IFIFO;
-    case EntryKind::kSocket: return S_IFSOCK;
-    case EntryKind::kFile:
-    case EntryKind::kHardlink: return S_IFREG;
-  }
-  return S_IFREG;
 }
 
 // A tar number field: octal digits, or GNU's base-256 (high bit of the first byte set).
@@ -194,6 +124,20 @@ RawNames ReadRawNames(const char* tar, uint64_t size, uint64_t pos) {
 
 }  // namespace
 
+uint32_t TypeBits(EntryKind k) {
+  switch (k) {
+    case EntryKind::kDir: return S_IFDIR;
+    case EntryKind::kSymlink: return S_IFLNK;
+    case EntryKind::kCharDev: return S_IFCHR;
+    case EntryKind::kBlockDev: return S_IFBLK;
+    case EntryKind::kFifo: return S_IFIFO;
+    case EntryKind::kSocket: return S_IFSOCK;
+    case EntryKind::kFile:
+    case EntryKind::kHardlink: return S_IFREG;
+  }
+  return S_IFREG;
+}
+
 std::string CleanPath(std::string_view name, bool* escaped) {
   if (escaped) *escaped = false;
   std::vector<std::string_view> parts;
@@ -224,19 +168,9 @@ std::string CleanPath(std::string_view name, bool* escaped) {
 Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
                                    const std::filesystem::path& out_path, bool drop_behind) {
   uint64_t dropped = 0, high_water = 0;
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(out_path, O_RDWR | O_CREAT | O_TRUNC, 0600));
-  std::filesystem::path strings_path = out_path;
-  strings_path += ".strings";
-  ASSIGN_OR_RETURN(UniqueFd strings_fd, OpenFile(strings_path, O_RDWR | O_CREAT | O_TRUNC, 0600));
-  ::unlink(strings_path.c_str());  // scratch: gone with its descriptor
-  IndexHeader h{};
-  RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));  // the real one goes in at the end
-  FileAppender entries(fd.get());
+  ASSIGN_OR_RETURN(std::unique_ptr<IndexWriter> out, IndexWriter::Create(out_path));
   uint64_t entry_count = 0;
-  std::vector<IndexXattr> xattrs;    // rare: kept in memory
-  std::vector<IndexExtent> extents;  // sparse files only
-  StringTable strings(strings_fd.get());
-  IndexSummary summary;
+  std::vector<IndexExtent> runs;  // the current entry's, sparse files only
 
   // An empty blob is a valid empty layer (some tools write zero bytes for "no changes").
   if (tar_size > 0) {
@@ -280,38 +214,32 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       la_int64_t size = archive_entry_size(ae);
       if (size < 0) return Fail(Code::kCorrupt, "tar entry \"" + path + "\": negative size");
       e.size = static_cast<uint64_t>(size);
-      ASSIGN_OR_RETURN(std::tie(e.path_off, e.path_len), strings.Add(path));
+      ASSIGN_OR_RETURN(std::tie(e.path_off, e.path_len), out->AddString(path));
       if (e.kind == EntryKind::kHardlink) {
         const char* target = archive_entry_hardlink(ae);
         ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
-                         strings.Add(CleanTarPath(raw.link ? *raw.link : target)));
+                         out->AddString(CleanTarPath(raw.link ? *raw.link : target)));
       } else if (e.kind == EntryKind::kSymlink) {
         const char* target = archive_entry_symlink(ae);
         ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
-                         strings.Add(raw.link ? *raw.link : std::string(target ? target : "")));
+                         out->AddString(raw.link ? *raw.link : std::string(target ? target : "")));
       }
       if (e.kind == EntryKind::kCharDev || e.kind == EntryKind::kBlockDev) {
         e.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(ae));
         e.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(ae));
       }
-      e.xattr_first = static_cast<uint32_t>(xattrs.size());
       archive_entry_xattr_reset(ae);
       const char* xname;
       const void* xvalue;
       size_t xsize;
       while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
-        IndexXattr x{};
-        ASSIGN_OR_RETURN(std::tie(x.name_off, x.name_len), strings.Add(xname));
-        ASSIGN_OR_RETURN(std::tie(x.value_off, x.value_len),
-                         strings.Add({static_cast<const char*>(xvalue), xsize}));
-        xattrs.push_back(x);
+        RETURN_IF_ERROR(out->AddXattr(xname, {static_cast<const char*>(xvalue), xsize}));
       }
-      e.xattr_count = static_cast<uint32_t>(xattrs.size() - e.xattr_first);
 
       // Walk the data blocks: each pointer lies inside the mapped blob, so its distance
       // from the start is the data's offset. Adjacent runs are merged; a file left with
       // one run starting at logical 0 covering its size is contiguous.
-      size_t first_extent = extents.size();
+      runs.clear();
       const void* buf;
       size_t len;
       la_int64_t logical;
@@ -324,36 +252,32 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
         }
         uint64_t physical = static_cast<uint64_t>(p - tar);
         high_water = std::max<uint64_t>(high_water, physical + len);
-        if (extents.size() > first_extent) {
-          IndexExtent& last = extents.back();
+        if (!runs.empty()) {
+          IndexExtent& last = runs.back();
           if (last.logical + last.length == static_cast<uint64_t>(logical) &&
               last.physical + last.length == physical) {
             last.length += len;
             continue;
           }
         }
-        extents.push_back({static_cast<uint64_t>(logical), physical, len});
+        runs.push_back({static_cast<uint64_t>(logical), physical, len});
       }
       if (r != ARCHIVE_EOF) {
         return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + ArchiveError(a.get()));
       }
-      size_t runs = extents.size() - first_extent;
-      bool contiguous = runs == 1 && extents.back().logical == 0 && extents.back().length == e.size;
+      bool contiguous = runs.size() == 1 && runs[0].logical == 0 && runs[0].length == e.size;
       if (contiguous) {
-        e.data_offset = extents.back().physical;
-        extents.pop_back();
-      } else if (runs > 0 || archive_entry_sparse_count(ae) > 0) {
+        e.data_offset = runs[0].physical;
+        runs.clear();
+      } else if (!runs.empty() || archive_entry_sparse_count(ae) > 0) {
         e.data_offset = kUseExtents;
-        e.extent_first = static_cast<uint32_t>(first_extent);
-        e.extent_count = static_cast<uint32_t>(runs);
       } else if (e.size > 0 && e.kind == EntryKind::kFile) {
         return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data missing");
       }
-      if (e.kind == EntryKind::kFile) summary.content_bytes += e.size;
       // Progress counts headers too: a layer of empty files has no data blocks at all.
       high_water = std::max<uint64_t>(high_water, static_cast<uint64_t>(std::max<la_int64_t>(
                                                       0, archive_read_header_position(a.get()))));
-      RETURN_IF_ERROR(entries.Append(&e, sizeof e));
+      RETURN_IF_ERROR(out->AddEntry(e, runs));
       ++entry_count;
       if (drop_behind && high_water > dropped + (64u << 20)) {
         uint64_t upto = high_water & ~uint64_t{4095};
@@ -362,44 +286,7 @@ Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
       }
     }
   }
-  summary.entries = entry_count;
-  RETURN_IF_ERROR(entries.Append(xattrs.data(), xattrs.size() * sizeof(IndexXattr)));
-  RETURN_IF_ERROR(entries.Append(extents.data(), extents.size() * sizeof(IndexExtent)));
-  RETURN_IF_ERROR(entries.Flush());
-  RETURN_IF_ERROR(strings.Flush());
-  // The string table follows, copied in the kernel from the scratch file (by hand where
-  // copy_file_range is refused: old kernels, sandboxes).
-  loff_t from = 0;
-  for (uint64_t left = strings.size(); left > 0;) {
-    ssize_t n = copy_file_range(strings_fd.get(), &from, fd.get(), nullptr, left, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == ENOSYS || errno == EPERM || errno == EXDEV || errno == EINVAL ||
-                  errno == EOPNOTSUPP)) {
-      std::vector<char> buf(1 << 20);
-      while (left > 0) {
-        size_t chunk = static_cast<size_t>(std::min<uint64_t>(left, buf.size()));
-        RETURN_IF_ERROR(PreadAll(strings_fd.get(), buf.data(), chunk, from));
-        RETURN_IF_ERROR(WriteAll(fd.get(), buf.data(), chunk));
-        from += static_cast<loff_t>(chunk);
-        left -= chunk;
-      }
-      break;
-    }
-    if (n <= 0)
-      return n < 0 ? FailErrno("copy index strings") : Fail(Code::kIo, "copy index strings: short");
-    left -= static_cast<uint64_t>(n);
-  }
-  std::memcpy(h.magic, kIndexMagic, sizeof kIndexMagic);
-  h.version = 1;
-  h.entry_count = entry_count;
-  h.xattr_count = xattrs.size();
-  h.extent_count = extents.size();
-  h.strings_size = strings.size();
-  h.tar_size = tar_size;
-  h.content_bytes = summary.content_bytes;
-  if (pwrite(fd.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
-    return FailErrno("write index header");
-  return summary;
+  return out->Finish(tar_size);
 }
 
 void TarIndex::DropResidentPages() const {

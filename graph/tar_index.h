@@ -25,6 +25,9 @@ enum class EntryKind : uint8_t {
   kSocket = 7,
 };
 
+// The S_IFMT bits of an entry of kind k (a hardlink's are its target's: a regular file).
+uint32_t TypeBits(EntryKind k);
+
 // data_offset of a sparse file, whose data runs are listed in the extent table.
 inline constexpr uint64_t kUseExtents = UINT64_MAX;
 
@@ -55,6 +58,16 @@ struct IndexXattr {
 struct IndexExtent {
   uint64_t logical, physical, length;
 };
+
+// The index file's first 64 bytes; entries, xattrs, extents and strings follow in that order.
+inline constexpr char kIndexMagic[8] = {'I', 'M', 'G', 'F', 'S', 'I', 'X', '1'};
+struct IndexHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t reserved;
+  uint64_t entry_count, xattr_count, extent_count, strings_size, tar_size, content_bytes;
+};
+static_assert(sizeof(IndexHeader) == 64);
 
 struct IndexSummary {
   uint64_t entries = 0;
