@@ -4,6 +4,9 @@
 # scratch directory) and zstd:chunked by `podman push`. Loaded, pulled and lazily pulled
 # through registry/, each shows exactly the rootfs of its plain original: the TOC
 # (stargz.index.json) and the landmark files are format, not files. layer.tar keeps them.
+# Each eStargz layer, read as the lazy reader reads it (footer, TOC, verified chunks), agrees
+# with its tar read whole (tests/tools/estargz_check), for the fixture and for Debian.
+: "${ESTARGZ_CHECK:?set ESTARGZ_CHECK to the estargz_check tool}"
 source "$(dirname "$0")/lib.sh"
 source "$TESTS_DIR/mount_lib.sh"
 source "$TESTS_DIR/registry_lib.sh"
@@ -46,6 +49,52 @@ for form in esgz zc; do
   index=$(tar -xOf "$SCRATCH/$form.tar" index.json)
   check_contains "ctr-remote made $form" "example.test/img:$form" "$index"
 done
+
+# ---- eStargz layers read chunk by chunk: the fixture's, and Debian's (ctr-remote's default
+# 4 MiB chunks, so large files have several).
+ctr images import "$(bash "$TESTS_DIR/make_debian.sh")" >/dev/null  # docker.io/test/debian:minbase
+ctr_remote image convert --estargz --oci docker.io/test/debian:minbase example.test/debian:esgz >/dev/null
+ctr images export "$SCRATCH/debian-esgz.tar" example.test/debian:esgz
+# Every layer of an exported image with its TOC digest: "BLOB_PATH DIGEST" lines.
+estargz_layers() {
+  local dir=$1
+  python3 - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+blob = lambda dg: d + "/blobs/sha256/" + dg.split(":")[1]
+for m in json.load(open(d + "/index.json"))["manifests"]:
+    for l in json.load(open(blob(m["digest"])))["layers"]:
+        toc = l.get("annotations", {}).get("containerd.io/snapshot/stargz/toc.digest")
+        if toc:
+            print(blob(l["digest"]), toc)
+PY
+}
+for form in esgz debian-esgz; do
+  mkdir -p "$SCRATCH/x-$form"
+  tar -xf "$SCRATCH/$form.tar" -C "$SCRATCH/x-$form"
+  layers=0
+  while read -r blob toc; do
+    layers=$((layers + 1))
+    run "$ESTARGZ_CHECK" "$blob" "$toc"
+    check_eq "$form layer $layers: $(echo "$out" | tail -n 1)" 0 "$rc"
+    [ "$rc" = 0 ] || echo "$out" | head -n 20 >&2
+  done < <(estargz_layers "$SCRATCH/x-$form")
+  [ "$layers" -gt 0 ] || fail "$form: no layer with a TOC digest"
+done
+# The same reader refuses what was tampered with: a chunk's bytes, or the TOC's digest.
+read -r blob toc < <(estargz_layers "$SCRATCH/x-esgz")
+python3 - "$blob" "$SCRATCH/bent" <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], "rb").read())
+b[len(b) // 2] ^= 0xFF  # inside the 9 MiB file's chunks
+open(sys.argv[2], "wb").write(b)
+PY
+run "$ESTARGZ_CHECK" "$SCRATCH/bent" "$toc"
+check_eq "a bent chunk is refused" 1 "$rc"
+check_contains "... and named" "chunk at offset" "$out"
+run "$ESTARGZ_CHECK" "$blob" "sha256:$(printf '%064d' 0)"
+check_eq "a TOC with another digest is refused" 1 "$rc"
+check_contains "... and named" "TOC digest mismatch" "$out"
 
 # ---- Loads.
 run "$IMAGEFS" load "$SCRATCH/fx/oci.tar"; check_eq "plain loads" 0 "$rc"
