@@ -16,6 +16,7 @@
 #include "graph/archive_read.h"
 #include "graph/index_writer.h"
 #include "graph/layer_names.h"
+#include "graph/records.h"
 
 namespace imagefs {
 namespace {
@@ -38,56 +39,6 @@ std::optional<uint64_t> Hex16(std::string_view s) {
 
 uint16_t Le16(const char* p) {
   return static_cast<uint16_t>(static_cast<uint8_t>(p[0]) | static_cast<uint8_t>(p[1]) << 8);
-}
-
-// "2006-01-02T15:04:05Z", with optional fraction and zone offset (Go's RFC3339Nano).
-std::optional<std::pair<int64_t, uint32_t>> ParseRfc3339(std::string_view s) {
-  auto num = [&](size_t at, size_t len) -> std::optional<int> {
-    if (at + len > s.size()) return std::nullopt;
-    int v = 0;
-    for (size_t i = at; i < at + len; ++i) {
-      if (s[i] < '0' || s[i] > '9') return std::nullopt;
-      v = v * 10 + (s[i] - '0');
-    }
-    return v;
-  };
-  auto year = num(0, 4), mon = num(5, 2), day = num(8, 2), hour = num(11, 2), min = num(14, 2),
-       sec = num(17, 2);
-  if (!year || !mon || !day || !hour || !min || !sec || s[4] != '-' || s[7] != '-' ||
-      (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' || *mon < 1 || *mon > 12 ||
-      *day < 1 || *day > 31 || *hour > 23 || *min > 59 || *sec > 60) {
-    return std::nullopt;
-  }
-  size_t i = 19;
-  uint32_t nsec = 0;
-  if (i < s.size() && s[i] == '.') {
-    int digits = 0;
-    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, ++digits) {
-      if (digits < 9) nsec = nsec * 10 + static_cast<uint32_t>(s[i] - '0');
-    }
-    if (digits == 0) return std::nullopt;
-    for (; digits < 9; ++digits) nsec *= 10;
-  }
-  int64_t zone = 0;
-  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
-    ++i;
-  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
-    auto zh = num(i + 1, 2), zm = num(i + 4, 2);
-    if (!zh || !zm || i + 3 >= s.size() || s[i + 3] != ':') return std::nullopt;
-    zone = (s[i] == '+' ? 1 : -1) * (int64_t{*zh} * 3600 + *zm * 60);
-    i += 6;
-  } else {
-    return std::nullopt;
-  }
-  if (i != s.size()) return std::nullopt;
-  std::tm tm{};
-  tm.tm_year = *year - 1900;
-  tm.tm_mon = *mon - 1;
-  tm.tm_mday = *day;
-  tm.tm_hour = *hour;
-  tm.tm_min = *min;
-  tm.tm_sec = *sec;
-  return std::make_pair(static_cast<int64_t>(timegm(&tm)) - zone, nsec);
 }
 
 std::optional<std::string> Base64Decode(std::string_view in) {
@@ -159,7 +110,7 @@ class TocIndexer {
     e.gid = static_cast<uint32_t>(t.gid);
     e.mode = static_cast<uint32_t>(t.mode & 07777) | TypeBits(e.kind);
     if (!t.modtime.empty()) {
-      auto mtime = ParseRfc3339(t.modtime);
+      auto mtime = ParseRfc3339Nanos(t.modtime);
       if (!mtime) return Bad(t.name, "modtime \"" + t.modtime + "\" is not RFC 3339");
       std::tie(e.mtime_sec, e.mtime_nsec) = *mtime;
     }

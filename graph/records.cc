@@ -69,28 +69,58 @@ Result<ImageInfo> DecodeImageRecord(const std::string& text) {
   }
 }
 
-std::optional<int64_t> ParseRfc3339(const std::string& s) {
-  struct tm tm {};
-  const char* p = strptime(s.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
-  if (p == nullptr) return std::nullopt;
-  if (*p == '.') {
-    ++p;
-    while (*p >= '0' && *p <= '9') ++p;
+std::optional<std::pair<int64_t, uint32_t>> ParseRfc3339Nanos(std::string_view s) {
+  auto num = [&](size_t at, size_t len) -> std::optional<int> {
+    if (at + len > s.size()) return std::nullopt;
+    int v = 0;
+    for (size_t i = at; i < at + len; ++i) {
+      if (s[i] < '0' || s[i] > '9') return std::nullopt;
+      v = v * 10 + (s[i] - '0');
+    }
+    return v;
+  };
+  auto year = num(0, 4), mon = num(5, 2), day = num(8, 2), hour = num(11, 2), min = num(14, 2),
+       sec = num(17, 2);
+  if (!year || !mon || !day || !hour || !min || !sec || s[4] != '-' || s[7] != '-' ||
+      (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' || *mon < 1 || *mon > 12 ||
+      *day < 1 || *day > 31 || *hour > 23 || *min > 59 || *sec > 60) {
+    return std::nullopt;
   }
-  int64_t offset = 0;
-  if (*p == 'Z' || *p == 'z') {
-    ++p;
-  } else if (*p == '+' || *p == '-') {
-    int sign = *p == '-' ? -1 : 1;
-    int hh, mm;
-    if (sscanf(p + 1, "%2d:%2d", &hh, &mm) != 2) return std::nullopt;
-    offset = sign * (hh * 3600 + mm * 60);
-    p += 6;
+  size_t i = 19;
+  uint32_t nsec = 0;
+  if (i < s.size() && s[i] == '.') {
+    int digits = 0;
+    for (++i; i < s.size() && s[i] >= '0' && s[i] <= '9'; ++i, ++digits) {
+      if (digits < 9) nsec = nsec * 10 + static_cast<uint32_t>(s[i] - '0');
+    }
+    if (digits == 0) return std::nullopt;
+    for (; digits < 9; ++digits) nsec *= 10;
+  }
+  int64_t zone = 0;
+  if (i < s.size() && (s[i] == 'Z' || s[i] == 'z')) {
+    ++i;
+  } else if (i < s.size() && (s[i] == '+' || s[i] == '-')) {
+    auto zh = num(i + 1, 2), zm = num(i + 4, 2);
+    if (!zh || !zm || i + 3 >= s.size() || s[i + 3] != ':') return std::nullopt;
+    zone = (s[i] == '+' ? 1 : -1) * (int64_t{*zh} * 3600 + *zm * 60);
+    i += 6;
   } else {
     return std::nullopt;
   }
-  if (*p != '\0') return std::nullopt;
-  return static_cast<int64_t>(timegm(&tm)) - offset;
+  if (i != s.size()) return std::nullopt;
+  std::tm tm{};
+  tm.tm_year = *year - 1900;
+  tm.tm_mon = *mon - 1;
+  tm.tm_mday = *day;
+  tm.tm_hour = *hour;
+  tm.tm_min = *min;
+  tm.tm_sec = *sec;
+  return std::make_pair(static_cast<int64_t>(timegm(&tm)) - zone, nsec);
+}
+
+std::optional<int64_t> ParseRfc3339(const std::string& s) {
+  auto t = ParseRfc3339Nanos(s);
+  return t ? std::optional<int64_t>(t->first) : std::nullopt;
 }
 
 }  // namespace imagefs

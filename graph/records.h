@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 
 #include "graph/base/digest.h"
 #include "graph/base/error.h"
@@ -36,7 +38,8 @@ std::string EncodeImageRecord(const ImageInfo& image);
 Result<ImageInfo> DecodeImageRecord(const std::string& json);
 
 // Parses an RFC 3339 timestamp ("2024-01-02T03:04:05.123456789Z", offsets allowed)
-// into unix seconds; nullopt when it is not one.
+// into unix seconds (and nanoseconds); nullopt when it is not one.
 std::optional<int64_t> ParseRfc3339(const std::string& s);
+std::optional<std::pair<int64_t, uint32_t>> ParseRfc3339Nanos(std::string_view s);
 
 }  // namespace imagefs

@@ -19,7 +19,7 @@ rm -rf "$out"
 mkdir -p "$out"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-targets=(auth_challenge credentials fetch_config loader manifest reference tar_index tree)
+targets=(auth_challenge credentials estargz fetch_config loader manifest reference tar_index tree)
 for t in "${targets[@]}"; do mkdir -p "$out/$t"; done
 
 # --- Layers: a rootfs with every entry kind, written by GNU tar in each format. -----------
@@ -209,6 +209,66 @@ for i, r in enumerate([
         "[::1]:5000/img", "Upper/case", "a" * 300, "linux/arm64/v8", "linux/amd64",
         "windows/amd64", "x86_64", "aarch64"]):
     put("reference", f"r{i}", r)
+PY
+
+# --- eStargz layers as ctr-remote lays them out (tests/integration/stargz_test.sh checks real
+# ones): each file's chunks in gzip members of their own, the TOC in a tar in one member, the
+# footer; and TOCs alone (an input starting with "{" is a TOC to the target).
+python3 - "$out/estargz" <<'PY'
+import gzip, hashlib, io, json, os, sys, tarfile
+out = sys.argv[1]
+sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()
+def footer(toc_off, legacy=False):
+    hdr = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff"
+    tail = b"\x01\x00\x00\xff\xff" + bytes(8)
+    if legacy:
+        return hdr + b"\x16\x00" + b"%016xSTARGZ" % toc_off + tail
+    return hdr + b"\x1a\x00SG\x16\x00" + b"%016xSTARGZ" % toc_off + tail
+def layer(files, legacy=False, landmark=True):
+    blob = bytearray(gzip.compress(b"tar headers", mtime=0))
+    entries = [{"name": "etc/", "type": "dir", "mode": 493, "modtime": "2023-11-14T22:13:21Z"}]
+    for name, data, cs in files:
+        for n, off in enumerate(range(0, len(data), cs)):
+            chunk = data[off:off + cs]
+            at = len(blob)
+            blob += gzip.compress(chunk, mtime=0)
+            e = {"name": name, "type": "chunk" if n else "reg", "offset": at, "chunkDigest": sha(chunk)}
+            if n == 0:
+                e.update(size=len(data), mode=0o4755, uid=1, gid=2, digest=sha(data),
+                         modtime="2023-11-14T22:13:21.5+01:00", xattrs={"user.k": "dsOp"})
+            if off:
+                e["chunkOffset"] = off
+            if off + cs < len(data):
+                e["chunkSize"] = cs
+            entries.append(e)
+        if landmark and name == files[0][0]:
+            at = len(blob)
+            blob += gzip.compress(b"\x0f", mtime=0)
+            entries.append({"name": ".prefetch.landmark", "type": "reg", "size": 1, "offset": at,
+                            "chunkDigest": sha(b"\x0f")})
+    entries += [{"name": "etc/link", "type": "symlink", "linkName": "hello", "mode": 511},
+                {"name": "etc/hard", "type": "hardlink", "linkName": "etc/hello"},
+                {"name": "dev/null", "type": "char", "devMajor": 1, "devMinor": 3},
+                {"name": "fifo", "type": "fifo"}, {"name": "empty", "type": "reg"}]
+    toc = json.dumps({"version": 1, "entries": entries}).encode()
+    t = io.BytesIO()
+    with tarfile.open(fileobj=t, mode="w") as tf:
+        ti = tarfile.TarInfo("stargz.index.json")
+        ti.size = len(toc)
+        tf.addfile(ti, io.BytesIO(toc))
+    toc_off = len(blob)
+    blob += gzip.compress(t.getvalue(), mtime=0) + footer(toc_off, legacy)
+    return bytes(blob), toc
+files = [("etc/hello", b"hello world\n", 4096), ("big", os.urandom(3000), 1024)]
+blob, toc = layer(files)
+open(out + "/estargz.blob", "wb").write(blob)
+open(out + "/toc.json", "wb").write(toc)
+open(out + "/stargz-legacy.blob", "wb").write(layer(files, legacy=True, landmark=False)[0])
+packed = {"version": 1, "entries": [
+    {"name": "p", "type": "reg", "size": 4, "offset": 30, "chunkDigest": sha(b"abcd")},
+    {"name": "q", "type": "reg", "size": 2, "offset": 30, "innerOffset": 4, "chunkDigest": sha(b"ef")},
+    {"name": "../escape", "type": "dir"}]}
+open(out + "/packed.json", "w").write(json.dumps(packed))
 PY
 echo "$stamp" > "$out/.complete"
 for t in "${targets[@]}"; do echo "seeds: $t $(ls "$out/$t" | wc -l)"; done
