@@ -482,6 +482,99 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
   return Fail(WithMirrorErrors(*last, mirror_errors));
 }
 
+bool RegistryClient::RangesRefused(const Reference& ref) {
+  std::lock_guard lock(mu_);
+  return no_ranges_.count(ref.domain) > 0;
+}
+
+Result<std::string> RegistryClient::GetBlobRange(const Reference& ref, const Descriptor& blob,
+                                                 uint64_t offset, uint64_t length,
+                                                 const std::atomic<bool>* cancel) {
+  std::string what = "blob " + blob.digest.str() + " of " + ref.Name() + " bytes " +
+                     std::to_string(offset) + "+" + std::to_string(length);
+  if (length == 0 || length > kMaxRangeBytes ||
+      (blob.size != kUnknownSize && (offset > blob.size || length > blob.size - offset))) {
+    return Fail(Code::kInvalid, what + ": outside the blob of " + std::to_string(blob.size) +
+                                    " bytes or too large");
+  }
+  if (RangesRefused(ref)) {
+    return Fail(Code::kUnsupported, what + ": " + ref.domain + " does not serve ranges");
+  }
+  std::string out;
+  long status = 0;
+  std::string error_body;
+  std::optional<Error> range_error;
+  BodySink route = [&](const char* data, size_t len) -> Status {
+    if (status == 200) return Fail(Code::kUnsupported, what + ": the registry sent the whole blob");
+    if (status != 206) {
+      if (error_body.size() < 65536) error_body.append(data, len);
+      return {};
+    }
+    if (range_error) return Fail(*range_error);
+    if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, what + ": cancelled");
+    if (out.size() + len > length) {
+      return Fail(Code::kCorrupt, what + ": the server sent more than was asked for");
+    }
+    out.append(data, len);
+    return {};
+  };
+  HttpClient::StatusHook hook = [&](long s, const std::map<std::string, std::string>& headers) {
+    status = s;
+    error_body.clear();
+    range_error.reset();
+    if (s == 206 && !RangeStartsAt(headers, offset + out.size())) {
+      range_error = Error::Make(Code::kNetwork, what + ": the server answered another range");
+    }
+  };
+  std::optional<Error> last;
+  std::string mirror_errors;
+  RetryPolicy::Attempts attempts = retry_.Start();
+  auto endpoints = config_.EndpointsFor(ref.domain);
+  for (size_t e = 0; e < endpoints.size(); ++e) {
+    const Endpoint& endpoint = endpoints[e];
+    const bool last_endpoint = e + 1 == endpoints.size();
+    for (;;) {
+      uint64_t from = offset + out.size();
+      HttpRequest get{
+          "GET",
+          endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(),
+          {"Range: bytes=" + std::to_string(from) + "-" + std::to_string(offset + length - 1)},
+          endpoint.ca_file};
+      size_t before = out.size();
+      status = 0;
+      auto r = Exchange(endpoint, ref, get, &route, 0, &hook);
+      if (status == 200 && last_endpoint) {
+        // Detected once per registry: from now on its layers are taken whole.
+        std::lock_guard lock(mu_);
+        no_ranges_.insert(ref.domain);
+        FetchLog()->info("{} answers Range requests with whole blobs: layers are taken whole",
+                         ref.domain);
+        return Fail(Code::kUnsupported, what + ": " + ref.domain + " does not serve ranges");
+      }
+      if (r && r->status == 206 && out.size() == length) return out;
+      if (r && r->status == 206) {
+        last = Error::Make(Code::kNetwork, what + ": the body ended after " +
+                                               std::to_string(out.size()) + " bytes");
+      } else if (r) {
+        r->body = error_body;
+        last = StatusError(*r, what);
+      } else {
+        last = r.error();
+      }
+      if (last->code == Code::kCorrupt || last->code == Code::kCancelled) return Fail(*last);
+      bool retry = RetryPolicy::Retryable(r) || (r && r->status == 206);
+      if (cancel != nullptr && cancel->load()) return Fail(Code::kCancelled, what + ": cancelled");
+      if (out.size() > before) attempts.StartOver();
+      if (!retry || !last_endpoint || !attempts.Again(RetryPolicy::RetryAfterSeconds(r), cancel))
+        break;
+      FetchLog()->warn("retry GET {} range attempt={} have={}/{}: {}", get.url, attempts.failures(),
+                       out.size(), length, last->msg);
+    }
+    NoteMirrorFailure(endpoint, *last, mirror_errors);
+  }
+  return Fail(WithMirrorErrors(*last, mirror_errors));
+}
+
 Result<std::string> RegistryClient::GetSmallBlob(const Reference& ref, const Descriptor& blob) {
   if (blob.size > kMaxConfigBytes) {
     return Fail(Code::kInvalid, "blob " + blob.digest.str() + " of " + ref.Name() + ": " +

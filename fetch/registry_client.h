@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "fetch/auth_challenge.h"
@@ -59,6 +60,15 @@ class RegistryClient {
                  RetryPolicy::Attempts* attempts = nullptr);
   // A small blob (an image config), verified, in memory.
   Result<std::string> GetSmallBlob(const Reference& ref, const Descriptor& blob);
+  // Bytes [offset, offset + length) of a blob (length at most kMaxRangeBytes), in memory and
+  // not verified (the caller verifies what it reads: a chunk, a TOC). kUnsupported when the
+  // registry answers a Range request with the whole blob (200): the caller takes the whole
+  // layer instead, and RangesRefused(ref) says so from then on for the registry, without
+  // another request. A body cut short is resumed like GetBlob's.
+  static constexpr uint64_t kMaxRangeBytes = 256ull << 20;
+  Result<std::string> GetBlobRange(const Reference& ref, const Descriptor& blob, uint64_t offset,
+                                   uint64_t length, const std::atomic<bool>* cancel = nullptr);
+  bool RangesRefused(const Reference& ref);
 
  private:
   struct Auth {
@@ -99,6 +109,7 @@ class RegistryClient {
   std::map<std::string, Auth> auth_;               // by "host repo"; guarded by mu_
   std::map<std::string, std::string> challenges_;  // last WWW-Authenticate by host; guarded by mu_
   std::map<std::string, FetchedManifest> manifests_;  // by digest; guarded by mu_
+  std::set<std::string> no_ranges_;                   // registries answering 200; guarded by mu_
 };
 
 }  // namespace imagefs::fetch

@@ -147,6 +147,67 @@ TEST_F(RegistryTest, TamperedBlobIsRefused) {
   EXPECT_NE(st.error().msg.find("digest mismatch"), std::string::npos) << st.error().msg;
 }
 
+TEST_F(RegistryTest, RangesOfABlob) {
+  auto m = client_.GetManifest(Ref("test/oci:1"));
+  ASSERT_TRUE(m) << m.error().msg;
+  // Layer 0: TamperedBlobIsRefused bends layer 1 in the registry's storage.
+  const Descriptor& layer = m->manifest.image->layers[0];
+  ASSERT_GT(layer.size, 100u);
+  std::string whole;
+  ASSERT_TRUE(client_.GetBlob(Ref("test/oci:1"), layer, [&](const char* p, size_t n) -> Status {
+    whole.append(p, n);
+    return {};
+  }));
+  ASSERT_EQ(whole.size(), layer.size);
+  for (auto [off, len] :
+       {std::pair<uint64_t, uint64_t>{0, 1}, {10, 40}, {layer.size - 51, 51}, {0, layer.size}}) {
+    auto part = client_.GetBlobRange(Ref("test/oci:1"), layer, off, len);
+    ASSERT_TRUE(part) << off << "+" << len << ": " << part.error().msg;
+    EXPECT_EQ(*part, whole.substr(off, len)) << off << "+" << len;
+  }
+  EXPECT_FALSE(client_.RangesRefused(Ref("test/oci:1")));
+  for (auto [off, len] :
+       {std::pair<uint64_t, uint64_t>{layer.size, 1}, {layer.size - 1, 2}, {0, 0}}) {
+    auto bad = client_.GetBlobRange(Ref("test/oci:1"), layer, off, len);
+    ASSERT_FALSE(bad) << off << "+" << len;
+    EXPECT_EQ(bad.error().code, Code::kInvalid);
+  }
+}
+
+// A server that answers Range with the whole blob (Python's http.server does): detected at
+// the first request, remembered for the registry, and never read to its end.
+TEST_F(RegistryTest, ARegistryWithoutRangesIsDetectedOnce) {
+  std::string blob(1 << 20, 'x');
+  Descriptor d;
+  d.digest = Sha256::Of(blob);
+  d.size = blob.size();
+  auto dir = dir_->path() / "plain/v2/test/plain/blobs";
+  std::filesystem::create_directories(dir);
+  testing::WriteAll(dir / d.digest.str(), blob);
+  std::string host = "127.0.0.1:" + std::to_string(FreePort());
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("python3", "python3", "-m", "http.server", host.substr(10).c_str(), "--bind",
+           "127.0.0.1", "--directory", (dir_->path() / "plain").c_str(),
+           static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  for (int i = 0; i < 100 && Shell("curl -s -o /dev/null http://" + host + "/").status != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  Reference ref = *ParseReference(host + "/test/plain:1");
+  auto r = client_.GetBlobRange(ref, d, 100, 10);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kUnsupported) << r.error().msg;
+  EXPECT_TRUE(client_.RangesRefused(ref));
+  EXPECT_FALSE(client_.RangesRefused(Ref("test/oci:1")));
+  kill(pid, SIGTERM);
+  waitpid(pid, nullptr, 0);
+  auto again = client_.GetBlobRange(ref, d, 100, 10);
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code, Code::kUnsupported) << "remembered, with the server gone";
+}
+
 std::string BaseUrl(const FetchConfig& c, const std::string& domain) {
   return c.EndpointsFor(domain).back().base_url;
 }
