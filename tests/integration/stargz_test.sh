@@ -121,6 +121,17 @@ for tag in esgz podman-zc; do
   run "$IMAGEFS" pull "$reg/img:$tag"; check_eq "pull $tag" 0 "$rc"
 done
 
+# ---- eStargz by Range from the registry (fetch::StargzRemoteLayer): one small file, then
+# all, against the layer's tar; the cache reopened reads with no request; a bent chunk is
+# fetched again.
+ctr images tag example.test/debian:esgz "$reg/debian:esgz" >/dev/null
+ctr images push --plain-http "$reg/debian:esgz" >/dev/null
+for image in img:esgz debian:esgz; do
+  run "$ESTARGZ_CHECK" --remote "$reg/$image"
+  echo "$out" | grep -v '^estargz_check: [0-9]* files' | sed 's/^/  /'
+  check_eq "$image read by chunks over Range: $(echo "$out" | grep -c 'they agree with the tar') layers agree" 0 "$rc"
+done
+
 # ---- Every form, every path, the plain rootfs.
 m=$SCRATCH/mnt
 start_mount "$m"

@@ -1,0 +1,234 @@
+#include "fetch/stargz_remote_layer.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "graph/base/fs_util.h"
+#include "graph/base/log.h"
+
+namespace imagefs::fetch {
+namespace {
+
+// The tail fetched first: the footer, and the whole TOC of most layers (a Debian layer's
+// TOC member is ~120 KB; larger ones take a second request).
+constexpr uint64_t kTailBytes = 256 << 10;
+// Neighbouring missing chunks are fetched in one request up to this span.
+constexpr uint64_t kMaxSpan = 32ull << 20;
+
+constexpr char kChunksMagic[8] = {'I', 'M', 'G', 'F', 'S', 'S', 'C', '1'};
+struct ChunksHeader {
+  char magic[8];
+  uint64_t count, prefetch, content_size;
+};
+static_assert(std::is_trivially_copyable_v<StargzChunk>);
+
+Status SaveChunks(const StargzLayer& layout, const std::filesystem::path& path) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
+  ChunksHeader h{};
+  std::memcpy(h.magic, kChunksMagic, sizeof h.magic);
+  h.count = layout.chunks.size();
+  h.prefetch = layout.prefetch_chunks;
+  h.content_size = layout.content_size;
+  RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));
+  return WriteAll(fd.get(), layout.chunks.data(), layout.chunks.size() * sizeof(StargzChunk));
+}
+
+Result<StargzLayer> LoadChunks(const std::filesystem::path& path) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
+  struct stat st;
+  if (fstat(fd.get(), &st) != 0) return FailErrno("stat " + path.string());
+  ChunksHeader h{};
+  auto size = static_cast<uint64_t>(st.st_size);
+  if (size < sizeof h) return Fail(Code::kCorrupt, path.string() + ": truncated");
+  RETURN_IF_ERROR(PreadAll(fd.get(), &h, sizeof h, 0));
+  if (std::memcmp(h.magic, kChunksMagic, sizeof h.magic) != 0 ||
+      h.count != (size - sizeof h) / sizeof(StargzChunk) ||
+      size != sizeof h + h.count * sizeof(StargzChunk) || h.prefetch > h.count) {
+    return Fail(Code::kCorrupt, path.string() + ": damaged chunk table");
+  }
+  StargzLayer layout;
+  layout.chunks.resize(h.count);
+  layout.prefetch_chunks = h.prefetch;
+  layout.content_size = h.content_size;
+  RETURN_IF_ERROR(
+      PreadAll(fd.get(), layout.chunks.data(), h.count * sizeof(StargzChunk), sizeof h));
+  return layout;
+}
+
+bool Sha256Matches(const std::string& data, const std::array<uint8_t, 32>& want) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
+  return len == 32 && std::memcmp(md, want.data(), 32) == 0;
+}
+
+}  // namespace
+
+std::optional<Digest> StargzRemoteLayer::TocDigestOf(const Descriptor& layer) {
+  if (!layer.annotations.is_object()) return std::nullopt;
+  auto it = layer.annotations.find(std::string(kStargzTocDigestAnnotation));
+  if (it == layer.annotations.end() || !it->is_string()) return std::nullopt;
+  auto d = Digest::Parse(it->get<std::string>());
+  return d ? std::optional<Digest>(*d) : std::nullopt;
+}
+
+Result<std::unique_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
+    RegistryClient& client, Reference ref, Descriptor layer, const std::filesystem::path& dir) {
+  std::string what = "eStargz layer " + layer.digest.str() + " of " + ref.Name();
+  auto toc_digest = TocDigestOf(layer);
+  if (!toc_digest) return Fail(Code::kInvalid, what + ": no TOC digest annotation");
+  std::unique_ptr<StargzRemoteLayer> self(new StargzRemoteLayer(client, ref, layer));
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Fail(Code::kIo, "create " + dir.string() + ": " + ec.message());
+
+  auto cached = LoadChunks(dir / "chunks");
+  auto index = cached ? TarIndex::Open(dir / "index") : Fail(cached.error());
+  if (cached && index) {
+    self->layout_ = std::move(*cached);
+    self->index_ = std::move(*index);
+  } else {
+    const uint64_t size = layer.size;
+    uint64_t tail_len = std::min(size, kTailBytes);
+    auto tail = client.GetBlobRange(ref, layer, size - tail_len, tail_len);
+    if (!tail) return Fail(tail.error());
+    self->requests_ += 1;
+    self->bytes_fetched_ += tail->size();
+    auto footer = ParseStargzFooter(*tail, size);
+    if (!footer) return Fail(footer.error().WithContext(what));
+    const uint64_t toc_end = size - footer->footer_size;
+    std::string member;
+    if (footer->toc_offset >= size - tail_len) {
+      member = tail->substr(footer->toc_offset - (size - tail_len), toc_end - footer->toc_offset);
+    } else {
+      if (toc_end - footer->toc_offset > kMaxStargzTocBytes) {
+        return Fail(Code::kCorrupt, what + ": TOC of " +
+                                        std::to_string(toc_end - footer->toc_offset) +
+                                        " compressed bytes is over the limit");
+      }
+      auto head =
+          client.GetBlobRange(ref, layer, footer->toc_offset, size - tail_len - footer->toc_offset);
+      if (!head) return Fail(head.error());
+      self->requests_ += 1;
+      self->bytes_fetched_ += head->size();
+      member = std::move(*head) + tail->substr(0, tail_len - footer->footer_size);
+    }
+    auto toc = ExtractStargzToc(member);
+    if (!toc) return Fail(toc.error().WithContext(what));
+    auto written = WriteStargzIndex(*toc, *toc_digest, footer->toc_offset, dir / "index.tmp");
+    if (!written) return Fail(written.error().WithContext(what));
+    RETURN_IF_ERROR(SaveChunks(*written, dir / "chunks.tmp"));
+    // The index last: a cache with an index is a whole one.
+    std::filesystem::rename(dir / "chunks.tmp", dir / "chunks", ec);
+    if (!ec) std::filesystem::rename(dir / "index.tmp", dir / "index", ec);
+    if (ec) return Fail(Code::kIo, "commit " + dir.string() + ": " + ec.message());
+    // A new index: whatever content and marks an older attempt left mean nothing now.
+    std::filesystem::remove(dir / "present", ec);
+    std::filesystem::remove(dir / "content", ec);
+    ASSIGN_OR_RETURN(self->index_, TarIndex::Open(dir / "index"));
+    self->layout_ = std::move(*written);
+  }
+
+  ASSIGN_OR_RETURN(self->content_, OpenFile(dir / "content", O_RDWR | O_CREAT, 0600));
+  struct stat st;
+  if (fstat(self->content_.get(), &st) != 0) return FailErrno("stat content");
+  if (static_cast<uint64_t>(st.st_size) != self->layout_.content_size &&
+      ftruncate(self->content_.get(), static_cast<off_t>(self->layout_.content_size)) != 0) {
+    return FailErrno("size " + (dir / "content").string());
+  }
+  const size_t n = self->layout_.chunks.size();
+  self->present_ = std::make_unique<std::atomic<uint8_t>[]>(n);
+  ASSIGN_OR_RETURN(self->present_fd_, OpenFile(dir / "present", O_RDWR | O_CREAT, 0600));
+  std::vector<uint8_t> marks(n, 0);
+  ssize_t got = pread(self->present_fd_.get(), marks.data(), n, 0);
+  for (size_t i = 0; got > 0 && i < static_cast<size_t>(got); ++i) {
+    self->present_[i].store(marks[i] == 1 ? 2 : 0);
+  }
+  return self;
+}
+
+bool StargzRemoteLayer::Present(size_t i) {
+  uint8_t state = present_[i].load(std::memory_order_acquire);
+  if (state != 2) return state == 1;
+  const StargzChunk& c = layout_.chunks[i];
+  std::string data(c.size, '\0');
+  bool ok = PreadAll(content_.get(), data.data(), data.size(), static_cast<off_t>(c.content_offset))
+                .has_value() &&
+            Sha256Matches(data, c.sha256);
+  present_[i].store(ok ? 1 : 0, std::memory_order_release);
+  return ok;
+}
+
+Status StargzRemoteLayer::Ensure(uint64_t offset, uint64_t len) {
+  const auto& chunks = layout_.chunks;
+  // Chunks lie in content order: the first one ending after offset, up to offset + len.
+  auto first = std::partition_point(chunks.begin(), chunks.end(), [&](const StargzChunk& c) {
+    return c.content_offset + c.size <= offset;
+  });
+  auto last = std::partition_point(
+      first, chunks.end(), [&](const StargzChunk& c) { return c.content_offset < offset + len; });
+  return EnsureChunks(static_cast<size_t>(first - chunks.begin()),
+                      static_cast<size_t>(last - chunks.begin()));
+}
+
+Status StargzRemoteLayer::Prefetch() { return EnsureChunks(0, layout_.prefetch_chunks); }
+
+Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
+  auto all_present = [&] {
+    for (size_t i = first; i < last; ++i) {
+      if (!Present(i)) return false;
+    }
+    return true;
+  };
+  if (all_present()) return {};
+  std::lock_guard lock(fetch_mu_);
+  const auto& chunks = layout_.chunks;
+  size_t i = first;
+  while (i < last) {
+    if (Present(i)) {
+      ++i;
+      continue;
+    }
+    // A run of missing chunks whose members follow each other: one request.
+    size_t j = i + 1;
+    uint64_t start = chunks[i].compressed_offset, end = chunks[i].compressed_end;
+    while (j < last && !Present(j) && chunks[j].compressed_offset >= start &&
+           chunks[j].compressed_offset <= end &&
+           std::max(end, chunks[j].compressed_end) - start <= kMaxSpan) {
+      end = std::max(end, chunks[j].compressed_end);
+      ++j;
+    }
+    ASSIGN_OR_RETURN(std::string data, client_.GetBlobRange(ref_, layer_, start, end - start));
+    requests_ += 1;
+    bytes_fetched_ += data.size();
+    for (size_t k = i; k < j; ++k) {
+      const StargzChunk& c = chunks[k];
+      auto bytes =
+          InflateStargzChunk(std::string_view(data).substr(c.compressed_offset - start,
+                                                           c.compressed_end - c.compressed_offset),
+                             c);
+      if (!bytes) {
+        return Fail(bytes.error().WithContext("eStargz layer " + layer_.digest.str() + " of " +
+                                              ref_.Name()));
+      }
+      if (pwrite(content_.get(), bytes->data(), bytes->size(),
+                 static_cast<off_t>(c.content_offset)) != static_cast<ssize_t>(bytes->size())) {
+        return FailErrno("write chunk to the content file");
+      }
+      present_[k].store(1, std::memory_order_release);
+      uint8_t mark = 1;
+      if (pwrite(present_fd_.get(), &mark, 1, static_cast<off_t>(k)) != 1) {
+        FetchLog()->warn("mark chunk {} present: {}", k, std::strerror(errno));
+      }
+    }
+    i = j;
+  }
+  return {};
+}
+
+}  // namespace imagefs::fetch

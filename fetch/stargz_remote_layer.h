@@ -1,0 +1,75 @@
+// StargzRemoteLayer: an eStargz layer of a remote image, read chunk by chunk on demand
+// instead of whole. Opening takes the footer and the TOC by Range (one request when the TOC
+// is small, two otherwise), checks the TOC against the digest annotated on the layer's
+// descriptor and writes the layer's index (graph/estargz.h) and chunk table into the
+// layer's cache directory. Ensure() then makes a range of the layer's content file present:
+// missing chunks are fetched (neighbours in one request), each verified against its digest
+// before it is written. Nothing unverified is ever in the content file as present.
+//
+// Cache directory: `index` (tar_index.h's format), `chunks` (the chunk table), `content`
+// (sparse: every file at its offset in the index), `present` (one byte per chunk). A
+// reopened cache serves its chunks again without fetching them; since a crash can leave a
+// `present` byte whose content never reached the disk, each such chunk is verified once more
+// the first time it is used after opening. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "fetch/registry_client.h"
+#include "graph/base/unique_fd.h"
+#include "graph/estargz.h"
+#include "graph/tar_index.h"
+
+namespace imagefs::fetch {
+
+class StargzRemoteLayer {
+ public:
+  // The TOC digest annotated on an eStargz layer's descriptor; nullopt for another layer.
+  static std::optional<Digest> TocDigestOf(const Descriptor& layer);
+
+  // Opens the layer's cache in dir (created if missing), fetching footer and TOC if the
+  // cache has no index yet. kUnsupported when the registry refuses ranges (the caller takes
+  // the layer whole); kCorrupt on a TOC that fails its digest or any check.
+  static Result<std::unique_ptr<StargzRemoteLayer>> Open(RegistryClient& client, Reference ref,
+                                                         Descriptor layer,
+                                                         const std::filesystem::path& dir);
+
+  const TarIndex& index() const { return *index_; }
+  // The content file, for reads at the index's data offsets once Ensure succeeded.
+  int content_fd() const { return content_.get(); }
+  const StargzLayer& layout() const { return layout_; }
+
+  // Makes bytes [offset, offset + len) of the content file present.
+  Status Ensure(uint64_t offset, uint64_t len);
+  // The chunks of the files the producer marked to prefetch (before .prefetch.landmark).
+  Status Prefetch();
+
+  uint64_t bytes_fetched() const { return bytes_fetched_.load(); }
+  uint64_t requests() const { return requests_.load(); }
+
+ private:
+  StargzRemoteLayer(RegistryClient& client, Reference ref, Descriptor layer)
+      : client_(client), ref_(std::move(ref)), layer_(std::move(layer)) {}
+  // Chunks [first, last) present, fetching what is missing.
+  Status EnsureChunks(size_t first, size_t last);
+  // Whether chunk i is present, verifying once a chunk an earlier run marked.
+  bool Present(size_t i);
+
+  RegistryClient& client_;
+  const Reference ref_;
+  const Descriptor layer_;
+  std::shared_ptr<const TarIndex> index_;
+  StargzLayer layout_;
+  UniqueFd content_, present_fd_;
+  // Per chunk: 0 missing, 1 present, 2 marked by an earlier run, not yet verified.
+  std::unique_ptr<std::atomic<uint8_t>[]> present_;
+  std::mutex fetch_mu_;  // one fetch at a time per layer; readers of present chunks never wait
+  std::atomic<uint64_t> bytes_fetched_{0}, requests_{0};
+};
+
+}  // namespace imagefs::fetch
