@@ -10,10 +10,11 @@
 
 namespace imagefs {
 
-// Appends to a file through a buffer.
+// Appends to a file through a buffer, which grows to kSize as needed (most indexes are
+// small: reserving it whole cost every small layer two 1 MiB allocations).
 class IndexWriter::Appender {
  public:
-  explicit Appender(int fd) : fd_(fd) { buf_.reserve(kSize); }
+  explicit Appender(int fd) : fd_(fd) {}
   Status Append(const void* data, size_t len) {
     const char* p = static_cast<const char*>(data);
     written_ += len;
