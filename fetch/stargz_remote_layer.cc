@@ -77,12 +77,12 @@ std::optional<Digest> StargzRemoteLayer::TocDigestOf(const Descriptor& layer) {
   return d ? std::optional<Digest>(*d) : std::nullopt;
 }
 
-Result<std::unique_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
+Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
     RegistryClient& client, Reference ref, Descriptor layer, const std::filesystem::path& dir) {
   std::string what = "eStargz layer " + layer.digest.str() + " of " + ref.Name();
   auto toc_digest = TocDigestOf(layer);
   if (!toc_digest) return Fail(Code::kInvalid, what + ": no TOC digest annotation");
-  std::unique_ptr<StargzRemoteLayer> self(new StargzRemoteLayer(client, ref, layer));
+  std::shared_ptr<StargzRemoteLayer> self(new StargzRemoteLayer(client, ref, layer));
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail(Code::kIo, "create " + dir.string() + ": " + ec.message());
@@ -150,6 +150,17 @@ Result<std::unique_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
     self->present_[i].store(marks[i] == 1 ? 2 : 0);
   }
   return self;
+}
+
+Result<std::shared_ptr<const LayerBlob>> StargzRemoteLayer::Blob(const Digest& diff_id) {
+  int fd = fcntl(content_.get(), F_DUPFD_CLOEXEC, 0);
+  if (fd < 0) return FailErrno("dup the content file");
+  auto blob = std::make_shared<LayerBlob>();
+  blob->diff_id = diff_id;
+  blob->index = index_;
+  blob->fd = UniqueFd(fd);
+  blob->fetcher = shared_from_this();
+  return std::shared_ptr<const LayerBlob>(std::move(blob));
 }
 
 bool StargzRemoteLayer::Present(size_t i) {

@@ -23,11 +23,13 @@
 #include "fetch/registry_client.h"
 #include "graph/base/unique_fd.h"
 #include "graph/estargz.h"
+#include "graph/store.h"
 #include "graph/tar_index.h"
 
 namespace imagefs::fetch {
 
-class StargzRemoteLayer {
+class StargzRemoteLayer final : public BlobFetcher,
+                                public std::enable_shared_from_this<StargzRemoteLayer> {
  public:
   // The TOC digest annotated on an eStargz layer's descriptor; nullopt for another layer.
   static std::optional<Digest> TocDigestOf(const Descriptor& layer);
@@ -35,7 +37,7 @@ class StargzRemoteLayer {
   // Opens the layer's cache in dir (created if missing), fetching footer and TOC if the
   // cache has no index yet. kUnsupported when the registry refuses ranges (the caller takes
   // the layer whole); kCorrupt on a TOC that fails its digest or any check.
-  static Result<std::unique_ptr<StargzRemoteLayer>> Open(RegistryClient& client, Reference ref,
+  static Result<std::shared_ptr<StargzRemoteLayer>> Open(RegistryClient& client, Reference ref,
                                                          Descriptor layer,
                                                          const std::filesystem::path& dir);
 
@@ -45,7 +47,10 @@ class StargzRemoteLayer {
   const StargzLayer& layout() const { return layout_; }
 
   // Makes bytes [offset, offset + len) of the content file present.
-  Status Ensure(uint64_t offset, uint64_t len);
+  Status Ensure(uint64_t offset, uint64_t len) override;
+  // The layer as a tree's layer (graph/tree.h: Tree::BuildMergedFrom), whose reads fetch
+  // through this; diff_id is the layer's DiffID from the image config.
+  Result<std::shared_ptr<const LayerBlob>> Blob(const Digest& diff_id);
   // The chunks of the files the producer marked to prefetch (before .prefetch.landmark).
   Status Prefetch();
 

@@ -43,12 +43,26 @@ struct ImageSpec {
   std::optional<std::string> parent;
 };
 
-// A stored layer's data: its entry index and an open descriptor of its tar (invalid if
-// the tar is missing: reads then fail). Immutable; shared by every tree using the layer.
+// Brings bytes of a layer's data file that are not on disk yet (a remote eStargz layer read
+// chunk by chunk: fetch/stargz_remote_layer.h). Thread-safe.
+class BlobFetcher {
+ public:
+  virtual ~BlobFetcher() = default;
+  // Makes bytes [offset, offset + len) of the data file present and verified.
+  virtual Status Ensure(uint64_t offset, uint64_t len) = 0;
+};
+
+// A layer's data: its entry index and an open descriptor of the file the index's data
+// offsets point into: a stored layer's tar (invalid if the tar is missing: reads then fail),
+// or a remote layer's content file with its fetcher. Immutable; shared by every tree using
+// the layer.
 struct LayerBlob {
   Digest diff_id;
   std::shared_ptr<const TarIndex> index;
   UniqueFd fd;
+  // Null when every byte is on disk (every stored layer). Otherwise reads go through it,
+  // and the tree offers no zero-copy extent (nothing may read the fd unfetched).
+  std::shared_ptr<BlobFetcher> fetcher;
 };
 
 // Held by an in-flight transfer: while it lives, the layer cannot be deleted, by this

@@ -370,19 +370,31 @@ void Tree::Adopt(std::shared_ptr<Built> built) {
 
 Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store,
                                                       const std::optional<Digest>& top) {
-  std::shared_ptr<Tree> tree(new Tree());
-  TreeBuilder builder;
+  std::vector<std::shared_ptr<const LayerBlob>> layers;
   if (top) {
     ASSIGN_OR_RETURN(auto chain, store.LayerChain(*top));
-    for (size_t i = 0; i < chain.size(); ++i) {
-      ASSIGN_OR_RETURN(auto blob, store.OpenBlob(chain[i].diff_id));
-      tree->layers_.push_back(blob);
-      if (auto st = builder.ApplyLayer(static_cast<uint32_t>(i), *blob->index, true); !st) {
-        return Fail(st.error().WithContext("merge layer " + chain[i].chain_id.str()));
-      }
-      blob->index->DropResidentPages();
+    for (const LayerInfo& layer : chain) {
+      ASSIGN_OR_RETURN(auto blob, store.OpenBlob(layer.diff_id));
+      layers.push_back(std::move(blob));
     }
   }
+  auto tree = BuildMergedFrom(std::move(layers));
+  if (!tree) return Fail(tree.error().WithContext("chain " + top->str()));
+  return tree;
+}
+
+Result<std::shared_ptr<const Tree>> Tree::BuildMergedFrom(
+    std::vector<std::shared_ptr<const LayerBlob>> layers) {
+  std::shared_ptr<Tree> tree(new Tree());
+  TreeBuilder builder;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (auto st = builder.ApplyLayer(static_cast<uint32_t>(i), *layers[i]->index, true); !st) {
+      return Fail(st.error().WithContext("merge layer " + std::to_string(i) + " (diff " +
+                                         layers[i]->diff_id.str() + ")"));
+    }
+    layers[i]->index->DropResidentPages();
+  }
+  tree->layers_ = std::move(layers);
   tree->Adopt(builder.Freeze());
   return std::shared_ptr<const Tree>(std::move(tree));
 }
@@ -537,6 +549,23 @@ Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) cons
     return Fail(Error{Code::kIo, EIO,
                       "read " + Path(id) + ": layer blob " + blob.diff_id.str() + " is missing"});
   }
+  if (blob.fetcher && off < e->size) {
+    uint64_t end = std::min<uint64_t>(e->size, off + len);
+    Status st;
+    if (e->data_offset != kUseExtents) {
+      st = blob.fetcher->Ensure(e->data_offset + off, end - off);
+    } else {
+      for (const IndexExtent& x : blob.index->Extents(*e)) {
+        uint64_t lo = std::max(off, x.logical), hi = std::min(end, x.logical + x.length);
+        if (lo < hi && st) st = blob.fetcher->Ensure(x.physical + (lo - x.logical), hi - lo);
+      }
+    }
+    if (!st) {
+      return Fail(
+          Error{Code::kIo, EIO,
+                "read " + Path(id) + " from layer " + blob.diff_id.str() + ": " + st.error().msg});
+    }
+  }
   auto n = ReadEntryData(blob.fd.get(), *blob.index, *e, off, len, buf);
   if (!n) {
     // Whatever the blob's fault (short, unreadable), the reader sees EIO.
@@ -552,6 +581,7 @@ std::optional<Tree::Extent> Tree::ContiguousData(uint32_t id) const {
   if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset == kUseExtents)
     return std::nullopt;
   const LayerBlob& blob = *layers_[nodes_[id].layer];
+  if (blob.fetcher) return std::nullopt;
   return Extent{blob.fd.get(), e->data_offset, blob.diff_id};
 }
 

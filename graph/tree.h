@@ -54,6 +54,9 @@ class Tree {
   // The merged rootfs of the chain ending at top (base first). No chain: an empty root.
   static Result<std::shared_ptr<const Tree>> BuildMerged(const Store& store,
                                                          const std::optional<Digest>& top);
+  // The merged tree of the given layers (base first), wherever their data comes from.
+  static Result<std::shared_ptr<const Tree>> BuildMergedFrom(
+      std::vector<std::shared_ptr<const LayerBlob>> layers);
   // One layer's own entries as they are in its tar: whiteouts shown, not applied.
   static Result<std::shared_ptr<const Tree>> BuildDiff(const Store& store, const Digest& chain_id);
 
@@ -87,7 +90,7 @@ class Tree {
   // Reads file data; short only at end of file.
   Result<size_t> Read(uint32_t id, uint64_t off, size_t len, char* buf) const;
   // Where a contiguous file's bytes lie in its layer blob, for zero-copy reads; nullopt
-  // for sparse files and non-files.
+  // for sparse files, non-files and layers still being fetched (read those with Read).
   struct Extent {
     int fd = -1;
     uint64_t offset = 0;

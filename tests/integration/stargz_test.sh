@@ -7,6 +7,7 @@
 # Each eStargz layer, read as the lazy reader reads it (footer, TOC, verified chunks), agrees
 # with its tar read whole (tests/tools/estargz_check), for the fixture and for Debian.
 : "${ESTARGZ_CHECK:?set ESTARGZ_CHECK to the estargz_check tool}"
+: "${TREE_LIST:?set TREE_LIST to the tree_list tool}"
 source "$(dirname "$0")/lib.sh"
 source "$TESTS_DIR/mount_lib.sh"
 source "$TESTS_DIR/registry_lib.sh"
@@ -145,6 +146,24 @@ for path in tags/example.test/img/esgz tags/example.test/img/zc "tags/$reg/img/e
     fail "$path/rootfs differs from the plain rootfs: $(head -n 5 "$SCRATCH/diff" | tr '\n' ' ')"
   fi
 done
+# The tree a lazy reader serves (tree_list --estargz: each layer's TOC by Range, a tree over
+# them, every file read through Tree::Read, chunk by chunk) is the rootfs the whole pull shows.
+# Directories no layer lists are IMPLIED there (their mtime is the mount's to choose).
+"$TREE_LIST" --estargz "$reg/img:esgz" > "$SCRATCH/lazy.list" 2> "$SCRATCH/lazy.err" ||
+  fail "tree_list --estargz: $(cat "$SCRATCH/lazy.err")"
+listing "$m/registry/$reg/img/esgz/rootfs" | python3 -c '
+import sys
+implied = {l.split("|")[0] for l in open(sys.argv[1]) if l.split("|")[6] == "IMPLIED"}
+for line in sys.stdin:
+    f = line.rstrip("\n").split("|")
+    if f[0] in implied:
+        f[6] = "IMPLIED"
+    print("|".join(f))' "$SCRATCH/lazy.list" > "$SCRATCH/whole.list"
+if diff <(LC_ALL=C sort "$SCRATCH/lazy.list") "$SCRATCH/whole.list" > "$SCRATCH/diff"; then
+  echo "ok: the eStargz tree read by Range is the pulled rootfs ($(cat "$SCRATCH/lazy.err"))"
+else
+  fail "the eStargz tree read by Range differs: $(head -n 6 "$SCRATCH/diff" | tr '\n' ' ')"
+fi
 # The layer's bytes keep what the tree hides.
 check_contains "layer.tar keeps the eStargz TOC" "stargz.index.json" \
   "$(tar -tf "$m/tags/example.test/img/esgz/layers/1/layer.tar")"

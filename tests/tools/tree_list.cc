@@ -1,5 +1,8 @@
 // tree_list STORE NAME: prints the merged rootfs of an image, one line per path, in the
 // format list_fs.py prints for a directory or a tar, so that the two can be diffed.
+// tree_list --estargz REF: the same for an image of eStargz layers in a registry (plain http
+// on loopback), its tree built over fetch::StargzRemoteLayer, every file read by Range
+// requests through Tree::Read; what it fetched goes to stderr.
 // Fields: path|type|perms|uid|gid|size|mtime|link|sha256|rdev|xattrs|hardlink-group
 #include <sys/stat.h>
 
@@ -8,9 +11,12 @@
 #include <cstdio>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "fetch/registry_client.h"
+#include "fetch/stargz_remote_layer.h"
 #include "graph/base/digest.h"
 #include "graph/store.h"
 #include "graph/tree.h"
@@ -51,13 +57,60 @@ char TypeChar(mode_t m) {
   return 'f';
 }
 
+int Print(const imagefs::Tree& t);
+
+// The lazily fetched tree of an eStargz image, or an error.
+imagefs::Result<std::shared_ptr<const imagefs::Tree>> EstargzTree(
+    const char* ref_arg, const std::string& cache, imagefs::fetch::RegistryClient& client,
+    std::vector<std::shared_ptr<imagefs::fetch::StargzRemoteLayer>>& layers) {
+  using namespace imagefs;
+  ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_arg));
+  ASSIGN_OR_RETURN(fetch::FetchedManifest m, client.GetManifest(ref));
+  if (!m.manifest.image) return Fail(Code::kInvalid, "not an image manifest");
+  ASSIGN_OR_RETURN(std::string config, client.GetSmallBlob(ref, m.manifest.image->config));
+  auto diff_ids = nlohmann::json::parse(config, nullptr, false)["rootfs"]["diff_ids"];
+  const auto& descriptors = m.manifest.image->layers;
+  if (!diff_ids.is_array() || diff_ids.size() != descriptors.size())
+    return Fail(Code::kInvalid, "config and manifest disagree on the layers");
+  std::vector<std::shared_ptr<const LayerBlob>> blobs;
+  for (size_t i = 0; i < descriptors.size(); ++i) {
+    ASSIGN_OR_RETURN(Digest diff_id, Digest::Parse(diff_ids[i].get<std::string>()));
+    ASSIGN_OR_RETURN(auto layer,
+                     fetch::StargzRemoteLayer::Open(client, ref, descriptors[i],
+                                                    cache + "/" + descriptors[i].digest.hex()));
+    ASSIGN_OR_RETURN(auto blob, layer->Blob(diff_id));
+    blobs.push_back(std::move(blob));
+    layers.push_back(std::move(layer));
+  }
+  return Tree::BuildMergedFrom(std::move(blobs));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::setlocale(LC_CTYPE, "C.UTF-8");
   if (argc != 3) {
-    std::cerr << "usage: tree_list STORE NAME\n";
+    std::cerr << "usage: tree_list STORE NAME | tree_list --estargz REF\n";
     return 2;
+  }
+  if (std::string_view(argv[1]) == "--estargz") {
+    imagefs::fetch::FetchConfig config;
+    config.retries = 2;
+    config.retry_base_ms = 10;
+    imagefs::fetch::RegistryClient client(
+        config, imagefs::fetch::CredentialSource(std::nullopt, "/nonexistent"));
+    char dir[] = "/tmp/tree-list-XXXXXX";
+    if (mkdtemp(dir) == nullptr) return std::perror("mkdtemp"), 1;
+    std::vector<std::shared_ptr<imagefs::fetch::StargzRemoteLayer>> layers;
+    auto tree = EstargzTree(argv[2], dir, client, layers);
+    int rc = tree ? Print(**tree) : (std::cerr << tree.error().msg << "\n", 1);
+    uint64_t requests = 0, bytes = 0;
+    for (const auto& l : layers) requests += l->requests(), bytes += l->bytes_fetched();
+    std::cerr << "tree_list: " << layers.size()
+              << " eStargz layers read through the tree: " << requests << " requests, " << bytes
+              << " bytes\n";
+    std::filesystem::remove_all(dir);
+    return rc;
   }
   auto store = imagefs::Store::Open(argv[1]);
   if (!store) return std::cerr << store.error().msg << "\n", 1;
@@ -65,7 +118,12 @@ int main(int argc, char** argv) {
   if (!id) return std::cerr << id.error().msg << "\n", 1;
   auto tree = imagefs::Tree::BuildMerged(**store, (*store)->GetImage(*id)->top_layer);
   if (!tree) return std::cerr << tree.error().msg << "\n", 1;
-  const imagefs::Tree& t = **tree;
+  return Print(**tree);
+}
+
+namespace {
+
+int Print(const imagefs::Tree& t) {
   std::map<uint32_t, std::string> group;  // inode -> smallest escaped path
   std::vector<std::pair<std::string, uint32_t>> rows;
   for (uint32_t n = 0; n < t.size(); ++n) {
@@ -115,3 +173,5 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace

@@ -1,6 +1,10 @@
-// Merged trees built from hostile layers: nothing recurses on their depth.
+// Merged trees built from hostile layers: nothing recurses on their depth. And a tree over a
+// layer still being fetched reads through its fetcher.
 #include "graph/tree.h"
 
+#include <fcntl.h>
+
+#include "graph/base/fs_util.h"
 #include "tar_builder.h"
 #include "test_util.h"
 
@@ -69,6 +73,56 @@ TEST(Tree, StargzTocAndLandmarksAreHidden) {
   EXPECT_TRUE((*merged)->Resolve("stargz.index.json"));
   EXPECT_TRUE((*merged)->Resolve(".no.prefetch.landmark"));
   EXPECT_TRUE((*merged)->Resolve("etc/os-release"));
+}
+
+}  // namespace
+}  // namespace imagefs
+
+namespace imagefs {
+namespace {
+
+// A fetcher that records what it was asked for, and fails when told to.
+class RecordingFetcher final : public BlobFetcher {
+ public:
+  Status Ensure(uint64_t offset, uint64_t len) override {
+    asked.emplace_back(offset, len);
+    if (fail) return Fail(Code::kCorrupt, "chunk digest mismatch");
+    return {};
+  }
+  std::vector<std::pair<uint64_t, uint64_t>> asked;
+  bool fail = false;
+};
+
+// A tree over a layer still being fetched reads through its fetcher, and offers no extent
+// for zero-copy reads (which would read the data file unfetched).
+TEST(Tree, ALayerBeingFetchedIsReadThroughItsFetcher) {
+  testing::ScratchDir dir;
+  std::string tar = testing::MakeTar({{"a.txt", "hello, fetcher\n"}});
+  testing::WriteAll(dir / "layer.tar", tar);
+  ASSERT_TRUE(WriteTarIndex(tar.data(), tar.size(), dir / "index").has_value());
+  auto blob = std::make_shared<LayerBlob>();
+  blob->diff_id = Sha256::Of(tar);
+  blob->index = *TarIndex::Open(dir / "index");
+  blob->fd = *OpenFile(dir / "layer.tar", O_RDONLY);
+  auto fetcher = std::make_shared<RecordingFetcher>();
+  blob->fetcher = fetcher;
+  auto tree = Tree::BuildMergedFrom({blob});
+  ASSERT_TRUE(tree.has_value()) << tree.error().msg;
+  auto node = (*tree)->Resolve("a.txt");
+  ASSERT_TRUE(node.has_value());
+  EXPECT_FALSE((*tree)->ContiguousData(*node).has_value());
+  char buf[64];
+  auto n = (*tree)->Read(*node, 7, sizeof buf, buf);
+  ASSERT_TRUE(n.has_value()) << n.error().msg;
+  EXPECT_EQ(std::string(buf, *n), "fetcher\n");
+  uint64_t data_offset = blob->index->entries()[0].data_offset;
+  ASSERT_EQ(fetcher->asked.size(), 1u);
+  EXPECT_EQ(fetcher->asked[0], std::make_pair(data_offset + 7, uint64_t{8})) << "just what is read";
+  fetcher->fail = true;
+  auto failed = (*tree)->Read(*node, 0, sizeof buf, buf);
+  ASSERT_FALSE(failed.has_value());
+  EXPECT_EQ(failed.error().ToErrno(), EIO);
+  EXPECT_NE(failed.error().msg.find("chunk digest mismatch"), std::string::npos);
 }
 
 }  // namespace
