@@ -4,8 +4,8 @@ namespace imagefs {
 namespace {
 
 std::string TreeKeyString(const TreeKey& key) {
-  return std::string(key.kind == TreeCache::Kind::kMerged ? "m" : "d") + "|" +
-         (key.top ? key.top->hex() : "") + "|" + key.owner;
+  const char* kind = key.kind == TreeKind::kMerged ? "m" : key.kind == TreeKind::kDiff ? "d" : "r";
+  return std::string(kind) + "|" + (key.top ? key.top->hex() : "") + "|" + key.owner;
 }
 
 std::string SyntheticKey(VKind kind, const std::string& key, uint32_t index) {

@@ -3,7 +3,9 @@
 // Implementations are thread-safe and may block on the network.
 #pragma once
 
+#include <cerrno>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +14,8 @@
 #include "graph/base/error.h"
 
 namespace imagefs {
+
+class Tree;
 
 struct RemoteEntry {
   enum class Kind { kDirectory, kImage };
@@ -48,6 +52,18 @@ class RemoteImages {
   // returns the image ID. A failure is not remembered: the next call tries again.
   virtual Result<std::string> Materialize(const std::string& key, RemoteAccess access) = 0;
   virtual bool IsMaterialized(const std::string& key) = 0;
+  // The image's rootfs served before it is pulled, each file's bytes fetched when read,
+  // where the image allows it (every layer seekable and the registry serving ranges);
+  // kUnsupported otherwise, and the caller pulls the image instead. Built once per key.
+  virtual Result<std::shared_ptr<const Tree>> LazyRootfs(const std::string& key,
+                                                         RemoteAccess access) {
+    (void)access;
+    return Fail(Code::kUnsupported, key + ": not served lazily");
+  }
+  // The tree LazyRootfs gave for key, for nodes the kernel already holds.
+  virtual Result<std::shared_ptr<const Tree>> ServedRootfs(const std::string& key) {
+    return Fail(Error{Code::kIo, ESTALE, key + ": no rootfs served"});
+  }
   // Hosts looked up so far: registry/'s listing.
   virtual std::vector<std::string> Hosts() = 0;
   // Small JSON status documents by file name (pulls in progress, recent errors).

@@ -20,7 +20,9 @@
 
 namespace imagefs {
 
-enum class TreeKind : uint32_t { kMerged = 0, kDiff = 1 };
+// kRemote: a registry image's rootfs served before it is pulled, its layers read by Range
+// (RemoteImages::LazyRootfs); never saved, never in a TreeCache.
+enum class TreeKind : uint32_t { kMerged = 0, kDiff = 1, kRemote = 2 };
 
 // One merged entry. 36 bytes; names live in the tree's name table.
 struct TreeNode {

@@ -7,6 +7,7 @@
 namespace imagefs {
 
 Result<std::shared_ptr<const Tree>> TreeCache::Get(Kind kind, const std::optional<Digest>& top) {
+  if (kind == Kind::kRemote) return Fail(Code::kInvalid, "internal: a remote tree is not cached");
   std::string key = (kind == Kind::kMerged ? "m:" : "d:") + (top ? top->hex() : std::string());
   std::unique_lock lock(mu_);
   while (true) {

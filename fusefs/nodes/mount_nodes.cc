@@ -93,6 +93,10 @@ Result<NodeSource> MountNodes::Open(fuse_ino_t ino, RemoteAccess access) {
 Result<std::shared_ptr<const Tree>> MountNodes::TreeOf(uint32_t serial) {
   auto key = inodes_.GetTree(serial);
   if (!key) return Fail(Errno(ESTALE, "unknown tree"));
+  if (key->kind == TreeKind::kRemote) {
+    if (remote_ == nullptr) return Fail(Errno(ESTALE, "no registry"));
+    return remote_->ServedRootfs(key->owner.substr(key->owner.find(':') + 1));
+  }
   return trees_.Get(key->kind, key->top);
 }
 

@@ -1,6 +1,7 @@
 // registry/: images of registries, resolved on lookup (registry/<host>/<repo>/<tag or
-// digest>/) and pulled on first use of anything but their config. Directory keys are the
-// path below registry/; an image's key names the digest its tag resolved to.
+// digest>/) and pulled on first use of anything but their config, except a rootfs served
+// before the pull, file by file (RemoteImages::LazyRootfs: eStargz images). Directory keys
+// are the path below registry/; an image's key names the digest its tag resolved to.
 #include "fusefs/nodes/common_kinds.h"
 #include "fusefs/nodes/kinds.h"
 
@@ -56,9 +57,17 @@ constexpr const char* kImageChildren[] = {"config.json", "image.tar", "layers", 
 // The key names a digest: immutable.
 class RegistryImageKind : public FixedDirKind {
  public:
-  // The first access to anything but the config pulls the image.
+  // The first access to anything but the config pulls the image, unless its rootfs can be
+  // served before (any failure there falls back to the pull, which verifies everything).
   Result<NodeEntry> Lookup(MountNodes& m, const VNode& dir, const std::string& name,
                            RemoteAccess access) const override {
+    if (name == "rootfs" && m.remote() != nullptr && !m.remote()->IsMaterialized(dir.key)) {
+      if (auto lazy = m.remote()->LazyRootfs(dir.key, access)) {
+        ASSIGN_OR_RETURN(RemoteImage image, m.remote()->Image(dir.key, access));
+        return m.Describe(m.TreeRoot(TreeKind::kRemote, image.top_layer, "registry:" + dir.key),
+                          access);
+      }
+    }
     if (name != "config.json") RETURN_IF_ERROR(m.Materialized(dir.key, access));
     ASSIGN_OR_RETURN(auto ino, Child(m, dir.key, name, access));
     if (!ino) return Fail(Errno(ENOENT, name));

@@ -48,6 +48,22 @@ class FakeRemote : public RemoteImages {
     return id;
   }
   bool IsMaterialized(const std::string&) override { return materialized > 0; }
+  // With `lazy` set (a Store to build from), the rootfs is served before any pull.
+  const Store* lazy = nullptr;
+  std::atomic<int> lazy_opened{0};
+  std::shared_ptr<const Tree> served;
+  Result<std::shared_ptr<const Tree>> LazyRootfs(const std::string& key, RemoteAccess) override {
+    if (lazy == nullptr) return Fail(Code::kUnsupported, key);
+    ++lazy_opened;
+    if (!served) {
+      ASSIGN_OR_RETURN(served, Tree::BuildMerged(*lazy, top));
+    }
+    return served;
+  }
+  Result<std::shared_ptr<const Tree>> ServedRootfs(const std::string& key) override {
+    if (!served) return Fail(Error{Code::kIo, ESTALE, key});
+    return served;
+  }
   std::vector<std::string> Hosts() override { return {"reg.test"}; }
   std::map<std::string, std::string> StatusFiles() override { return {{"pulls.json", "{}"}}; }
 };
@@ -266,6 +282,33 @@ TEST_F(NodesTest, RegistryPullsOnlyWhenSomethingButTheConfigIsLookedUp) {
             "../../../../../layers/" + Chain(0));
   EXPECT_TRUE(Walk("registry/reg.test/app/1/rootfs/etc/bye"));
   EXPECT_FALSE(Walk("registry/reg.test/app/2"));
+}
+
+TEST_F(NodesTest, ARegistryRootfsServedLazilyPullsNothing) {
+  remote_.lazy = store_.get();
+  auto bye = Walk("registry/reg.test/app/1/rootfs/etc/bye");
+  ASSERT_TRUE(bye) << bye.error().msg;
+  EXPECT_EQ(remote_.materialized, 0);
+  EXPECT_EQ(remote_.lazy_opened, 1);
+  EXPECT_EQ(bye->attr.st_size, 4);
+  EXPECT_FALSE(Walk("registry/reg.test/app/1/rootfs/etc/hello"));  // whited out
+  // Its nodes are the served tree's, under a serial of their own: not the pulled rootfs's.
+  auto tree_node = nodes_->TreeAndNode(bye->ino);
+  ASSERT_TRUE(tree_node);
+  EXPECT_EQ(tree_node->first, remote_.served);
+  auto pulled = Walk("images/" + id_ + "/rootfs/etc/bye");
+  ASSERT_TRUE(pulled);
+  EXPECT_NE(InodeTable::SerialOf(pulled->ino), InodeTable::SerialOf(bye->ino));
+  // Anything else still pulls; once pulled, the rootfs is the store's.
+  ASSERT_TRUE(Walk("registry/reg.test/app/1/layers"));
+  EXPECT_EQ(remote_.materialized, 1);
+  int asked = remote_.lazy_opened;
+  auto after = Walk("registry/reg.test/app/1/rootfs/etc/bye");
+  ASSERT_TRUE(after);
+  EXPECT_NE(InodeTable::SerialOf(after->ino), InodeTable::SerialOf(bye->ino));
+  EXPECT_EQ(remote_.lazy_opened, asked);
+  // A node the kernel kept from before still answers.
+  EXPECT_TRUE(nodes_->Describe(bye->ino, RemoteAccess::kMounter));
 }
 
 TEST_F(NodesTest, DispatcherAnswersWrongOperationsWithTheirErrors) {
