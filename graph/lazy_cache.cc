@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -20,7 +21,50 @@ uint64_t LayerBytes(const Store& store) {
   return total;
 }
 
+// Bytes a directory's files take on disk (chunk caches are sparse).
+uint64_t DiskBytes(const std::filesystem::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st;
+    if (lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode))
+      total += static_cast<uint64_t>(st.st_blocks) * 512;
+  }
+  return total;
+}
+
+std::filesystem::path ChunksRoot(const Store& store) { return store.root() / "cache" / "chunks"; }
+
 }  // namespace
+
+std::filesystem::path LazyCache::ChunkDir(const Digest& diff_id, const Digest& blob) const {
+  return ChunksRoot(store_) / (diff_id.hex() + "-" + blob.hex());
+}
+
+uint64_t LazyCache::ChunkBytes() const { return DiskBytes(ChunksRoot(store_)); }
+
+uint64_t LazyCache::DropChunks(bool all) {
+  std::set<std::string> stored;
+  for (const LayerInfo& l : store_.Layers()) stored.insert(l.diff_id.hex());
+  uint64_t freed = 0;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(ChunksRoot(store_), ec)) {
+    std::string name = e.path().filename().string();
+    if (!all && !stored.count(name.substr(0, name.find('-')))) continue;
+    uint64_t bytes = DiskBytes(e.path());
+    std::error_code removed;
+    std::filesystem::remove_all(e.path(), removed);
+    if (removed) {
+      GraphLog()->warn("remove chunk cache {}: {}", e.path().string(), removed.message());
+      continue;
+    }
+    GraphLog()->info("drop chunk cache {} reason={} bytes={}", name, all ? "all" : "layer-stored",
+                     bytes);
+    freed += bytes;
+  }
+  return freed;
+}
 
 std::filesystem::path LazyCache::Dir() const { return store_.root() / "cache" / "lazy"; }
 
@@ -56,8 +100,12 @@ std::vector<std::string> LazyCache::ByLastUse() const {
 std::vector<std::string> LazyCache::Evict(uint64_t quota_bytes, const std::string& keep) {
   std::vector<std::string> evicted;
   if (quota_bytes == 0) return evicted;
+  // Chunks of layers stored whole are copies: they go first. The others serve images not
+  // pulled yet and count until their layers are.
+  DropChunks(/*all=*/false);
+  const uint64_t chunk_bytes = ChunkBytes();
   for (const std::string& id : ByLastUse()) {
-    if (LayerBytes(store_) <= quota_bytes) break;
+    if (LayerBytes(store_) + chunk_bytes <= quota_bytes) break;
     if (id == keep) continue;
     if (!store_.GetImage(id)) {
       Unmark(id);

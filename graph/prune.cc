@@ -48,6 +48,7 @@ PruneReport Prune(Store& store, bool all) {
     if (!after.count(diff)) report.freed_bytes += size;
   }
   report.freed_bytes += store.DropFileCopies();
+  report.freed_bytes += LazyCache(store).DropChunks(all);
   LazyCache(store).DropStale();
   return report;
 }

@@ -65,6 +65,19 @@ Status PreadAll(int fd, void* buf, size_t len, off_t off) {
   return {};
 }
 
+Status PwriteAll(int fd, const void* data, size_t len, off_t off) {
+  const char* p = static_cast<const char*>(data);
+  while (len > 0) {
+    ssize_t n = ::pwrite(fd, p, len, off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return FailErrno("pwrite");
+    p += n;
+    off += n;
+    len -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
 Status FsyncPath(const fs::path& path) {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   if (::fsync(fd.get()) != 0) return FailErrno("fsync " + path.string());

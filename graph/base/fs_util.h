@@ -20,6 +20,7 @@ Result<UniqueFd> OpenFile(const std::filesystem::path& path, int flags, mode_t m
 Result<std::string> ReadFile(const std::filesystem::path& path, size_t max_bytes = 64u << 20);
 Status WriteAll(int fd, const void* data, size_t len);
 Status PreadAll(int fd, void* buf, size_t len, off_t off);
+Status PwriteAll(int fd, const void* data, size_t len, off_t off);
 Status FsyncPath(const std::filesystem::path& path);
 // Of a relative path in an archive: "a/b/c" -> "a/b" and "c"; "c" -> "" and "c".
 inline std::string_view DirName(std::string_view path) {
