@@ -84,6 +84,12 @@ Result<FetchConfig> FetchConfig::Parse(const std::string& text, const std::strin
   RETURN_IF_ERROR(uint_field("retry_base_ms", out.retry_base_ms, 60000));
   RETURN_IF_ERROR(uint_field("quota_bytes", out.quota_bytes, UINT64_MAX));
   if (out.concurrency == 0) out.concurrency = 1;
+  for (auto [key, slot] :
+       {std::pair{"lazy_files", &out.lazy_files}, std::pair{"lazy_complete", &out.lazy_complete}}) {
+    if (!j.contains(key)) continue;
+    RETURN_IF_ERROR(Expect(j[key].is_boolean(), what, key, "true or false"));
+    *slot = j[key].get<bool>();
+  }
   if (j.contains("tag_cache_seconds")) {
     // Bounded: the mount makes a steady_clock deadline of it, which a huge value overflows.
     constexpr double kMaxTagCacheSeconds = 365 * 24 * 3600;

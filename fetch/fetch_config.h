@@ -7,7 +7,7 @@
 //       "reg.example:5000": { "ca_file": "/etc/ssl/reg.pem" },
 //       "10.0.0.5:5000":    { "insecure": true } },
 //     "concurrency": 3, "retries": 4, "retry_base_ms": 250,
-//     "tag_cache_seconds": 60, "quota_bytes": 0 }
+//     "tag_cache_seconds": 60, "quota_bytes": 0, "lazy_files": true, "lazy_complete": true }
 //
 // `insecure` means plain http. Loopback registries (127.0.0.0/8, localhost, ::1) use plain
 // http without configuration, as Docker allows. Mirrors are tried first, in order, and
@@ -44,6 +44,10 @@ struct FetchConfig {
   unsigned retry_base_ms = 250;                      // backoff: base * 2^attempt, capped at 10 s
   double tag_cache_seconds = 60;                     // how long the mount trusts a tag lookup
   uint64_t quota_bytes = 0;                          // store size that evicts lazy pulls; 0: none
+  // registry/ serves eStargz images by Range, file by file, before they are pulled...
+  bool lazy_files = true;
+  // ...and completes and registers them in the background meanwhile.
+  bool lazy_complete = true;
 
   static std::filesystem::path DefaultPath();
   // Reads the file; a missing file gives the defaults, a malformed one an error naming it.

@@ -168,6 +168,7 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
   // One budget for the layer: the client's request retries and resumes, and the refetches
   // here, draw from it alike.
   RetryPolicy::Attempts attempts = client_.retry_policy().Start();
+  std::shared_ptr<StargzRemoteLayer> partial = PartialBlob(blob.digest);
   for (;;) {
     BlobPipe pipe;
     std::thread producer;
@@ -178,7 +179,8 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     auto start = [&] {
       t.set_phase(Transfer::kDownloading);
       producer = std::thread([&] {
-        Status st = client_.GetBlob(ref, blob, sink, &t.cancelled(), &attempts);
+        Status st = partial ? partial->StreamBlob(sink, &t.cancelled())
+                            : client_.GetBlob(ref, blob, sink, &t.cancelled(), &attempts);
         if (st) t.set_phase(Transfer::kVerifying);
         pipe.CloseWrite(std::move(st));
       });
@@ -190,6 +192,13 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     if (stored) return {};
     Error e = stored.error();
     if (t.cancelled().load()) return Fail(Code::kCancelled, what + ": cancelled");
+    if (partial) {  // the registry's whole blob, as for any layer
+      FetchLog()->warn("complete layer {} from its fetched chunks: {}; fetching it whole",
+                       blob.digest.str(), e.msg);
+      partial.reset();
+      t.reset_done();
+      continue;
+    }
     // Wrong or cut data cannot be patched once it went into the store's stream: fetch the
     // whole layer again (the store kept none of it).
     bool again = e.code == Code::kCorrupt    ? attempts.Refetch(&t.cancelled())
@@ -199,6 +208,20 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     FetchLog()->warn("retry layer {}: {}", blob.digest.str(), e.msg);
     t.reset_done();
   }
+}
+
+void Puller::AddPartialBlob(const std::shared_ptr<StargzRemoteLayer>& layer) {
+  std::lock_guard lock(partial_mu_);
+  partial_[layer->descriptor().digest.str()] = layer;
+}
+
+std::shared_ptr<StargzRemoteLayer> Puller::PartialBlob(const Digest& blob) {
+  std::lock_guard lock(partial_mu_);
+  auto it = partial_.find(blob.str());
+  if (it == partial_.end()) return nullptr;
+  auto layer = it->second.lock();
+  if (!layer) partial_.erase(it);
+  return layer;
 }
 
 Result<std::string> Puller::Pull(const ResolvedImage& image, PullObserver* observer,

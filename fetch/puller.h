@@ -4,15 +4,20 @@
 // registry through its digest check and decompression straight into the store, then
 // records the layers in chain order, the image and its tag. Layers being fetched are
 // retained, so `rm` cannot remove them mid-pull. A layer two pulls want at once is
-// downloaded once (TransferManager). Thread-safe.
+// downloaded once (TransferManager); one partly fetched by Range already is completed from
+// what was fetched (AddPartialBlob). Thread-safe.
 #pragma once
 
 #include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "fetch/registry_client.h"
+#include "fetch/stargz_remote_layer.h"
 #include "fetch/transfer_manager.h"
 #include "graph/platform.h"
 #include "graph/store.h"
@@ -56,6 +61,11 @@ class Puller {
 
   TransferManager& transfers() { return transfers_; }
 
+  // A layer read by Range before it was pulled: a pull of its blob streams it from there,
+  // fetching only what reads did not (StargzRemoteLayer::StreamBlob), and takes the blob
+  // whole from the registry should that fail. Held weakly: it serves while it lives.
+  void AddPartialBlob(const std::shared_ptr<StargzRemoteLayer>& layer);
+
  private:
   Result<std::string> PullModern(const ResolvedImage& image, PullObserver* observer,
                                  const std::atomic<bool>* cancel);
@@ -66,9 +76,13 @@ class Puller {
   Status FetchDiff(Transfer& transfer, const Reference& ref, const Descriptor& blob,
                    const Digest& diff_id);
 
+  std::shared_ptr<StargzRemoteLayer> PartialBlob(const Digest& blob);
+
   Store& store_;
   RegistryClient& client_;
   TransferManager transfers_;
+  std::mutex partial_mu_;
+  std::map<std::string, std::weak_ptr<StargzRemoteLayer>> partial_;  // guarded by partial_mu_
 };
 
 }  // namespace imagefs::fetch

@@ -11,6 +11,7 @@
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
 #include "graph/lazy_cache.h"
+#include "graph/tree.h"
 
 namespace imagefs::fetch {
 namespace {
@@ -198,7 +199,7 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
   }
   Observer observer(*this, key);
   Result<std::string> result =
-      As(access).puller.Pull(image, &observer);  // tags it, fetching what is missing
+      As(access).puller.Pull(image, &observer, &closing_);  // tags it, fetching what is missing
   {
     std::lock_guard lock(mu_);
     active_.erase(key);
@@ -219,6 +220,125 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
   }
   promise.set_value(result);
   return result;
+}
+
+RegistryTree::~RegistryTree() {
+  closing_ = true;
+  std::vector<std::thread> workers;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, lazy] : lazy_) {
+      for (auto& layer : lazy.layers) {
+        if (layer) layer->Cancel();
+      }
+    }
+    workers.swap(workers_);
+  }
+  for (std::thread& t : workers) t.join();
+}
+
+void RegistryTree::SetLazyState(const std::string& key, std::string state) {
+  std::lock_guard lock(mu_);
+  lazy_[key].state = std::move(state);
+}
+
+Result<std::shared_ptr<const Tree>> RegistryTree::ServedRootfs(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = lazy_.find(key);
+  if (it == lazy_.end() || !it->second.tree)
+    return Fail(Error{Code::kIo, ESTALE, key + ": no rootfs served"});
+  return it->second.tree;
+}
+
+Result<std::shared_ptr<const Tree>> RegistryTree::LazyRootfs(const std::string& key,
+                                                             RemoteAccess access) {
+  if (!mounter_.client.config().lazy_files)
+    return Fail(Code::kUnsupported, key + ": lazy files are off");
+  // Asked anonymously, the image is resolved anonymously first, as for a pull.
+  ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
+  std::lock_guard open(lazy_open_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = lazy_.find(key); it != lazy_.end() && it->second.tree) return it->second.tree;
+  }
+  auto tree = OpenLazy(key, image, access);
+  if (!tree && tree.error().code != Code::kUnsupported) {
+    // A TOC that fails its checks: the whole-layer path still verifies every byte.
+    RecordError(image.ref.String(), tree.error());
+    FetchLog()->warn("serve {} lazily: {}; pulling it whole", image.ref.String(), tree.error().msg);
+  }
+  return tree;
+}
+
+Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& key,
+                                                           const ResolvedImage& image,
+                                                           RemoteAccess access) {
+  const std::string name = image.ref.String();
+  if (image.schema1) return Fail(Code::kUnsupported, name + ": schema1");
+  if (store_.GetImage(image.image_id)) return Fail(Code::kUnsupported, name + ": pulled already");
+  RegistryClient& client = As(access).client;
+  if (client.RangesRefused(image.ref))
+    return Fail(Code::kUnsupported, name + ": the registry refuses ranges");
+  bool remote = false;
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    if (store_.OpenBlob(image.diff_ids[i])) continue;
+    if (!StargzRemoteLayer::TocDigestOf(image.layers[i]))
+      return Fail(Code::kUnsupported, name + ": layer " + std::to_string(i) + " is not eStargz");
+    remote = true;
+  }
+  if (!remote) return Fail(Code::kUnsupported, name + ": every layer is stored");
+
+  Lazy lazy;
+  lazy.ref = name;
+  lazy.state = "serving";
+  std::vector<std::shared_ptr<const LayerBlob>> blobs;
+  LazyCache cache(store_);
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    const Digest& diff_id = image.diff_ids[i];
+    if (auto stored = store_.OpenBlob(diff_id)) {  // stored whole: served from the store
+      blobs.push_back(std::move(*stored));
+      lazy.layers.push_back(nullptr);
+      continue;
+    }
+    const Descriptor& descriptor = image.layers[i];
+    ASSIGN_OR_RETURN(auto layer,
+                     StargzRemoteLayer::Open(client, image.ref, descriptor,
+                                             cache.ChunkDir(diff_id, descriptor.digest)));
+    layer->SetErrorReporter([this, name](const Error& e) { RecordError(name, e); });
+    ASSIGN_OR_RETURN(auto blob, layer->Blob(diff_id));
+    blobs.push_back(std::move(blob));
+    lazy.layers.push_back(std::move(layer));
+  }
+  ASSIGN_OR_RETURN(lazy.tree, Tree::BuildMergedFrom(std::move(blobs)));
+  for (const auto& layer : lazy.layers) {
+    if (layer) As(access).puller.AddPartialBlob(layer);
+  }
+  FetchLog()->info("serve {} lazily: {} layers by Range", name, lazy.layers.size());
+  std::shared_ptr<const Tree> tree = lazy.tree;
+  std::lock_guard lock(mu_);
+  lazy_[key] = std::move(lazy);
+  if (!closing_) workers_.emplace_back([this, key, access] { Complete(key, access); });
+  return tree;
+}
+
+void RegistryTree::Complete(const std::string& key, RemoteAccess access) {
+  std::vector<std::shared_ptr<StargzRemoteLayer>> layers;
+  {
+    std::lock_guard lock(mu_);
+    layers = lazy_[key].layers;
+  }
+  // What the producer saw read first (before .prefetch.landmark), one request per layer.
+  SetLazyState(key, "prefetching");
+  for (const auto& layer : layers) {
+    if (layer && !closing_) (void)layer->Prefetch();  // failures are reported by the layer
+  }
+  if (!mounter_.client.config().lazy_complete || closing_) {
+    SetLazyState(key, "serving");
+    return;
+  }
+  SetLazyState(key, "completing");
+  auto id = Materialize(key, access);
+  SetLazyState(key, id ? "complete" : "failed: " + id.error().msg);
 }
 
 std::vector<std::string> RegistryTree::EnforceQuota(const std::string& keep) {
@@ -251,7 +371,36 @@ std::map<std::string, std::string> RegistryTree::StatusFiles() {
   std::string errors = "[";
   for (size_t i = 0; i < errors_.size(); ++i) errors += (i ? ",\n " : "\n ") + errors_[i];
   errors += errors_.empty() ? "]\n" : "\n]\n";
-  return {{"pulls.json", pulls.dump(1) + "\n"}, {"errors.json", errors}};
+  nlohmann::json lazy = nlohmann::json::array();
+  for (const auto& [key, image] : lazy_) {
+    nlohmann::json layers = nlohmann::json::array();
+    uint64_t requests = 0, bytes = 0, errors_seen = 0;
+    for (const auto& l : image.layers) {
+      if (!l) {
+        layers.push_back({{"stored", true}});
+        continue;
+      }
+      layers.push_back({{"layer", l->descriptor().digest.str()},
+                        {"size", l->descriptor().size},
+                        {"chunks", l->layout().chunks.size()},
+                        {"chunks_present", l->chunks_present()},
+                        {"requests", l->requests()},
+                        {"bytes_fetched", l->bytes_fetched()},
+                        {"errors", l->errors()}});
+      requests += l->requests();
+      bytes += l->bytes_fetched();
+      errors_seen += l->errors();
+    }
+    lazy.push_back({{"ref", image.ref},
+                    {"state", image.state},
+                    {"requests", requests},
+                    {"bytes_fetched", bytes},
+                    {"errors", errors_seen},
+                    {"layers", layers}});
+  }
+  return {{"pulls.json", pulls.dump(1) + "\n"},
+          {"errors.json", errors},
+          {"lazy.json", lazy.dump(1) + "\n"}};
 }
 
 }  // namespace imagefs::fetch

@@ -5,7 +5,11 @@
 // store's LazyCache, the only ones its quota evicts. Requests come with a RemoteAccess: the
 // mounter's go through a client holding the mounter's credentials, everyone else's through one
 // holding none, and what one learned is not shown to the other unless it holds for both.
-// Thread-safe: mu_ guards every table and is never held across network I/O.
+// An image whose layers are all eStargz is served before it is pulled (LazyRootfs): each
+// layer read by Range through a StargzRemoteLayer whose chunks live in the store's cache,
+// the producer's prefetch list fetched first, and then (lazy_complete) the image pulled in
+// the background through the same Puller, which completes each blob from the fetched
+// chunks. Thread-safe: mu_ guards every table and is never held across network I/O.
 #pragma once
 
 #include <chrono>
@@ -13,8 +17,10 @@
 #include <future>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "fetch/puller.h"
+#include "fetch/stargz_remote_layer.h"
 #include "graph/remote_images.h"
 
 namespace imagefs::fetch {
@@ -30,12 +36,17 @@ class RegistryTree final : public RemoteImages {
   RegistryTree(Store& store, RegistryIdentity mounter, RegistryIdentity anonymous,
                std::optional<Platform> platform)
       : store_(store), mounter_(mounter), anonymous_(anonymous), platform_(std::move(platform)) {}
+  // Cancels the background work and waits for it.
+  ~RegistryTree() override;
 
   Result<RemoteEntry> Lookup(const std::string& dir, const std::string& name,
                              RemoteAccess access) override;
   Result<RemoteImage> Image(const std::string& key, RemoteAccess access) override;
   Result<std::string> Materialize(const std::string& key, RemoteAccess access) override;
   bool IsMaterialized(const std::string& key) override;
+  Result<std::shared_ptr<const Tree>> LazyRootfs(const std::string& key,
+                                                 RemoteAccess access) override;
+  Result<std::shared_ptr<const Tree>> ServedRootfs(const std::string& key) override;
   std::vector<std::string> Hosts() override;
   std::map<std::string, std::string> StatusFiles() override;
 
@@ -56,6 +67,13 @@ class RegistryTree final : public RemoteImages {
   class Observer;
   using Clock = std::chrono::steady_clock;
 
+  // An image served before it is pulled.
+  struct Lazy {
+    std::string ref;
+    std::shared_ptr<const Tree> tree;
+    std::vector<std::shared_ptr<StargzRemoteLayer>> layers;  // null: served from the store
+    std::string state;  // "serving", "prefetching", "completing", "complete", "failed: …"
+  };
   struct Known {
     ResolvedImage image;
     bool anonymous_ok = false;  // resolved without credentials too: anyone may see it
@@ -68,6 +86,11 @@ class RegistryTree final : public RemoteImages {
   // The image behind key, resolved again without credentials first for kAnonymous.
   Result<ResolvedImage> Resolved(const std::string& key, RemoteAccess access);
   void RecordError(const std::string& what, const Error& error);
+  Result<std::shared_ptr<const Tree>> OpenLazy(const std::string& key, const ResolvedImage& image,
+                                               RemoteAccess access);
+  // Prefetches, then pulls (lazy_complete); runs on a worker thread.
+  void Complete(const std::string& key, RemoteAccess access);
+  void SetLazyState(const std::string& key, std::string state);
 
   Store& store_;
   const RegistryIdentity mounter_;
@@ -84,6 +107,10 @@ class RegistryTree final : public RemoteImages {
   std::map<std::string, ActivePull> active_;  // by key; guarded by mu_
   std::set<std::string> hosts_;               // guarded by mu_
   std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_
+  std::map<std::string, Lazy> lazy_;          // by key; guarded by mu_
+  std::mutex lazy_open_mu_;           // one lazy open at a time (held across I/O; taken before mu_)
+  std::vector<std::thread> workers_;  // guarded by mu_
+  std::atomic<bool> closing_{false};
 };
 
 }  // namespace imagefs::fetch

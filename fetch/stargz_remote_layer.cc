@@ -19,6 +19,9 @@ namespace {
 constexpr uint64_t kTailBytes = 256 << 10;
 // Neighbouring missing chunks are fetched in one request up to this span.
 constexpr uint64_t kMaxSpan = 32ull << 20;
+// Completing a blob, a cached stretch shorter than this between two gaps is fetched again
+// with them: cheaper than another request's round trip.
+constexpr uint64_t kRefetchBelow = 256 << 10;
 
 constexpr char kChunksMagic[8] = {'I', 'M', 'G', 'F', 'S', 'S', 'C', '1'};
 struct ChunksHeader {
@@ -87,6 +90,7 @@ Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail(Code::kIo, "create " + dir.string() + ": " + ec.message());
 
+  std::vector<std::pair<uint64_t, std::string>> fetched;  // footer and TOC, for `blob`
   auto cached = LoadChunks(dir / "chunks");
   auto index = cached ? TarIndex::Open(dir / "index") : Fail(cached.error());
   if (cached && index) {
@@ -95,10 +99,9 @@ Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
   } else {
     const uint64_t size = layer.size;
     uint64_t tail_len = std::min(size, kTailBytes);
-    auto tail = client.GetBlobRange(ref, layer, size - tail_len, tail_len);
+    auto tail = self->FetchRange(size - tail_len, tail_len, nullptr);
     if (!tail) return Fail(tail.error());
-    self->requests_ += 1;
-    self->bytes_fetched_ += tail->size();
+    fetched.emplace_back(size - tail_len, *tail);
     auto footer = ParseStargzFooter(*tail, size);
     if (!footer) return Fail(footer.error().WithContext(what));
     const uint64_t toc_end = size - footer->footer_size;
@@ -112,10 +115,9 @@ Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
                                         " compressed bytes is over the limit");
       }
       auto head =
-          client.GetBlobRange(ref, layer, footer->toc_offset, size - tail_len - footer->toc_offset);
+          self->FetchRange(footer->toc_offset, size - tail_len - footer->toc_offset, nullptr);
       if (!head) return Fail(head.error());
-      self->requests_ += 1;
-      self->bytes_fetched_ += head->size();
+      fetched.emplace_back(footer->toc_offset, *head);
       member = std::move(*head) + tail->substr(0, tail_len - footer->footer_size);
     }
     auto toc = ExtractStargzToc(member);
@@ -130,6 +132,7 @@ Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
     // A new index: whatever content and marks an older attempt left mean nothing now.
     std::filesystem::remove(dir / "present", ec);
     std::filesystem::remove(dir / "content", ec);
+    std::filesystem::remove(dir / "blob", ec);
     ASSIGN_OR_RETURN(self->index_, TarIndex::Open(dir / "index"));
     self->layout_ = std::move(*written);
   }
@@ -148,6 +151,13 @@ Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
   ssize_t got = pread(self->present_fd_.get(), marks.data(), n, 0);
   for (size_t i = 0; got > 0 && i < static_cast<size_t>(got); ++i) {
     self->present_[i].store(marks[i] == 1 ? 2 : 0);
+    self->chunks_present_ += marks[i] == 1;
+  }
+  ASSIGN_OR_RETURN(self->blob_fd_, OpenFile(dir / "blob", O_RDWR | O_CREAT, 0600));
+  for (const auto& [offset, bytes] : fetched) {
+    RETURN_IF_ERROR(
+        PwriteAll(self->blob_fd_.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)));
+    self->tail_start_ = std::min(self->tail_start_, offset);
   }
   return self;
 }
@@ -171,8 +181,32 @@ bool StargzRemoteLayer::Present(size_t i) {
   bool ok = PreadAll(content_.get(), data.data(), data.size(), static_cast<off_t>(c.content_offset))
                 .has_value() &&
             Sha256Matches(data, c.sha256);
-  present_[i].store(ok ? 1 : 0, std::memory_order_release);
+  // Two readers may verify it at once: the one that settles it counts it.
+  if (present_[i].compare_exchange_strong(state, ok ? 1 : 0, std::memory_order_acq_rel) && !ok)
+    chunks_present_ -= 1;
   return ok;
+}
+
+Result<std::string> StargzRemoteLayer::FetchRange(uint64_t offset, uint64_t len,
+                                                  const std::atomic<bool>* cancel) {
+  if (cancelled_.load())
+    return Fail(Code::kCancelled, "eStargz layer " + layer_.digest.str() + ": cancelled");
+  // The caller's flag, else the mount's (the caller's follows the mount's: Puller).
+  const std::atomic<bool>* abort = cancel != nullptr ? cancel : &cancelled_;
+  auto data = client_.GetBlobRange(ref_, layer_, offset, len, abort);
+  if (data) {
+    requests_ += 1;
+    bytes_fetched_ += data->size();
+  }
+  return data;
+}
+
+Status StargzRemoteLayer::Report(Status status) {
+  if (!status && status.error().code != Code::kCancelled) {
+    errors_ += 1;
+    if (report_) report_(status.error());
+  }
+  return status;
 }
 
 Status StargzRemoteLayer::Ensure(uint64_t offset, uint64_t len) {
@@ -183,11 +217,11 @@ Status StargzRemoteLayer::Ensure(uint64_t offset, uint64_t len) {
   });
   auto last = std::partition_point(
       first, chunks.end(), [&](const StargzChunk& c) { return c.content_offset < offset + len; });
-  return EnsureChunks(static_cast<size_t>(first - chunks.begin()),
-                      static_cast<size_t>(last - chunks.begin()));
+  return Report(EnsureChunks(static_cast<size_t>(first - chunks.begin()),
+                             static_cast<size_t>(last - chunks.begin())));
 }
 
-Status StargzRemoteLayer::Prefetch() { return EnsureChunks(0, layout_.prefetch_chunks); }
+Status StargzRemoteLayer::Prefetch() { return Report(EnsureChunks(0, layout_.prefetch_chunks)); }
 
 Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
   auto all_present = [&] {
@@ -214,9 +248,9 @@ Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
       end = std::max(end, chunks[j].compressed_end);
       ++j;
     }
-    ASSIGN_OR_RETURN(std::string data, client_.GetBlobRange(ref_, layer_, start, end - start));
-    requests_ += 1;
-    bytes_fetched_ += data.size();
+    ASSIGN_OR_RETURN(std::string data, FetchRange(start, end - start, nullptr));
+    // Unverified here: the blob as a whole is, when StreamBlob reads it back.
+    RETURN_IF_ERROR(PwriteAll(blob_fd_.get(), data.data(), data.size(), static_cast<off_t>(start)));
     for (size_t k = i; k < j; ++k) {
       const StargzChunk& c = chunks[k];
       auto bytes =
@@ -232,12 +266,80 @@ Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
         return FailErrno("write chunk to the content file");
       }
       present_[k].store(1, std::memory_order_release);
+      chunks_present_ += 1;
       uint8_t mark = 1;
       if (pwrite(present_fd_.get(), &mark, 1, static_cast<off_t>(k)) != 1) {
         FetchLog()->warn("mark chunk {} present: {}", k, std::strerror(errno));
       }
     }
     i = j;
+  }
+  return {};
+}
+
+Status StargzRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<bool>* cancel) {
+  const uint64_t size = layer_.size;
+  const auto& chunks = layout_.chunks;
+  // What `blob` holds: the members of present chunks, and this open's footer and TOC.
+  std::vector<std::pair<uint64_t, uint64_t>> held;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (Present(i)) held.emplace_back(chunks[i].compressed_offset, chunks[i].compressed_end);
+  }
+  if (tail_start_ < size) held.emplace_back(tail_start_, size);
+  std::sort(held.begin(), held.end());
+  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  for (const auto& r : held) {
+    if (!merged.empty() && r.first <= merged.back().second) {
+      merged.back().second = std::max(merged.back().second, r.second);
+    } else {
+      merged.push_back(r);
+    }
+  }
+  Sha256 hash;
+  constexpr size_t kPiece = 1 << 20;
+  auto emit = [&](std::string_view data) -> Status {
+    for (size_t at = 0; at < data.size(); at += kPiece) {
+      std::string_view piece = data.substr(at, kPiece);
+      hash.Update(piece);
+      RETURN_IF_ERROR(sink(piece.data(), piece.size()));
+    }
+    return {};
+  };
+  std::string buf;
+  uint64_t pos = 0;
+  size_t h = 0;
+  while (pos < size) {
+    while (h < merged.size() && merged[h].second <= pos) ++h;
+    if (h < merged.size() && merged[h].first <= pos) {
+      for (const uint64_t end = merged[h].second; pos < end;) {
+        if ((cancel != nullptr && cancel->load()) || cancelled_.load())
+          return Fail(Code::kCancelled, "eStargz layer " + layer_.digest.str() + ": cancelled");
+        buf.resize(std::min<uint64_t>(kPiece, end - pos));
+        RETURN_IF_ERROR(PreadAll(blob_fd_.get(), buf.data(), buf.size(), static_cast<off_t>(pos)));
+        RETURN_IF_ERROR(emit(buf));
+        pos += buf.size();
+      }
+      continue;
+    }
+    // A gap: one request to its end, taking in short cached stretches and the gaps after.
+    uint64_t end = h < merged.size() ? merged[h].first : size;
+    for (size_t k = h; k < merged.size() && merged[k].second - merged[k].first < kRefetchBelow;
+         ++k) {
+      uint64_t next_end = k + 1 < merged.size() ? merged[k + 1].first : size;
+      if (next_end - pos > kMaxSpan) break;
+      end = next_end;
+    }
+    end = std::min(end, pos + kMaxSpan);
+    ASSIGN_OR_RETURN(std::string data, FetchRange(pos, end - pos, cancel));
+    RETURN_IF_ERROR(emit(data));
+    pos = end;
+  }
+  Digest got = hash.Finish();
+  if (got != layer_.digest) {
+    return Report(Fail(Code::kCorrupt, "eStargz layer " + layer_.digest.str() + " of " +
+                                           ref_.Name() + ": the blob completed from " +
+                                           "cached chunks and Range requests has digest " +
+                                           got.str()));
   }
   return {};
 }

@@ -7,7 +7,9 @@
 // before it is written. Nothing unverified is ever in the content file as present.
 //
 // Cache directory: `index` (tar_index.h's format), `chunks` (the chunk table), `content`
-// (sparse: every file at its offset in the index), `present` (one byte per chunk). A
+// (sparse: every file at its offset in the index), `present` (one byte per chunk), `blob`
+// (sparse: the compressed bytes fetched, at their offsets, so that completing the layer
+// fetches only what no read fetched: StreamBlob). A
 // reopened cache serves its chunks again without fetching them; since a crash can leave a
 // `present` byte whose content never reached the disk, each such chunk is verified once more
 // the first time it is used after opening. Thread-safe.
@@ -16,6 +18,7 @@
 #include <atomic>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -53,9 +56,21 @@ class StargzRemoteLayer final : public BlobFetcher,
   Result<std::shared_ptr<const LayerBlob>> Blob(const Digest& diff_id);
   // The chunks of the files the producer marked to prefetch (before .prefetch.landmark).
   Status Prefetch();
+  // The whole compressed blob to sink, in order: what reads fetched already from the cache,
+  // the gaps by Range (nearby gaps in one request). Verified against the blob's digest at
+  // the end (kCorrupt if it fails), so the caller may store what it decompressed from it.
+  Status StreamBlob(const BodySink& sink, const std::atomic<bool>* cancel);
 
+  // Aborts fetches in progress and refuses new ones (kCancelled): the mount is going.
+  void Cancel() { cancelled_ = true; }
+  // Called with every failed fetch or check, for the mount's error report.
+  void SetErrorReporter(std::function<void(const Error&)> report) { report_ = std::move(report); }
+
+  const Descriptor& descriptor() const { return layer_; }
   uint64_t bytes_fetched() const { return bytes_fetched_.load(); }
   uint64_t requests() const { return requests_.load(); }
+  size_t chunks_present() const { return chunks_present_.load(); }
+  uint64_t errors() const { return errors_.load(); }
 
  private:
   StargzRemoteLayer(RegistryClient& client, Reference ref, Descriptor layer)
@@ -64,17 +79,24 @@ class StargzRemoteLayer final : public BlobFetcher,
   Status EnsureChunks(size_t first, size_t last);
   // Whether chunk i is present, verifying once a chunk an earlier run marked.
   bool Present(size_t i);
+  Result<std::string> FetchRange(uint64_t offset, uint64_t len, const std::atomic<bool>* cancel);
+  Status Report(Status status);
 
   RegistryClient& client_;
   const Reference ref_;
   const Descriptor layer_;
   std::shared_ptr<const TarIndex> index_;
   StargzLayer layout_;
-  UniqueFd content_, present_fd_;
+  UniqueFd content_, present_fd_, blob_fd_;
+  // Where this open's tail request began: [tail_start_, size) is in `blob`.
+  uint64_t tail_start_ = UINT64_MAX;
   // Per chunk: 0 missing, 1 present, 2 marked by an earlier run, not yet verified.
   std::unique_ptr<std::atomic<uint8_t>[]> present_;
   std::mutex fetch_mu_;  // one fetch at a time per layer; readers of present chunks never wait
-  std::atomic<uint64_t> bytes_fetched_{0}, requests_{0};
+  std::atomic<uint64_t> bytes_fetched_{0}, requests_{0}, errors_{0};
+  std::atomic<size_t> chunks_present_{0};
+  std::atomic<bool> cancelled_{false};
+  std::function<void(const Error&)> report_;  // set before use
 };
 
 }  // namespace imagefs::fetch

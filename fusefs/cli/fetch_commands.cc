@@ -103,6 +103,8 @@ int RunMountWithRegistry(Store& store, MountOptions mount, const RegistryCmdOpti
   fetch::RegistryTree tree(store, {*stack->client, *stack->puller},
                            {*stack->anonymous_client, *stack->anonymous_puller}, stack->platform);
   mount.remote = &tree;
+  // Chunks of layers pulled since: the store serves them now.
+  LazyCache(store).DropChunks(/*all=*/false);
   auto rc = RunMount(store, std::move(mount));
   return rc ? *rc : ReportError(rc.error());
 }
