@@ -168,4 +168,99 @@ fi
 check_contains "layer.tar keeps the eStargz TOC" "stargz.index.json" \
   "$(tar -tf "$m/tags/example.test/img/esgz/layers/1/layer.tar")"
 stop_mount "$m" "$MOUNT_PID"
+
+# ---- registry/ serves an eStargz image before it is pulled (a store of its own, where
+# nothing is pulled yet): a file read fetches its chunks, not the image.
+lazy_field() {  # lazy_field MOUNT REF-SUBSTRING FIELD
+  python3 - "$1/.imagefs/lazy.json" "$2" "$3" <<'PY'
+import json, sys
+for image in json.load(open(sys.argv[1])):
+    if sys.argv[2] in image["ref"]:
+        print(image[sys.argv[3]])
+PY
+}
+wait_lazy() {  # wait_lazy MOUNT REF-SUBSTRING: prints the state it settled in
+  local state
+  for _ in $(seq 1 300); do
+    state=$(lazy_field "$1" "$2" state)
+    [ "$state" = serving ] || [ "$state" = prefetching ] || [ "$state" = completing ] || break
+    sleep 0.2
+  done
+  echo "$state"
+}
+lazy_store=$SCRATCH/lazy-store
+echo '{"lazy_complete": false}' > "$SCRATCH/no-complete.json"
+echo '{}' > "$SCRATCH/defaults.json"
+lm=$SCRATCH/lazy
+IMAGEFS_STORE=$lazy_store IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
+root=$lm/registry/$reg/debian/esgz/rootfs
+version=$(cat "$root/etc/debian_version")
+check_eq "a file of a lazily served Debian" 1 "$(echo "$version" | grep -c '^[0-9]')"
+blob_size=$(python3 -c 'import json, sys; print(sum(l["size"] for l in json.load(open(sys.argv[1]))[0]["layers"]))' "$lm/.imagefs/lazy.json")
+fetched=$(lazy_field "$lm" debian bytes_fetched)
+echo "  the first file: $(lazy_field "$lm" debian requests) requests, $fetched of $blob_size bytes"
+check_eq "... fetched under 2 % of the image" 1 "$((fetched * 50 < blob_size))"
+check_eq "... and pulled nothing" 1 "$(IMAGEFS_STORE=$lazy_store "$IMAGEFS" inspect "$reg/debian:esgz" >/dev/null 2>&1; echo $?)"
+check_eq "... its chunks kept in the store" 1 "$(ls "$lazy_store/cache/chunks" | wc -l)"
+listing "$root" | cut -d'|' -f1-6,8- > "$SCRATCH/lazy-debian.list"
+check_eq "every file read: still served, not pulled" serving "$(lazy_field "$lm" debian state)"
+check_eq "... with no error" 0 "$(lazy_field "$lm" debian errors)"
+stop_mount "$lm" "$MOUNT_PID"
+
+# Remounted with completion on: the cached chunks serve without a request, and the image
+# is completed from them, fetching only the gaps, and registered as a pull registers it.
+IMAGEFS_STORE=$lazy_store IMAGEFS_REGISTRIES=$SCRATCH/defaults.json start_mount "$lm"
+check_eq "the cached file again" "$version" "$(cat "$root/etc/debian_version")"
+check_eq "completed in the background" complete "$(wait_lazy "$lm" debian)"
+fetched=$(lazy_field "$lm" debian bytes_fetched)
+echo "  completion: $(lazy_field "$lm" debian requests) requests, $fetched of $blob_size bytes"
+check_eq "... fetching what no read had (under 10 %)" 1 "$((fetched * 10 < blob_size))"
+id=$(IMAGEFS_STORE=$lazy_store "$IMAGEFS" inspect "$reg/debian:esgz" 2>&1 |
+     python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Id"])' 2>&1)
+check_contains "... and registered" "sha256:" "$id"
+# The pulled rootfs is the served one, but for mtimes (the TOC's are whole seconds).
+if diff "$SCRATCH/lazy-debian.list" <(listing "$lm/images/${id#sha256:}/rootfs" | cut -d'|' -f1-6,8-) > "$SCRATCH/diff"; then
+  echo "ok: the completed image's rootfs is the one served before"
+else
+  fail "the completed rootfs differs from the lazy one: $(head -n 6 "$SCRATCH/diff" | tr '\n' ' ')"
+fi
+stop_mount "$lm" "$MOUNT_PID"
+run env IMAGEFS_STORE="$lazy_store" "$IMAGEFS" prune
+check_eq "prune" 0 "$rc"
+check_eq "... drops the chunks of a stored layer" 0 "$(ls "$lazy_store/cache/chunks" | wc -l)"
+
+# One file read, then completed: the rest of the blob by Range, each byte fetched once.
+IMAGEFS_STORE=$SCRATCH/lazy-store2 IMAGEFS_REGISTRIES=$SCRATCH/defaults.json start_mount "$lm"
+check_eq "one file of a fresh Debian" "$version" "$(cat "$lm/registry/$reg/debian/esgz/rootfs/etc/debian_version")"
+check_eq "... completed in the background" complete "$(wait_lazy "$lm" debian)"
+fetched=$(lazy_field "$lm" debian bytes_fetched)
+echo "  read one file and completed: $(lazy_field "$lm" debian requests) requests, $fetched of $blob_size bytes"
+check_eq "... each byte fetched about once (within 1 %)" 1 "$((fetched * 100 <= blob_size * 101))"
+check_eq "... and registered" 0 "$(IMAGEFS_STORE=$SCRATCH/lazy-store2 "$IMAGEFS" inspect "$reg/debian:esgz" >/dev/null 2>&1; echo $?)"
+stop_mount "$lm" "$MOUNT_PID"
+
+# A registry serving bent bytes: the chunk fails its digest, the file gives EIO, errors.json
+# says why, and the image is never registered. (Last: it bends img:esgz in the registry.)
+big=$(echo "$plain" | awk -F'|' '$2 == "f" && $6 > 100000 {print $1; exit}')
+[ -n "$big" ] || fail "the fixture has no large file"
+read -r layer_blob _ < <(estargz_layers "$SCRATCH/x-esgz" | tail -n 1)
+stored_blob=$(find "$SCRATCH/registry" -path "*/blobs/sha256/*/$(basename "$layer_blob")/data")
+python3 - "$stored_blob" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    size = os.fstat(f.fileno()).st_size
+    f.seek(size // 2)
+    b = f.read(1)
+    f.seek(size // 2)
+    f.write(bytes([b[0] ^ 0xFF]))
+PY
+IMAGEFS_STORE=$lazy_store IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
+root=$lm/registry/$reg/img/esgz/rootfs
+run cat "$root/etc/keep"
+check_eq "a file of good chunks reads" 0 "$rc"
+run cat "$root/$big"
+check_contains "a file of a bent chunk gives EIO" "Input/output error" "$out"
+check_contains "... explained in errors.json" "chunk" "$(cat "$lm/.imagefs/errors.json")"
+check_eq "... counted in lazy.json" 1 "$(( $(lazy_field "$lm" img:esgz errors) > 0 ))"
+stop_mount "$lm" "$MOUNT_PID"
 finish
