@@ -192,6 +192,7 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     if (stored) return {};
     Error e = stored.error();
     if (t.cancelled().load()) return Fail(Code::kCancelled, what + ": cancelled");
+    if (partial && e.code == Code::kCancelled) return Fail(e.WithContext(what));
     if (partial) {  // the registry's whole blob, as for any layer
       FetchLog()->warn("complete layer {} from its fetched chunks: {}; fetching it whole",
                        blob.digest.str(), e.msg);

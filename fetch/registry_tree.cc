@@ -225,14 +225,20 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
 RegistryTree::~RegistryTree() {
   closing_ = true;
   std::vector<std::thread> workers;
+  std::vector<std::shared_ptr<StargzRemoteLayer>> layers;
   {
     std::lock_guard lock(mu_);
     for (auto& [key, lazy] : lazy_) {
       for (auto& layer : lazy.layers) {
-        if (layer) layer->Cancel();
+        if (layer) layers.push_back(layer);
       }
     }
     workers.swap(workers_);
+  }
+  // Not under mu_: a report in progress holds the layer's lock and then takes mu_.
+  for (auto& layer : layers) {
+    layer->Cancel();
+    layer->SetErrorReporter(nullptr);  // a pull's transfer may still hold the layer
   }
   for (std::thread& t : workers) t.join();
 }
@@ -256,6 +262,10 @@ Result<std::shared_ptr<const Tree>> RegistryTree::LazyRootfs(const std::string& 
     return Fail(Code::kUnsupported, key + ": lazy files are off");
   // Asked anonymously, the image is resolved anonymously first, as for a pull.
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = lazy_.find(key); it != lazy_.end() && it->second.tree) return it->second.tree;
+  }
   std::lock_guard open(lazy_open_mu_);
   {
     std::lock_guard lock(mu_);
@@ -386,7 +396,8 @@ std::map<std::string, std::string> RegistryTree::StatusFiles() {
                         {"chunks_present", l->chunks_present()},
                         {"requests", l->requests()},
                         {"bytes_fetched", l->bytes_fetched()},
-                        {"errors", l->errors()}});
+                        {"errors", l->errors()},
+                        {"completed_from_chunks", l->streamed()}});
       requests += l->requests();
       bytes += l->bytes_fetched();
       errors_seen += l->errors();

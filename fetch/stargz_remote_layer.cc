@@ -204,6 +204,7 @@ Result<std::string> StargzRemoteLayer::FetchRange(uint64_t offset, uint64_t len,
 Status StargzRemoteLayer::Report(Status status) {
   if (!status && status.error().code != Code::kCancelled) {
     errors_ += 1;
+    std::lock_guard lock(report_mu_);
     if (report_) report_(status.error());
   }
   return status;
@@ -335,6 +336,7 @@ Status StargzRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<boo
     pos = end;
   }
   Digest got = hash.Finish();
+  streamed_ = got == layer_.digest;
   if (got != layer_.digest) {
     return Report(Fail(Code::kCorrupt, "eStargz layer " + layer_.digest.str() + " of " +
                                            ref_.Name() + ": the blob completed from " +

@@ -63,13 +63,19 @@ class StargzRemoteLayer final : public BlobFetcher,
 
   // Aborts fetches in progress and refuses new ones (kCancelled): the mount is going.
   void Cancel() { cancelled_ = true; }
-  // Called with every failed fetch or check, for the mount's error report.
-  void SetErrorReporter(std::function<void(const Error&)> report) { report_ = std::move(report); }
+  // Called with every failed fetch or check, for the mount's error report (null: none). The
+  // layer may outlive its reporter's owner (a pull holds it): that owner clears it first.
+  void SetErrorReporter(std::function<void(const Error&)> report) {
+    std::lock_guard lock(report_mu_);
+    report_ = std::move(report);
+  }
 
   const Descriptor& descriptor() const { return layer_; }
   uint64_t bytes_fetched() const { return bytes_fetched_.load(); }
   uint64_t requests() const { return requests_.load(); }
   size_t chunks_present() const { return chunks_present_.load(); }
+  // Whether StreamBlob last completed the blob from the cache (false: not run, or failed).
+  bool streamed() const { return streamed_.load(); }
   uint64_t errors() const { return errors_.load(); }
 
  private:
@@ -95,8 +101,9 @@ class StargzRemoteLayer final : public BlobFetcher,
   std::mutex fetch_mu_;  // one fetch at a time per layer; readers of present chunks never wait
   std::atomic<uint64_t> bytes_fetched_{0}, requests_{0}, errors_{0};
   std::atomic<size_t> chunks_present_{0};
-  std::atomic<bool> cancelled_{false};
-  std::function<void(const Error&)> report_;  // set before use
+  std::atomic<bool> cancelled_{false}, streamed_{false};
+  std::mutex report_mu_;  // held while reporting: taken before the reporter's own locks
+  std::function<void(const Error&)> report_;  // guarded by report_mu_
 };
 
 }  // namespace imagefs::fetch

@@ -101,9 +101,14 @@ std::vector<std::string> LazyCache::Evict(uint64_t quota_bytes, const std::strin
   std::vector<std::string> evicted;
   if (quota_bytes == 0) return evicted;
   // Chunks of layers stored whole are copies: they go first. The others serve images not
-  // pulled yet and count until their layers are.
+  // pulled yet; should they alone exceed the quota, they go too (what a mount still serves
+  // is fetched again) rather than every image for no gain.
   DropChunks(/*all=*/false);
-  const uint64_t chunk_bytes = ChunkBytes();
+  uint64_t chunk_bytes = ChunkBytes();
+  if (chunk_bytes >= quota_bytes) {
+    DropChunks(/*all=*/true);
+    chunk_bytes = 0;
+  }
   for (const std::string& id : ByLastUse()) {
     if (LayerBytes(store_) + chunk_bytes <= quota_bytes) break;
     if (id == keep) continue;

@@ -188,6 +188,15 @@ wait_lazy() {  # wait_lazy MOUNT REF-SUBSTRING: prints the state it settled in
   done
   echo "$state"
 }
+from_chunks() {  # from_chunks MOUNT REF-SUBSTRING: "yes" when every layer completed from its chunks
+  python3 - "$1/.imagefs/lazy.json" "$2" <<'PY'
+import json, sys
+for image in json.load(open(sys.argv[1])):
+    if sys.argv[2] in image["ref"]:
+        layers = [l for l in image["layers"] if "stored" not in l]
+        print("yes" if layers and all(l["completed_from_chunks"] for l in layers) else "no")
+PY
+}
 lazy_store=$SCRATCH/lazy-store
 echo '{"lazy_complete": false}' > "$SCRATCH/no-complete.json"
 echo '{}' > "$SCRATCH/defaults.json"
@@ -206,6 +215,10 @@ listing "$root" | cut -d'|' -f1-6,8- > "$SCRATCH/lazy-debian.list"
 check_eq "every file read: still served, not pulled" serving "$(lazy_field "$lm" debian state)"
 check_eq "... with no error" 0 "$(lazy_field "$lm" debian errors)"
 stop_mount "$lm" "$MOUNT_PID"
+IMAGEFS_STORE=$lazy_store IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
+check_eq "remounted, a file read before" "$version" "$(cat "$root/etc/debian_version")"
+check_eq "... comes from the store's chunk cache: no request" 0 "$(lazy_field "$lm" debian requests)"
+stop_mount "$lm" "$MOUNT_PID"
 
 # Remounted with completion on: the cached chunks serve without a request, and the image
 # is completed from them, fetching only the gaps, and registered as a pull registers it.
@@ -215,6 +228,7 @@ check_eq "completed in the background" complete "$(wait_lazy "$lm" debian)"
 fetched=$(lazy_field "$lm" debian bytes_fetched)
 echo "  completion: $(lazy_field "$lm" debian requests) requests, $fetched of $blob_size bytes"
 check_eq "... fetching what no read had (under 10 %)" 1 "$((fetched * 10 < blob_size))"
+check_eq "... from the chunks, with no error" "yes 0" "$(from_chunks "$lm" debian) $(lazy_field "$lm" debian errors)"
 id=$(IMAGEFS_STORE=$lazy_store "$IMAGEFS" inspect "$reg/debian:esgz" 2>&1 |
      python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Id"])' 2>&1)
 check_contains "... and registered" "sha256:" "$id"
@@ -236,24 +250,62 @@ check_eq "... completed in the background" complete "$(wait_lazy "$lm" debian)"
 fetched=$(lazy_field "$lm" debian bytes_fetched)
 echo "  read one file and completed: $(lazy_field "$lm" debian requests) requests, $fetched of $blob_size bytes"
 check_eq "... each byte fetched about once (within 1 %)" 1 "$((fetched * 100 <= blob_size * 101))"
+check_eq "... from the chunks, with no error" "yes 0" "$(from_chunks "$lm" debian) $(lazy_field "$lm" debian errors)"
 check_eq "... and registered" 0 "$(IMAGEFS_STORE=$SCRATCH/lazy-store2 "$IMAGEFS" inspect "$reg/debian:esgz" >/dev/null 2>&1; echo $?)"
+stop_mount "$lm" "$MOUNT_PID"
+
+# A cache whose kept compressed bytes went bad (a disk, a crash): completing from it fails
+# the blob's digest, so the layer is fetched whole and the image registered all the same.
+IMAGEFS_STORE=$SCRATCH/lazy-store3 IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
+check_eq "one file of a third Debian" "$version" "$(cat "$lm/registry/$reg/debian/esgz/rootfs/etc/debian_version")"
+stop_mount "$lm" "$MOUNT_PID"
+python3 - "$SCRATCH"/lazy-store3/cache/chunks/* <<'PY'
+import struct, sys
+d = sys.argv[1]
+chunks = open(d + "/chunks", "rb").read()
+count = struct.unpack_from("<Q", chunks, 8)[0]
+present = open(d + "/present", "rb").read()
+record = 5 * 8 + 32  # content_offset, size, compressed_offset, compressed_end, inner_offset, sha256
+i = next(i for i in range(count) if i < len(present) and present[i] == 1)
+_, _, start, end, _ = struct.unpack_from("<5Q", chunks, 32 + i * record)
+with open(d + "/blob", "r+b") as f:
+    f.seek((start + end) // 2)
+    b = f.read(1)
+    f.seek((start + end) // 2)
+    f.write(bytes([b[0] ^ 0xFF]))
+PY
+IMAGEFS_STORE=$SCRATCH/lazy-store3 IMAGEFS_REGISTRIES=$SCRATCH/defaults.json start_mount "$lm"
+check_eq "a bent cache still completes" complete "$(cat "$lm/registry/$reg/debian/esgz/rootfs/etc/debian_version" >/dev/null; wait_lazy "$lm" debian)"
+check_eq "... not from the chunks" no "$(from_chunks "$lm" debian)"
+check_contains "... saying why in errors.json" "the blob completed from cached chunks" "$(cat "$lm/.imagefs/errors.json")"
+check_contains "... registered as the same image" "$id" "$(IMAGEFS_STORE=$SCRATCH/lazy-store3 "$IMAGEFS" inspect "$reg/debian:esgz" 2>&1)"
 stop_mount "$lm" "$MOUNT_PID"
 
 # A registry serving bent bytes: the chunk fails its digest, the file gives EIO, errors.json
 # says why, and the image is never registered. (Last: it bends img:esgz in the registry.)
 big=$(echo "$plain" | awk -F'|' '$2 == "f" && $6 > 100000 {print $1; exit}')
 [ -n "$big" ] || fail "the fixture has no large file"
-read -r layer_blob _ < <(estargz_layers "$SCRATCH/x-esgz" | tail -n 1)
-stored_blob=$(find "$SCRATCH/registry" -path "*/blobs/sha256/*/$(basename "$layer_blob")/data")
-python3 - "$stored_blob" <<'PY'
-import os, sys
-with open(sys.argv[1], "r+b") as f:
-    size = os.fstat(f.fileno()).st_size
-    f.seek(size // 2)
+# The byte bent is inside $big's first chunk, found through its layer's TOC.
+bent=0
+while read -r layer_blob _; do
+  stored_blob=$(find "$SCRATCH/registry" -path "*/blobs/sha256/*/$(basename "$layer_blob")/data")
+  python3 - "$stored_blob" "$big" <<'PY' && bent=$((bent + 1))
+import json, sys, tarfile
+blob, name = sys.argv[1], sys.argv[2]
+with tarfile.open(blob, "r:gz") as t:
+    toc = json.load(t.extractfile("stargz.index.json"))
+entry = next((e for e in toc["entries"] if e["name"] == name and e["type"] == "reg"), None)
+if entry is None:
+    sys.exit(1)
+with open(blob, "r+b") as f:
+    at = entry["offset"] + 64  # past the member's gzip header, inside the compressed data
+    f.seek(at)
     b = f.read(1)
-    f.seek(size // 2)
+    f.seek(at)
     f.write(bytes([b[0] ^ 0xFF]))
 PY
+done < <(estargz_layers "$SCRATCH/x-esgz")
+check_eq "the registry's copy of $big bent" 1 "$bent"
 IMAGEFS_STORE=$lazy_store IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
 root=$lm/registry/$reg/img/esgz/rootfs
 run cat "$root/etc/keep"
