@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <ctime>
 #include <fstream>
+#include <future>
 #include <nlohmann/json.hpp>
 
 #include "graph/base/fs_util.h"
@@ -303,17 +304,34 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   lazy.state = "serving";
   std::vector<std::shared_ptr<const LayerBlob>> blobs;
   LazyCache cache(store_);
+  // Every layer's footer and TOC at once: the first file waits for one round trip, not one
+  // per layer.
+  std::vector<std::future<Result<std::shared_ptr<StargzRemoteLayer>>>> opening(image.layers.size());
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    if (store_.OpenBlob(image.diff_ids[i])) continue;
+    const Descriptor& descriptor = image.layers[i];
+    opening[i] = std::async(
+        std::launch::async,
+        [&client, &image, descriptor, dir = cache.ChunkDir(image.diff_ids[i], descriptor.digest)] {
+          return StargzRemoteLayer::Open(client, image.ref, descriptor, dir);
+        });
+  }
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const Digest& diff_id = image.diff_ids[i];
-    if (auto stored = store_.OpenBlob(diff_id)) {  // stored whole: served from the store
-      blobs.push_back(std::move(*stored));
+    if (!opening[i].valid()) {  // stored whole: served from the store
+      ASSIGN_OR_RETURN(auto stored, store_.OpenBlob(diff_id));
+      blobs.push_back(std::move(stored));
       lazy.layers.push_back(nullptr);
       continue;
     }
-    const Descriptor& descriptor = image.layers[i];
-    ASSIGN_OR_RETURN(auto layer,
-                     StargzRemoteLayer::Open(client, image.ref, descriptor,
-                                             cache.ChunkDir(diff_id, descriptor.digest)));
+    auto opened = opening[i].get();
+    if (!opened) {
+      for (size_t j = i + 1; j < opening.size(); ++j) {
+        if (opening[j].valid()) opening[j].wait();  // they use `image`: not past its life
+      }
+      return Fail(opened.error());
+    }
+    std::shared_ptr<StargzRemoteLayer> layer = std::move(*opened);
     layer->SetErrorReporter([this, name](const Error& e) { RecordError(name, e); });
     ASSIGN_OR_RETURN(auto blob, layer->Blob(diff_id));
     blobs.push_back(std::move(blob));
