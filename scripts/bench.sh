@@ -7,11 +7,11 @@
 # drift falls on all of them alike. Data is made once and cached in $IMAGEFS_BENCH_DIR
 # (default /var/tmp/imagefs-bench). Needs root (drop_caches, mounts).
 #   scripts/bench.sh [RUNS]       BENCH_VERBOSE=1 prints every timing
-#   BENCH_ONLY="files lookup memory big lazy store scale" picks sections (default: all)
+#   BENCH_ONLY="files lookup memory big lazy lazyfiles store scale" picks sections (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-only=${BENCH_ONLY:-files lookup memory big lazy store scale}
+only=${BENCH_ONLY:-files lookup memory big lazy lazyfiles store scale}
 dir=${IMAGEFS_BENCH_DIR:-/var/tmp/imagefs-bench}
 scripts/setup.sh
 for p in fuse-overlayfs; do
@@ -107,6 +107,21 @@ for img in many debian big; do
 done
 [ -f "${root[imagefs,debian]}/etc/os-release" ] || { echo "bench: the mount shows no Debian" >&2; exit 1; }
 
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# start_registry DIR: a docker-registry on 127.0.0.1 with its storage in DIR/registry (kept
+# between runs); sets registry=HOST:PORT.
+start_registry() {
+  registry=127.0.0.1:$(free_port)
+  cat > "$1/registry.yml" <<YML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $1/registry}}
+http: {addr: $registry}
+YML
+  docker-registry serve "$1/registry.yml" >"$1/registry.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://$registry/v2/" && break; sleep 0.1; done
+}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null; t1=$(date +%s.%N); echo "$t1 - $t0" | bc -l; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
@@ -282,17 +297,8 @@ fi
 # through the mount (mount, cat rootfs/etc/os-release, unmount) against skopeo copy +
 # umoci unpack + cat of the same image. Each run starts from an empty store and layout.
 if want lazy; then
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  reg=127.0.0.1:$port
-  cat > "$dir/registry.yml" <<YML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $dir/registry}}
-http: {addr: $reg}
-YML
-  docker-registry serve "$dir/registry.yml" >"$dir/registry.log" 2>&1 &
-  pids+=($!)
-  for _ in $(seq 1 100); do curl -s -o /dev/null "http://$reg/v2/" && break; sleep 0.1; done
+  start_registry "$dir"
+  reg=$registry
   skopeo copy -q --dest-tls-verify=false "docker-archive:$debian" "docker://$reg/bench/debian:1"
   lazy_first_file() {
     rm -rf "$dir/lazy-store"; mkdir -p "$dir/lazy-mnt"
@@ -314,6 +320,121 @@ YML
   echo "first file of a Debian image from a registry on 127.0.0.1 ($(du -sh "$debian" | cut -f1)): imagefs lazy pull" \
        "$(printf '%.2f' "$lazy_s") s, skopeo copy + umoci unpack $(printf '%.2f' "$peer_s") s," \
        "ratio imagefs/peer $(printf '%.2f' "$(echo "$lazy_s / $peer_s" | bc -l)") (goal <= 0.20)"
+fi
+
+# ---- Lazy files (#15): the first file of a ~1 GB, 5-layer image (Debian and four 240 MiB
+# layers of random 4 MiB files) from a registry behind a proxy that shares one link of
+# limited bandwidth among all connections, in two forms: plain gzip (skopeo) and eStargz
+# (ctr-remote). imagefs serves eStargz by Range and takes the plain form whole (a lazy pull);
+# the peer is skopeo copy + umoci unpack. Each run starts from an empty store; the image and
+# its registry storage are made once.
+if want lazyfiles; then
+  gb=$dir/gb
+  mkdir -p "$gb"
+  if [ ! -s "$gb/big.tar" ]; then
+    echo "bench: making a 1 GB, 5-layer image" >&2
+    python3 scripts/make_big_layers_image.py "$debian" "$gb/big.tar.tmp" bench/gb:1 4 240
+    mv "$gb/big.tar.tmp" "$gb/big.tar"
+  fi
+  start_registry "$gb"
+  greg=$registry
+  if ! skopeo inspect -n --tls-verify=false "docker://$greg/bench/gb:plain" >/dev/null 2>&1; then
+    echo "bench: pushing the plain form" >&2
+    skopeo copy -q --dest-tls-verify=false "docker-archive:$gb/big.tar" "docker://$greg/bench/gb:plain"
+  fi
+  if ! skopeo inspect -n --tls-verify=false "docker://$greg/bench/gb:esgz" >/dev/null 2>&1; then
+    echo "bench: converting to eStargz with ctr-remote and pushing it" >&2
+    cdir=$gb/containerd
+    rm -rf "$cdir" && mkdir -p "$cdir"
+    printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' \
+      "$cdir" "$cdir" "$cdir" > "$cdir/config.toml"
+    containerd --config "$cdir/config.toml" >"$cdir/log" 2>&1 &
+    cpid=$!
+    for _ in $(seq 1 100); do ctr -a "$cdir/sock" version >/dev/null 2>&1 && break; sleep 0.1; done
+    ctr -a "$cdir/sock" -n bench images import "$gb/big.tar" >/dev/null
+    ctr-remote -a "$cdir/sock" -n bench image convert --estargz --oci docker.io/bench/gb:1 "$greg/bench/gb:esgz" >/dev/null
+    ctr -a "$cdir/sock" -n bench images push --plain-http "$greg/bench/gb:esgz" >/dev/null
+    kill "$cpid"; wait "$cpid" 2>/dev/null || true
+    rm -rf "$cdir"
+  fi
+  image_bytes=$(skopeo inspect --tls-verify=false --raw "docker://$greg/bench/gb:esgz" |
+    python3 -c 'import json, sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+  # Two proxies: 1 Gbit/s and 100 Mbit/s.
+  declare -A link
+  for rate in 1000 100; do
+    p=$(free_port)
+    mkdir -p "$gb/proxy-$rate"
+    PROXY_RATE=$((rate * 125000)) python3 tests/integration/registry_servers.py proxy "$p" "$greg" "$gb/proxy-$rate" \
+      >"$gb/proxy-$rate.log" 2>&1 &
+    pids+=($!)
+    link[$rate]=127.0.0.1:$p
+    for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$p/v2/" && break; sleep 0.1; done
+  done
+  echo '{}' > "$gb/registries.json"
+  # The daemon (mount -d) exits after its unmount: wait, untimed, before the next store.
+  # Untimed: the daemon (mount -d) exits after its unmount; then the next run's store is
+  # made empty.
+  gb_settle() {
+    for _ in $(seq 1 600); do pgrep -f -- "mount -d $gb/mnt" >/dev/null || break; sleep 0.1; done
+    rm -rf "$gb/store"; mkdir -p "$gb/mnt"
+  }
+  gb_mount() { IMAGEFS_STORE=$gb/store IMAGEFS_REGISTRIES=$gb/registries.json "$imagefs" mount -d "$gb/mnt"; }
+  gb_unmount() {  # keeps what the mount fetched: $gb/fetched.json
+    cp "$gb/mnt/.imagefs/lazy.json" "$gb/fetched.json"
+    fusermount3 -u "$gb/mnt"
+  }
+  gb_first_file() {  # FORM RATE
+    gb_mount
+    cat "$gb/mnt/registry/${link[$2]}/bench/gb/$1/rootfs/etc/os-release"
+    gb_unmount
+  }
+  gb_chroot() {  # FORM RATE
+    gb_mount
+    chroot "$gb/mnt/registry/${link[$2]}/bench/gb/$1/rootfs" /bin/sh -c 'ls /usr/bin | wc -l'
+    gb_unmount
+  }
+  peer_gb_first_file() {  # RATE
+    mkdir -p "$gb/peer"
+    skopeo copy -q --src-tls-verify=false "docker://${link[$1]}/bench/gb:plain" "oci:$gb/peer/oci:img"
+    umoci unpack --image "$gb/peer/oci:img" "$gb/peer/bundle" >/dev/null
+    cat "$gb/peer/bundle/rootfs/etc/os-release"
+  }
+  fetched() {  # what the last mount fetched for FORM: "N MB (P %)"
+    if [ "$1" = plain ]; then echo "whole image"; return; fi
+    python3 - "$gb/fetched.json" "$image_bytes" <<'PY'
+import json, sys
+b = sum(i["bytes_fetched"] for i in json.load(open(sys.argv[1])))
+print("%.1f MB (%.2f %%)" % (b / 1e6, 100.0 * b / int(sys.argv[2])))
+PY
+  }
+  cat "$gb"/registry/docker/registry/v2/blobs/sha256/*/*/data > /dev/null  # registry storage in the page cache
+  gb_settle; gb_first_file esgz 1000 >/dev/null  # warm-up: binaries
+  echo
+  echo "lazy files: a $((image_bytes / 1000000)) MB, 5-layer image from a registry behind a link of limited bandwidth; median of $runs"
+  printf '%-44s %12s %12s %18s\n' "workload" "1 Gbit/s" "100 Mbit/s" "fetched (100 Mbit)"
+  declare -A gbt gbf
+  for rate in 1000 100; do
+    for form in esgz plain; do
+      gbt[first,$form,$rate]=$(for _ in $(seq 1 "$runs"); do gb_settle; seconds gb_first_file "$form" "$rate"; done | median)
+      gbf[first,$form,$rate]=$(fetched "$form")
+    done
+    gbt[first,peer,$rate]=$(for _ in $(seq 1 "$runs"); do rm -rf "$gb/peer"; seconds peer_gb_first_file "$rate"; done | median)
+    rm -rf "$gb/peer"
+  done
+  for form in esgz plain; do
+    gb_settle
+    gbt[chroot,$form,100]=$(seconds gb_chroot "$form" 100)
+    gbf[chroot,$form,100]=$(fetched "$form")
+  done
+  gb_settle
+  row() { printf '%-44s %12s %12s %18s\n' "$1" "$2" "$3" "$4"; }
+  s2() { [ -n "$1" ] && printf '%.2f s' "$1" || echo -; }
+  row "first file, eStargz, imagefs lazy files" "$(s2 "${gbt[first,esgz,1000]}")" "$(s2 "${gbt[first,esgz,100]}")" "${gbf[first,esgz,100]}"
+  row "first file, gzip, imagefs whole-image pull" "$(s2 "${gbt[first,plain,1000]}")" "$(s2 "${gbt[first,plain,100]}")" "whole image"
+  row "first file, skopeo copy + umoci unpack" "$(s2 "${gbt[first,peer,1000]}")" "$(s2 "${gbt[first,peer,100]}")" "whole image"
+  row "chroot ls /usr/bin | wc -l, eStargz, imagefs" "" "$(s2 "${gbt[chroot,esgz,100]}")" "${gbf[chroot,esgz,100]}"
+  row "chroot ls /usr/bin | wc -l, gzip, imagefs" "" "$(s2 "${gbt[chroot,plain,100]}")" "whole image"
+  echo "  goal: eStargz first file <= 0.5 s at both bandwidths with <= 1 % of the image fetched"
 fi
 
 # ---- What a command pays to open a store of 1,000 images; the 60-layer tree's build.

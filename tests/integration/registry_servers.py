@@ -17,6 +17,8 @@ proxy PORT UPSTREAM DIR [STORAGE]
     {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop",
      "times": N} arms a fault; GET /_proxy/log returns every request line seen
     ("METHOD PATH RANGE auth=yes|no"), DELETE /_proxy/log clears it.
+    With PROXY_RATE=BYTES_PER_SECOND in the environment, every body it relays shares one link
+    of that bandwidth (a token bucket over all connections), streamed in 64 KiB pieces.
 """
 import base64, http.client, http.server, json, os, socketserver, subprocess, sys, threading, time, uuid
 
@@ -124,6 +126,19 @@ def proxy(port, upstream, d, storage=None):
     faults = []
     log = []
     lock = threading.Lock()
+    rate = float(os.environ.get("PROXY_RATE", "0"))
+    link = {"free_at": 0.0}  # when the shared link is next idle
+    link_lock = threading.Lock()
+
+    def pace(n):
+        """Waits until n more bytes fit the shared link."""
+        with link_lock:
+            start = max(time.monotonic(), link["free_at"])
+            link["free_at"] = start + n / rate
+            done = link["free_at"]
+        delay = done - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
 
     class H(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -191,6 +206,19 @@ def proxy(port, upstream, d, storage=None):
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             conn.request(self.command, self.path, headers=headers)
             r = conn.getresponse()
+            if rate > 0 and kind is None:  # a link of limited bandwidth: streamed, paced
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("connection", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.end_headers()
+                while self.command != "HEAD":
+                    piece = r.read(65536)
+                    if not piece:
+                        break
+                    pace(len(piece))
+                    self.wfile.write(piece)
+                return
             body = r.read() if self.command != "HEAD" else b""
             if kind == "wrong" and len(body) > 10:
                 i = len(body) // 2
