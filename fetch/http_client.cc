@@ -10,9 +10,6 @@
 namespace imagefs::fetch {
 namespace {
 
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
 struct SlistDeleter {
   void operator()(curl_slist* l) const { curl_slist_free_all(l); }
 };
@@ -89,10 +86,42 @@ HttpClient::HttpClient() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+HttpClient::~HttpClient() {
+  for (void* c : idle_) curl_easy_cleanup(static_cast<CURL*>(c));
+}
+
+// Enough for the transfers a pull runs at once plus the mount's lookups.
+constexpr size_t kMaxIdle = 16;
+
+void* HttpClient::Take() {
+  {
+    std::lock_guard lock(idle_mu_);
+    if (!idle_.empty()) {
+      void* c = idle_.back();
+      idle_.pop_back();
+      // Options back to their defaults; the connection cache and TLS sessions stay.
+      curl_easy_reset(static_cast<CURL*>(c));
+      return c;
+    }
+  }
+  CURL* c = curl_easy_init();
+  if (c == nullptr) throw std::bad_alloc();
+  return c;
+}
+
+void HttpClient::Give(void* c) {
+  std::lock_guard lock(idle_mu_);
+  if (idle_.size() < kMaxIdle) {
+    idle_.push_back(c);
+  } else {
+    curl_easy_cleanup(static_cast<CURL*>(c));
+  }
+}
+
 Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const BodySink* sink,
                                          uint64_t max_body, const StatusHook* hook) {
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (!curl) throw std::bad_alloc();
+  auto give = [this](CURL* c) { Give(c); };
+  std::unique_ptr<CURL, decltype(give)> curl(static_cast<CURL*>(Take()), give);
   HttpResponse response;
   CurlCall transfer{&response, sink, max_body, hook};
   std::unique_ptr<curl_slist, SlistDeleter> headers;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,21 @@ class HttpClient {
       std::function<void(long status, const std::map<std::string, std::string>& headers)>;
 
   HttpClient();
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
   // max_body bounds a collected body (hostile servers); a sink gets the whole stream.
+  // Thread-safe. Requests reuse idle curl handles, and with them their open connections
+  // (and TLS sessions): a registry is not dialled, or handshaken with, once per request.
   Result<HttpResponse> Perform(const HttpRequest& request, const BodySink* sink = nullptr,
                                uint64_t max_body = 8u << 20, const StatusHook* hook = nullptr);
+
+ private:
+  void* Take();           // a CURL*, idle or new
+  void Give(void* curl);  // back to the idle ones (or freed beyond kMaxIdle)
+
+  std::mutex idle_mu_;
+  std::vector<void*> idle_;  // CURL*; guarded by idle_mu_
 };
 
 }  // namespace imagefs::fetch
