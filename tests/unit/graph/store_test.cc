@@ -285,6 +285,46 @@ TEST_F(StoreTest, LazyCacheEvictsLeastRecentlyUsedMarkedImagesOnly) {
   EXPECT_EQ(CountEntries("cache/lazy"), 0u);
 }
 
+// Chunk caches of layers read by Range: those of stored layers are copies and go first
+// (eviction, prune); others count toward the quota, and when they alone exceed it they go
+// rather than every image; prune -a drops them all.
+TEST_F(StoreTest, ChunkCachesCountAndGoOnceTheirLayerIsStored) {
+  std::string lazy = AddImage({tar_a_});
+  LazyCache cache(*store_);
+  ASSERT_TRUE(cache.Mark(lazy));
+  const Digest stored = store_->Layers().front().diff_id;
+  const Digest blob = Sha256::Of("blob");
+  const Digest unstored = Sha256::Of("a layer not stored");
+  auto make_cache = [&](const Digest& diff_id, size_t bytes) {
+    fs::path dir = cache.ChunkDir(diff_id, blob);
+    fs::create_directories(dir);
+    testing::WriteAll(dir / "content", std::string(bytes, 'x'));
+    return dir;
+  };
+  fs::path of_stored = make_cache(stored, 64 << 10);
+  fs::path of_unstored = make_cache(unstored, 64 << 10);
+  EXPECT_EQ(of_stored.parent_path(), dir_ / "store/cache/chunks");
+  EXPECT_GE(cache.ChunkBytes(), 128u << 10);
+
+  EXPECT_EQ(cache.DropChunks(/*all=*/false), 64u << 10);
+  EXPECT_FALSE(fs::exists(of_stored));
+  EXPECT_TRUE(fs::exists(of_unstored));
+
+  // Under a quota the image's layers fit in but the chunks alone do not: the chunks go, the
+  // image stays.
+  uint64_t layers = 0;
+  for (const LayerInfo& l : store_->Layers()) layers += l.tar_size;
+  EXPECT_TRUE(cache.Evict(std::min<uint64_t>(layers + 1, 32 << 10), "").empty());
+  EXPECT_FALSE(fs::exists(of_unstored));
+  EXPECT_TRUE(store_->GetImage(lazy));
+
+  make_cache(unstored, 4096);
+  (void)Prune(*store_, /*all=*/false);
+  EXPECT_EQ(CountEntries("cache/chunks"), 1u) << "not stored: kept by prune";
+  (void)Prune(*store_, /*all=*/true);
+  EXPECT_EQ(CountEntries("cache/chunks"), 0u) << "prune -a drops every chunk cache";
+}
+
 TEST_F(StoreTest, PruneRemovesUnusedLayersAndWithAllUntaggedLeaves) {
   std::string base = AddImage({tar_a_});
   std::string child = AddImage({tar_a_, tar_b_}, base);
