@@ -290,9 +290,14 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   RegistryClient& client = As(access).client;
   if (client.RangesRefused(image.ref))
     return Fail(Code::kUnsupported, name + ": the registry refuses ranges");
+  // Layers the store holds whole are served from it; the others must be eStargz.
+  std::vector<std::shared_ptr<const LayerBlob>> stored(image.layers.size());
   bool remote = false;
   for (size_t i = 0; i < image.layers.size(); ++i) {
-    if (store_.OpenBlob(image.diff_ids[i])) continue;
+    if (auto blob = store_.OpenBlob(image.diff_ids[i])) {
+      stored[i] = std::move(*blob);
+      continue;
+    }
     if (!StargzRemoteLayer::TocDigestOf(image.layers[i]))
       return Fail(Code::kUnsupported, name + ": layer " + std::to_string(i) + " is not eStargz");
     remote = true;
@@ -308,7 +313,7 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   // per layer.
   std::vector<std::future<Result<std::shared_ptr<StargzRemoteLayer>>>> opening(image.layers.size());
   for (size_t i = 0; i < image.layers.size(); ++i) {
-    if (store_.OpenBlob(image.diff_ids[i])) continue;
+    if (stored[i]) continue;
     const Descriptor& descriptor = image.layers[i];
     opening[i] = std::async(
         std::launch::async,
@@ -318,20 +323,14 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   }
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const Digest& diff_id = image.diff_ids[i];
-    if (!opening[i].valid()) {  // stored whole: served from the store
-      ASSIGN_OR_RETURN(auto stored, store_.OpenBlob(diff_id));
-      blobs.push_back(std::move(stored));
+    if (stored[i]) {
+      blobs.push_back(std::move(stored[i]));
       lazy.layers.push_back(nullptr);
       continue;
     }
-    auto opened = opening[i].get();
-    if (!opened) {
-      for (size_t j = i + 1; j < opening.size(); ++j) {
-        if (opening[j].valid()) opening[j].wait();  // they use `image`: not past its life
-      }
-      return Fail(opened.error());
-    }
-    std::shared_ptr<StargzRemoteLayer> layer = std::move(*opened);
+    // On an early return the futures' destructors wait for the other opens, which use
+    // `image` and `client`.
+    ASSIGN_OR_RETURN(std::shared_ptr<StargzRemoteLayer> layer, opening[i].get());
     layer->SetErrorReporter([this, name](const Error& e) { RecordError(name, e); });
     ASSIGN_OR_RETURN(auto blob, layer->Blob(diff_id));
     blobs.push_back(std::move(blob));
