@@ -22,6 +22,30 @@ namespace {
 
 constexpr size_t kCopyBuffer = 1 << 20;
 constexpr uint64_t kWritebackChunk = 8 << 20;
+constexpr uint64_t kTarBlock = 512;
+constexpr uint64_t kTarRecord = 20 * kTarBlock;  // what tar writers pad an archive to
+
+// A tar (in fd, total bytes, hashed so far into hash) that ends with its end-of-archive
+// marker but lacks the zero blocks after it that its DiffID counts: the bytes of zeros
+// appended to fd that make it hash to diff_id, or 0 (nothing appended) if none do. Those
+// blocks are outside the archive (no entry changes), and podman before 4.9 dropped them
+// when it wrote zstd:chunked layers, keeping the DiffID of the tar it read.
+Result<uint64_t> RestorePadding(int fd, uint64_t total, const Sha256& hash, const Digest& diff_id) {
+  if (total < 2 * kTarBlock || total % kTarBlock != 0) return 0;
+  std::string tail(2 * kTarBlock, '\0');
+  RETURN_IF_ERROR(PreadAll(fd, tail.data(), tail.size(), static_cast<off_t>(total - tail.size())));
+  if (tail.find_first_not_of('\0') != std::string::npos) return 0;
+  Sha256 padded(hash);
+  const std::string zeros(kTarBlock, '\0');
+  for (uint64_t pad = kTarBlock; pad < kTarRecord; pad += kTarBlock) {
+    padded.Update(zeros);
+    if (padded.Peek() != diff_id) continue;
+    std::string bytes(pad, '\0');
+    RETURN_IF_ERROR(PwriteAll(fd, bytes.data(), bytes.size(), static_cast<off_t>(total)));
+    return pad;
+  }
+  return 0;
+}
 
 }  // namespace
 
@@ -205,7 +229,18 @@ Result<LayerInfo> Store::IngestDiffLocked(ByteSource& tar,
     }
   }
   RETURN_IF_ERROR(Step("layer:stream"));
-  layer.diff_id = hash.Finish();
+  layer.diff_id = hash.Peek();
+  if (expected_diff_id && layer.diff_id != *expected_diff_id) {
+    ASSIGN_OR_RETURN(uint64_t padding, RestorePadding(fd.get(), total, hash, *expected_diff_id));
+    if (padding > 0) {
+      GraphLog()->warn(
+          "layer {}: its tar lacks the last {} bytes of zero padding that its DiffID counts "
+          "(zstd:chunked as podman before 4.9 wrote it, containers/storage#1771); restored",
+          expected_diff_id->str(), padding);
+      total += padding;
+      layer.diff_id = *expected_diff_id;
+    }
+  }
   layer.tar_size = total;
   if (expected_diff_id && layer.diff_id != *expected_diff_id) {
     return Fail(Code::kCorrupt, "layer content does not match its DiffID: expected " +

@@ -59,6 +59,12 @@ Digest Sha256::Finish() {
   return *Digest::FromHex(hex);
 }
 
+Sha256::Sha256(const Sha256& other) : ctx_(EVP_MD_CTX_new()) {
+  if (!ctx_ || EVP_MD_CTX_copy_ex(ctx_.get(), other.ctx_.get()) != 1) throw std::bad_alloc();
+}
+
+Digest Sha256::Peek() const { return Sha256(*this).Finish(); }
+
 Digest Sha256::Of(std::string_view data) {
   Sha256 h;
   h.Update(data);

@@ -40,6 +40,7 @@ class Sha256 {
  public:
   Sha256();
   ~Sha256();
+  Sha256(const Sha256& other);  // the same state, to go on from separately
   Sha256(Sha256&&) noexcept;
   Sha256& operator=(Sha256&&) noexcept;
 
@@ -47,6 +48,8 @@ class Sha256 {
   void Update(std::string_view s) { Update(s.data(), s.size()); }
   // Finishes the hash; the object must not be updated afterwards.
   Digest Finish();
+  // The hash of what was fed so far, leaving this one to go on.
+  Digest Peek() const;
 
   static Digest Of(std::string_view data);
 

@@ -238,6 +238,29 @@ TEST_F(StoreTest, EverythingInAStoreIsPrivate) {
   EXPECT_GT(checked, 10u);
 }
 
+// podman before 4.9 wrote zstd:chunked layers without the zero blocks after the tar's end
+// that the DiffID counts: those (and only those: whole blocks of zeros after an
+// end-of-archive marker, less than a record) are restored, so the layer is the DiffID's.
+TEST_F(StoreTest, MissingTarPaddingIsRestoredToMatchTheDiffId) {
+  ASSERT_EQ(tar_a_.substr(tar_a_.size() - 1024), std::string(1024, '\0'));
+  const std::string padded = tar_a_ + std::string(7680, '\0');
+  const Digest diff_id = Sha256::Of(padded);
+  MemorySource src(tar_a_);
+  auto stored = store_->StoreDiff(src, diff_id);
+  ASSERT_TRUE(stored) << stored.error().msg;
+  EXPECT_EQ(testing::ReadAll(store_->BlobPath(diff_id)), padded);
+
+  auto refused = [&](const std::string& content, const std::string& named) {
+    MemorySource s(content);
+    auto r = store_->StoreDiff(s, Sha256::Of(named));
+    ASSERT_FALSE(r) << "stored " << content.size() << " bytes as " << named.size();
+    EXPECT_NE(r.error().msg.find("does not match its DiffID"), std::string::npos) << r.error().msg;
+  };
+  refused(tar_b_, tar_b_ + std::string(512, 'x'));                 // not zeros
+  refused(tar_b_, tar_b_ + std::string(10240, '\0'));              // a record or more
+  refused(tar_c_.substr(0, tar_c_.size() - 1024), tar_c_);         // no end-of-archive marker
+}
+
 TEST_F(StoreTest, LayerSizeLimit) {
   store_.reset();
   StoreOptions small;
