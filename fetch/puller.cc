@@ -168,7 +168,7 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
   // One budget for the layer: the client's request retries and resumes, and the refetches
   // here, draw from it alike.
   RetryPolicy::Attempts attempts = client_.retry_policy().Start();
-  std::shared_ptr<StargzRemoteLayer> partial = PartialBlob(blob.digest);
+  std::shared_ptr<ChunkedRemoteLayer> partial = PartialBlob(blob.digest);
   for (;;) {
     BlobPipe pipe;
     std::thread producer;
@@ -211,12 +211,12 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
   }
 }
 
-void Puller::AddPartialBlob(const std::shared_ptr<StargzRemoteLayer>& layer) {
+void Puller::AddPartialBlob(const std::shared_ptr<ChunkedRemoteLayer>& layer) {
   std::lock_guard lock(partial_mu_);
   partial_[layer->descriptor().digest.str()] = layer;
 }
 
-std::shared_ptr<StargzRemoteLayer> Puller::PartialBlob(const Digest& blob) {
+std::shared_ptr<ChunkedRemoteLayer> Puller::PartialBlob(const Digest& blob) {
   std::lock_guard lock(partial_mu_);
   auto it = partial_.find(blob.str());
   if (it == partial_.end()) return nullptr;

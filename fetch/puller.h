@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "fetch/registry_client.h"
-#include "fetch/stargz_remote_layer.h"
+#include "fetch/chunked_remote_layer.h"
 #include "fetch/transfer_manager.h"
 #include "graph/platform.h"
 #include "graph/store.h"
@@ -62,9 +62,9 @@ class Puller {
   TransferManager& transfers() { return transfers_; }
 
   // A layer read by Range before it was pulled: a pull of its blob streams it from there,
-  // fetching only what reads did not (StargzRemoteLayer::StreamBlob), and takes the blob
+  // fetching only what reads did not (ChunkedRemoteLayer::StreamBlob), and takes the blob
   // whole from the registry should that fail. Held weakly: it serves while it lives.
-  void AddPartialBlob(const std::shared_ptr<StargzRemoteLayer>& layer);
+  void AddPartialBlob(const std::shared_ptr<ChunkedRemoteLayer>& layer);
 
  private:
   Result<std::string> PullModern(const ResolvedImage& image, PullObserver* observer,
@@ -76,13 +76,13 @@ class Puller {
   Status FetchDiff(Transfer& transfer, const Reference& ref, const Descriptor& blob,
                    const Digest& diff_id);
 
-  std::shared_ptr<StargzRemoteLayer> PartialBlob(const Digest& blob);
+  std::shared_ptr<ChunkedRemoteLayer> PartialBlob(const Digest& blob);
 
   Store& store_;
   RegistryClient& client_;
   TransferManager transfers_;
   std::mutex partial_mu_;
-  std::map<std::string, std::weak_ptr<StargzRemoteLayer>> partial_;  // guarded by partial_mu_
+  std::map<std::string, std::weak_ptr<ChunkedRemoteLayer>> partial_;  // guarded by partial_mu_
 };
 
 }  // namespace imagefs::fetch

@@ -226,7 +226,7 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
 RegistryTree::~RegistryTree() {
   closing_ = true;
   std::vector<std::thread> workers;
-  std::vector<std::shared_ptr<StargzRemoteLayer>> layers;
+  std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;
   {
     std::lock_guard lock(mu_);
     for (auto& [key, lazy] : lazy_) {
@@ -290,7 +290,7 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   RegistryClient& client = As(access).client;
   if (client.RangesRefused(image.ref))
     return Fail(Code::kUnsupported, name + ": the registry refuses ranges");
-  // Layers the store holds whole are served from it; the others must be eStargz.
+  // Layers the store holds whole are served from it; the others must be seekable.
   std::vector<std::shared_ptr<const LayerBlob>> stored(image.layers.size());
   bool remote = false;
   for (size_t i = 0; i < image.layers.size(); ++i) {
@@ -298,8 +298,9 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
       stored[i] = std::move(*blob);
       continue;
     }
-    if (!StargzRemoteLayer::TocDigestOf(image.layers[i]))
-      return Fail(Code::kUnsupported, name + ": layer " + std::to_string(i) + " is not eStargz");
+    if (!ChunkedRemoteLayer::Seekable(image.layers[i]))
+      return Fail(Code::kUnsupported,
+                  name + ": layer " + std::to_string(i) + " is neither eStargz nor zstd:chunked");
     remote = true;
   }
   if (!remote) return Fail(Code::kUnsupported, name + ": every layer is stored");
@@ -311,14 +312,15 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   LazyCache cache(store_);
   // Every layer's footer and TOC at once: the first file waits for one round trip, not one
   // per layer.
-  std::vector<std::future<Result<std::shared_ptr<StargzRemoteLayer>>>> opening(image.layers.size());
+  std::vector<std::future<Result<std::shared_ptr<ChunkedRemoteLayer>>>> opening(
+      image.layers.size());
   for (size_t i = 0; i < image.layers.size(); ++i) {
     if (stored[i]) continue;
     const Descriptor& descriptor = image.layers[i];
     opening[i] = std::async(
         std::launch::async,
         [&client, &image, descriptor, dir = cache.ChunkDir(image.diff_ids[i], descriptor.digest)] {
-          return StargzRemoteLayer::Open(client, image.ref, descriptor, dir);
+          return ChunkedRemoteLayer::Open(client, image.ref, descriptor, dir);
         });
   }
   for (size_t i = 0; i < image.layers.size(); ++i) {
@@ -330,7 +332,7 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
     }
     // On an early return the futures' destructors wait for the other opens, which use
     // `image` and `client`.
-    ASSIGN_OR_RETURN(std::shared_ptr<StargzRemoteLayer> layer, opening[i].get());
+    ASSIGN_OR_RETURN(std::shared_ptr<ChunkedRemoteLayer> layer, opening[i].get());
     layer->SetErrorReporter([this, name](const Error& e) { RecordError(name, e); });
     ASSIGN_OR_RETURN(auto blob, layer->Blob(diff_id));
     blobs.push_back(std::move(blob));
@@ -349,7 +351,7 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
 }
 
 void RegistryTree::Complete(const std::string& key, RemoteAccess access) {
-  std::vector<std::shared_ptr<StargzRemoteLayer>> layers;
+  std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;
   {
     std::lock_guard lock(mu_);
     layers = lazy_[key].layers;

@@ -5,11 +5,11 @@
 // store's LazyCache, the only ones its quota evicts. Requests come with a RemoteAccess: the
 // mounter's go through a client holding the mounter's credentials, everyone else's through one
 // holding none, and what one learned is not shown to the other unless it holds for both.
-// An image whose layers are all eStargz is served before it is pulled (LazyRootfs): each
-// layer read by Range through a StargzRemoteLayer whose chunks live in the store's cache,
-// the producer's prefetch list fetched first, and then (lazy_complete) the image pulled in
-// the background through the same Puller, which completes each blob from the fetched
-// chunks. Thread-safe: mu_ guards every table and is never held across network I/O.
+// An image whose missing layers are all eStargz or zstd:chunked is served before it is
+// pulled (LazyRootfs): each layer read by Range through a ChunkedRemoteLayer whose chunks
+// live in the store's cache, the producer's prefetch list fetched first, and then
+// (lazy_complete) the image pulled in the background through the same Puller, which
+// completes each blob from the fetched chunks. Thread-safe: mu_ guards every table and is never held across network I/O.
 #pragma once
 
 #include <chrono>
@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "fetch/puller.h"
-#include "fetch/stargz_remote_layer.h"
+#include "fetch/chunked_remote_layer.h"
 #include "graph/remote_images.h"
 
 namespace imagefs::fetch {
@@ -71,7 +71,7 @@ class RegistryTree final : public RemoteImages {
   struct Lazy {
     std::string ref;
     std::shared_ptr<const Tree> tree;
-    std::vector<std::shared_ptr<StargzRemoteLayer>> layers;  // null: served from the store
+    std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;  // null: served from the store
     std::string state;  // "serving", "prefetching", "completing", "complete", "failed: …"
   };
   struct Known {

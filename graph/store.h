@@ -44,7 +44,7 @@ struct ImageSpec {
 };
 
 // Brings bytes of a layer's data file that are not on disk yet (a remote eStargz layer read
-// chunk by chunk: fetch/stargz_remote_layer.h). Thread-safe.
+// chunk by chunk: fetch/chunked_remote_layer.h). Thread-safe.
 class BlobFetcher {
  public:
   virtual ~BlobFetcher() = default;

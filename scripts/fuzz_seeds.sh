@@ -269,6 +269,21 @@ packed = {"version": 1, "entries": [
     {"name": "q", "type": "reg", "size": 2, "offset": 30, "innerOffset": 4, "chunkDigest": sha(b"ef")},
     {"name": "../escape", "type": "dir"}]}
 open(out + "/packed.json", "w").write(json.dumps(packed))
+# zstd:chunked, as containers/storage writes its TOC: whole files with only their digest,
+# chunks with endOffset on the file, whiteouts as reg entries, zero access times.
+zc = {"version": 1, "entries": [
+    {"type": "dir", "name": "./", "mode": 493, "modtime": "2024-01-02T03:04:05.5Z",
+     "accesstime": "0001-01-01T00:00:00Z", "changetime": "0001-01-01T00:00:00Z"},
+    {"type": "reg", "name": "etc/small", "size": 6, "digest": sha(b"hello\n"), "offset": 40,
+     "endOffset": 60},
+    {"type": "reg", "name": "big", "size": 8000, "digest": sha(b"x" * 8000), "offset": 80,
+     "endOffset": 200, "chunkSize": 5000, "chunkDigest": sha(b"x" * 5000)},
+    {"type": "chunk", "name": "big", "offset": 140, "chunkOffset": 5000, "chunkSize": 3000,
+     "chunkDigest": sha(b"x" * 3000), "chunkType": "zeros"},
+    {"type": "reg", "name": "etc/.wh.gone"},
+    {"type": "hardlink", "name": "etc/hard", "linkName": "etc/small"}]}
+open(out + "/zstd-chunked.json", "w").write("Z" + json.dumps(zc))
 PY
+printf 'hello zstd frame\n%.0s' $(seq 1 50) | zstd -q -c > "$out/estargz/frame.zst"
 echo "$stamp" > "$out/.complete"
 for t in "${targets[@]}"; do echo "seeds: $t $(ls "$out/$t" | wc -l)"; done

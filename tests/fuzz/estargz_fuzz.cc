@@ -1,12 +1,14 @@
-// The eStargz reader on hostile layers: an input that starts with '{' is a TOC JSON (its
-// digest taken as annotated, so the fuzzer reaches past the check); any other is a whole
-// layer blob: footer, TOC member, TOC, then every chunk inflated from the blob. What is
+// The eStargz and zstd:chunked readers on hostile layers. An input that starts with '{' is an
+// eStargz TOC JSON, with 'Z{' a zstd:chunked one (their digests taken as annotated, so the
+// fuzzer reaches past the check); with zstd's magic, a chunk's frames; any other is a whole
+// eStargz blob: footer, TOC member, TOC, then every chunk inflated from the blob. What is
 // accepted must hold the layout the mount will rely on.
 #include <vector>
 
 #include "graph/base/digest.h"
 #include "graph/estargz.h"
 #include "graph/tar_index.h"
+#include "graph/zstd_chunked.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace imagefs::fuzz {
@@ -15,11 +17,11 @@ namespace {
 constexpr uint64_t kJsonTocOffset = 1 << 20;
 
 // Chunks inside the content file and the data; each file's chunks inside its own bytes.
-void CheckLayout(const StargzLayer& layer, const TarIndex& index, uint64_t toc_offset) {
+void CheckLayout(const ChunkedLayout& layer, const TarIndex& index, uint64_t toc_offset) {
   FUZZ_CHECK(index.entries().size() == layer.summary.entries);
   FUZZ_CHECK(layer.prefetch_chunks <= layer.chunks.size());
-  for (const StargzChunk& c : layer.chunks) {
-    FUZZ_CHECK(c.size > 0 && c.size <= kMaxStargzChunkBytes);
+  for (const TocChunk& c : layer.chunks) {
+    FUZZ_CHECK(c.size > 0 && c.size <= kMaxChunkBytes);
     FUZZ_CHECK(c.content_offset + c.size <= layer.content_size);
     FUZZ_CHECK(c.compressed_offset < c.compressed_end && c.compressed_end <= toc_offset);
   }
@@ -37,12 +39,22 @@ void CheckLayout(const StargzLayer& layer, const TarIndex& index, uint64_t toc_o
 void FuzzOne(std::string_view input) {
   static ScratchDir dir("imagefs-fuzz-estargz");
   std::filesystem::path index_path = dir.path() / "index";
-  if (!input.empty() && input[0] == '{') {
-    auto layer = WriteStargzIndex(input, Sha256::Of(input), kJsonTocOffset, index_path);
+  const bool zstd_toc = input.starts_with("Z{");
+  if (input.starts_with("{") || zstd_toc) {
+    auto layer = zstd_toc ? WriteChunkedTocIndex(ChunkedFormat::kZstdChunked, input.substr(1),
+                                                 kJsonTocOffset, index_path)
+                          : WriteStargzIndex(input, Sha256::Of(input), kJsonTocOffset, index_path);
     if (!layer) return;
     auto index = TarIndex::Open(index_path);
     FUZZ_CHECK(index.has_value());
     CheckLayout(*layer, **index, kJsonTocOffset);
+    return;
+  }
+  if (input.starts_with("\x28\xb5\x2f\xfd")) {
+    // A chunk of up to 64 KiB; its digest will not match, what matters is how it fails.
+    TocChunk chunk{0, std::min<uint64_t>(input.size() * 8, 64 << 10), 0, input.size(), 0, {}};
+    auto data = DecompressZstdChunk(input, chunk);
+    FUZZ_CHECK(!data.has_value());
     return;
   }
   auto footer = ParseStargzFooter(input.substr(input.size() - std::min<size_t>(input.size(), 51)),
@@ -52,14 +64,14 @@ void FuzzOne(std::string_view input) {
   auto toc = ExtractStargzToc(
       input.substr(footer->toc_offset, input.size() - footer->footer_size - footer->toc_offset));
   if (!toc) return;
-  FUZZ_CHECK(toc->size() <= kMaxStargzTocBytes);
+  FUZZ_CHECK(toc->size() <= kMaxTocBytes);
   auto layer = WriteStargzIndex(*toc, Sha256::Of(*toc), footer->toc_offset, index_path);
   if (!layer) return;
   auto index = TarIndex::Open(index_path);
   FUZZ_CHECK(index.has_value());
   CheckLayout(*layer, **index, footer->toc_offset);
   size_t tried = 0;
-  for (const StargzChunk& c : layer->chunks) {
+  for (const TocChunk& c : layer->chunks) {
     if (++tried > 64) break;
     auto data = InflateStargzChunk(
         input.substr(c.compressed_offset, c.compressed_end - c.compressed_offset), c);

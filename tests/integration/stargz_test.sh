@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Seekable layer formats made by their real producers: eStargz and zstd:chunked by
-# ctr-remote (stargz-snapshotter, over a containerd started here with its state in the
-# scratch directory) and zstd:chunked by `podman push`. Loaded, pulled and lazily pulled
-# through registry/, each shows exactly the rootfs of its plain original: the TOC
+# Seekable layer formats made by their real producers: eStargz by ctr-remote
+# (stargz-snapshotter, over a containerd started here with its state in the scratch
+# directory), zstd:chunked by ctr-remote and by `podman push`. Loaded, pulled and lazily
+# pulled through registry/, each shows exactly the rootfs of its plain original: the TOC
 # (stargz.index.json) and the landmark files are format, not files. layer.tar keeps them.
-# Each eStargz layer, read as the lazy reader reads it (footer, TOC, verified chunks), agrees
-# with its tar read whole (tests/tools/estargz_check), for the fixture and for Debian.
+# Each layer, read as the lazy reader reads it (TOC, verified chunks), agrees with its tar
+# read whole (tests/tools/estargz_check), for the fixture and for Debian.
 : "${ESTARGZ_CHECK:?set ESTARGZ_CHECK to the estargz_check tool}"
 : "${TREE_LIST:?set TREE_LIST to the tree_list tool}"
 source "$(dirname "$0")/lib.sh"
@@ -103,31 +103,40 @@ for form in esgz zc; do
   run "$IMAGEFS" load "$SCRATCH/$form.tar"; check_eq "$form loads" 0 "$rc"
 done
 
-# ---- Pulls: eStargz pushed by ctr, zstd:chunked by podman, to a registry on 127.0.0.1.
+# ---- Pulls: eStargz pushed by ctr, zstd:chunked by ctr-remote and by podman, to a registry
+# on 127.0.0.1.
 port=$(free_port)
 start_registry "$port" "$SCRATCH/registry" ""
 reg=127.0.0.1:$port
-ctr images tag example.test/img:esgz "$reg/img:esgz" >/dev/null
-ctr images push --plain-http "$reg/img:esgz" >/dev/null
+for form in esgz zc; do
+  ctr images tag "example.test/img:$form" "$reg/img:$form" >/dev/null
+  ctr images push --plain-http "$reg/img:$form" >/dev/null
+done
 pm=$SCRATCH/podman
 podman() { command podman --root "$pm/root" --runroot "$pm/run" --storage-driver vfs --cgroup-manager cgroupfs --events-backend file "$@"; }
 cleanup_hooks+=("podman rmi -a -f >/dev/null 2>&1")
 podman load -q -i "$SCRATCH/fx/docker.tar" >/dev/null
 podman push -q --tls-verify=false --compression-format zstd:chunked example/img:1 "docker://$reg/img:podman-zc"
+# Debian's podman (4.3) drops the tar's trailing zero padding from zstd:chunked layers but
+# keeps the DiffID that counts it (containers/storage#1771): the pull restores it.
+podman load -q -i "$(bash "$TESTS_DIR/make_debian.sh")" >/dev/null
+podman push -q --tls-verify=false --compression-format zstd:chunked test/debian:minbase "docker://$reg/debian:podman-zc"
 manifest=$(skopeo inspect --tls-verify=false --raw "docker://$reg/img:podman-zc")
 check_contains "podman pushed zstd:chunked" "zstd-chunked.manifest-checksum" "$manifest"
 check_contains "ctr pushed eStargz" "containerd.io/snapshot/stargz/toc.digest" \
   "$(skopeo inspect --tls-verify=false --raw "docker://$reg/img:esgz")"
-for tag in esgz podman-zc; do
+check_contains "ctr pushed zstd:chunked" "zstd-chunked.manifest-position" \
+  "$(skopeo inspect --tls-verify=false --raw "docker://$reg/img:zc")"
+for tag in esgz zc podman-zc; do
   run "$IMAGEFS" pull "$reg/img:$tag"; check_eq "pull $tag" 0 "$rc"
 done
 
-# ---- eStargz by Range from the registry (fetch::StargzRemoteLayer): one small file, then
-# all, against the layer's tar; the cache reopened reads with no request; a bent chunk is
-# fetched again.
+# ---- eStargz and zstd:chunked by Range from the registry (fetch::ChunkedRemoteLayer): one
+# small file, then all, against the layer's tar; the cache reopened reads with no request; a
+# bent chunk is fetched again.
 ctr images tag example.test/debian:esgz "$reg/debian:esgz" >/dev/null
 ctr images push --plain-http "$reg/debian:esgz" >/dev/null
-for image in img:esgz debian:esgz; do
+for image in img:esgz debian:esgz img:zc img:podman-zc debian:podman-zc; do
   run "$ESTARGZ_CHECK" --remote "$reg/$image"
   echo "$out" | grep -v '^estargz_check: [0-9]* files' | sed 's/^/  /'
   check_eq "$image read by chunks over Range: $(echo "$out" | grep -c 'they agree with the tar') layers agree" 0 "$rc"
@@ -139,7 +148,8 @@ start_mount "$m"
 plain=$(listing "$m/tags/docker.io/example/img/2/rootfs")
 check_contains "the plain rootfs lists" "etc/keep|" "$plain"
 for path in tags/example.test/img/esgz tags/example.test/img/zc "tags/$reg/img/esgz" \
-            "tags/$reg/img/podman-zc" "registry/$reg/img/esgz" "registry/$reg/img/podman-zc"; do
+            "tags/$reg/img/zc" "tags/$reg/img/podman-zc" "registry/$reg/img/esgz" \
+            "registry/$reg/img/zc" "registry/$reg/img/podman-zc"; do
   if diff <(echo "$plain") <(listing "$m/$path/rootfs") > "$SCRATCH/diff"; then
     echo "ok: $path/rootfs is the plain rootfs"
   else
@@ -149,9 +159,10 @@ done
 # The tree a lazy reader serves (tree_list --estargz: each layer's TOC by Range, a tree over
 # them, every file read through Tree::Read, chunk by chunk) is the rootfs the whole pull shows.
 # Directories no layer lists are IMPLIED there (their mtime is the mount's to choose).
-"$TREE_LIST" --estargz "$reg/img:esgz" > "$SCRATCH/lazy.list" 2> "$SCRATCH/lazy.err" ||
-  fail "tree_list --estargz: $(cat "$SCRATCH/lazy.err")"
-listing "$m/registry/$reg/img/esgz/rootfs" | python3 -c '
+for tag in esgz zc podman-zc; do
+  "$TREE_LIST" --estargz "$reg/img:$tag" > "$SCRATCH/lazy.list" 2> "$SCRATCH/lazy.err" ||
+    fail "tree_list --estargz $tag: $(cat "$SCRATCH/lazy.err")"
+  listing "$m/registry/$reg/img/$tag/rootfs" | python3 -c '
 import sys
 implied = {l.split("|")[0] for l in open(sys.argv[1]) if l.split("|")[6] == "IMPLIED"}
 for line in sys.stdin:
@@ -159,11 +170,12 @@ for line in sys.stdin:
     if f[0] in implied:
         f[6] = "IMPLIED"
     print("|".join(f))' "$SCRATCH/lazy.list" > "$SCRATCH/whole.list"
-if diff <(LC_ALL=C sort "$SCRATCH/lazy.list") "$SCRATCH/whole.list" > "$SCRATCH/diff"; then
-  echo "ok: the eStargz tree read by Range is the pulled rootfs ($(cat "$SCRATCH/lazy.err"))"
-else
-  fail "the eStargz tree read by Range differs: $(head -n 6 "$SCRATCH/diff" | tr '\n' ' ')"
-fi
+  if diff <(LC_ALL=C sort "$SCRATCH/lazy.list") "$SCRATCH/whole.list" > "$SCRATCH/diff"; then
+    echo "ok: the $tag tree read by Range is the pulled rootfs ($(cat "$SCRATCH/lazy.err"))"
+  else
+    fail "the $tag tree read by Range differs: $(head -n 6 "$SCRATCH/diff" | tr '\n' ' ')"
+  fi
+done
 # The layer's bytes keep what the tree hides.
 check_contains "layer.tar keeps the eStargz TOC" "stargz.index.json" \
   "$(tar -tf "$m/tags/example.test/img/esgz/layers/1/layer.tar")"
@@ -254,6 +266,36 @@ check_eq "... from the chunks, with no error" "yes 0" "$(from_chunks "$lm" debia
 check_eq "... and registered" 0 "$(IMAGEFS_STORE=$SCRATCH/lazy-store2 "$IMAGEFS" inspect "$reg/debian:esgz" >/dev/null 2>&1; echo $?)"
 stop_mount "$lm" "$MOUNT_PID"
 
+# zstd:chunked, as Debian's podman pushed it: served before it is pulled, and completed from
+# the frames fetched into the same image as the eStargz one, but for mtimes.
+zstore=$SCRATCH/lazy-store4
+zroot=$lm/registry/$reg/debian/podman-zc/rootfs
+IMAGEFS_STORE=$zstore IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
+check_eq "a file of a lazily served zstd:chunked Debian" "$version" "$(cat "$zroot/etc/debian_version")"
+zblob_size=$(python3 -c 'import json, sys; print(sum(l["size"] for i in json.load(open(sys.argv[1])) if "podman-zc" in i["ref"] for l in i["layers"]))' "$lm/.imagefs/lazy.json")
+fetched=$(lazy_field "$lm" podman-zc bytes_fetched)
+echo "  the first file: $(lazy_field "$lm" podman-zc requests) requests, $fetched of $zblob_size bytes"
+check_eq "... fetched under 2 % of the image" 1 "$((fetched * 50 < zblob_size))"
+check_eq "... chroot runs in it" "$(chroot "$root" /bin/sh -c 'ls /usr/bin | wc -l' 2>&1)" \
+  "$(chroot "$zroot" /bin/sh -c 'ls /usr/bin | wc -l' 2>&1)"
+check_eq "... still served, with no error" "serving 0" "$(lazy_field "$lm" podman-zc state) $(lazy_field "$lm" podman-zc errors)"
+stop_mount "$lm" "$MOUNT_PID"
+IMAGEFS_STORE=$zstore IMAGEFS_REGISTRIES=$SCRATCH/defaults.json start_mount "$lm"
+check_eq "zstd:chunked completed in the background" complete "$(cat "$zroot/etc/debian_version" >/dev/null; wait_lazy "$lm" podman-zc)"
+fetched=$(lazy_field "$lm" podman-zc bytes_fetched)
+echo "  completion: $(lazy_field "$lm" podman-zc requests) requests, $fetched of $zblob_size bytes"
+check_eq "... from the frames, with no error" "yes 0" "$(from_chunks "$lm" podman-zc) $(lazy_field "$lm" podman-zc errors)"
+zid=$(IMAGEFS_STORE=$zstore "$IMAGEFS" inspect "$reg/debian:podman-zc" 2>&1 |
+      python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Id"])' 2>&1)
+check_contains "... and registered" "sha256:" "$zid"
+check_contains "... its tar padding restored" "zero padding" "$(cat "$SCRATCH/daemon.log")"
+if diff "$SCRATCH/lazy-debian.list" <(listing "$lm/images/${zid#sha256:}/rootfs" | cut -d'|' -f1-6,8-) > "$SCRATCH/diff"; then
+  echo "ok: the zstd:chunked Debian is the eStargz one"
+else
+  fail "the zstd:chunked Debian differs from the eStargz one: $(head -n 6 "$SCRATCH/diff" | tr '\n' ' ')"
+fi
+stop_mount "$lm" "$MOUNT_PID"
+
 # A cache whose kept compressed bytes went bad (a disk, a crash): completing from it fails
 # the blob's digest, so the layer is fetched whole and the image registered all the same.
 IMAGEFS_STORE=$SCRATCH/lazy-store3 IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
@@ -267,7 +309,7 @@ count = struct.unpack_from("<Q", chunks, 8)[0]
 present = open(d + "/present", "rb").read()
 record = 5 * 8 + 32  # content_offset, size, compressed_offset, compressed_end, inner_offset, sha256
 i = next(i for i in range(count) if i < len(present) and present[i] == 1)
-_, _, start, end, _ = struct.unpack_from("<5Q", chunks, 32 + i * record)
+_, _, start, end, _ = struct.unpack_from("<5Q", chunks, 40 + i * record)  # after a 40-byte header
 with open(d + "/blob", "r+b") as f:
     f.seek((start + end) // 2)
     b = f.read(1)

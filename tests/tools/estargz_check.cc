@@ -4,7 +4,7 @@
 // attributes (the landmarks and the TOC excepted: format, not files), and every file's bytes
 // equal. Exit 0 when all agree. stargz_test.sh runs it on layers made by ctr-remote.
 // estargz_check --remote REF: the same for every eStargz layer of an image in a registry
-// (plain http on loopback), read through fetch::StargzRemoteLayer by Range requests: first
+// (plain http on loopback), read through fetch::ChunkedRemoteLayer by Range requests: first
 // one small file (what it cost is printed), then everything; then the cache is reopened and
 // read again with no request, and a chunk bent on disk is caught and fetched again.
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "fetch/registry_client.h"
-#include "fetch/stargz_remote_layer.h"
+#include "fetch/chunked_remote_layer.h"
 #include "graph/base/fs_util.h"
 #include "graph/byte_source.h"
 #include "graph/estargz.h"
@@ -137,7 +137,7 @@ Status Check(const char* blob_path, const char* toc_digest_arg) {
   char dir_template[] = "/tmp/estargz-check-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return FailErrno("mkdtemp");
   std::string dir = dir_template;
-  ASSIGN_OR_RETURN(StargzLayer layer,
+  ASSIGN_OR_RETURN(ChunkedLayout layer,
                    WriteStargzIndex(toc, toc_digest, footer.toc_offset, dir + "/toc.index"));
   ASSIGN_OR_RETURN(auto toc_index, TarIndex::Open(dir + "/toc.index"));
 
@@ -145,7 +145,7 @@ Status Check(const char* blob_path, const char* toc_digest_arg) {
   ASSIGN_OR_RETURN(UniqueFd content, OpenFile(dir + "/content", O_RDWR | O_CREAT | O_TRUNC));
   if (ftruncate(content.get(), static_cast<off_t>(layer.content_size)) != 0)
     return FailErrno("ftruncate");
-  for (const StargzChunk& c : layer.chunks) {
+  for (const TocChunk& c : layer.chunks) {
     ASSIGN_OR_RETURN(
         std::string bytes,
         InflateStargzChunk(blob.substr(c.compressed_offset, c.compressed_end - c.compressed_offset),
@@ -179,10 +179,10 @@ Status CheckRemote(const char* ref_arg) {
   std::string dir = dir_template;
   size_t layers = 0;
   for (const Descriptor& d : m.manifest.image->layers) {
-    if (!fetch::StargzRemoteLayer::TocDigestOf(d)) continue;
+    if (!fetch::ChunkedRemoteLayer::Seekable(d)) continue;
     ++layers;
     std::string cache = dir + "/cache-" + d.digest.hex();
-    ASSIGN_OR_RETURN(auto layer, fetch::StargzRemoteLayer::Open(client, ref, d, cache));
+    ASSIGN_OR_RETURN(auto layer, fetch::ChunkedRemoteLayer::Open(client, ref, d, cache));
     // One small file first: what a `cat` costs.
     const IndexEntry* small = nullptr;
     for (const IndexEntry& e : layer->index().entries()) {
@@ -219,7 +219,7 @@ Status CheckRemote(const char* ref_arg) {
                 files, rounded, problems == 0 ? "they agree with the tar" : "DIFFERENCES");
     // Reopened: everything is there, and verified once more, without a request.
     layer.reset();
-    ASSIGN_OR_RETURN(auto again, fetch::StargzRemoteLayer::Open(client, ref, d, cache));
+    ASSIGN_OR_RETURN(auto again, fetch::ChunkedRemoteLayer::Open(client, ref, d, cache));
     for (const IndexEntry& e : again->index().entries()) {
       if (e.kind == EntryKind::kFile && e.size > 0)
         RETURN_IF_ERROR(again->Ensure(e.data_offset, e.size));
@@ -228,7 +228,7 @@ Status CheckRemote(const char* ref_arg) {
       Problem("the reopened cache made " + std::to_string(again->requests()) + " requests");
     }
     // A chunk bent on disk after it was marked present is caught and fetched again.
-    const StargzChunk c = again->layout().chunks.back();
+    const TocChunk c = again->layout().chunks.back();
     again.reset();
     {
       ASSIGN_OR_RETURN(UniqueFd content, OpenFile(cache + "/content", O_RDWR));
@@ -236,7 +236,7 @@ Status CheckRemote(const char* ref_arg) {
       if (pwrite(content.get(), &bent, 1, static_cast<off_t>(c.content_offset)) != 1)
         return FailErrno("bend");
     }
-    ASSIGN_OR_RETURN(auto third, fetch::StargzRemoteLayer::Open(client, ref, d, cache));
+    ASSIGN_OR_RETURN(auto third, fetch::ChunkedRemoteLayer::Open(client, ref, d, cache));
     RETURN_IF_ERROR(third->Ensure(c.content_offset, c.size));
     std::string fixed(c.size, '\0');
     RETURN_IF_ERROR(PreadAll(third->content_fd(), fixed.data(), fixed.size(),

@@ -1,8 +1,8 @@
 // tree_list STORE NAME: prints the merged rootfs of an image, one line per path, in the
 // format list_fs.py prints for a directory or a tar, so that the two can be diffed.
-// tree_list --estargz REF: the same for an image of eStargz layers in a registry (plain http
-// on loopback), its tree built over fetch::StargzRemoteLayer, every file read by Range
-// requests through Tree::Read; what it fetched goes to stderr.
+// tree_list --estargz REF: the same for an image of eStargz or zstd:chunked layers in a
+// registry (plain http on loopback), its tree built over fetch::ChunkedRemoteLayer, every
+// file read by Range requests through Tree::Read; what it fetched goes to stderr.
 // Fields: path|type|perms|uid|gid|size|mtime|link|sha256|rdev|xattrs|hardlink-group
 #include <sys/stat.h>
 
@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "fetch/registry_client.h"
-#include "fetch/stargz_remote_layer.h"
+#include "fetch/chunked_remote_layer.h"
 #include "graph/base/digest.h"
 #include "graph/store.h"
 #include "graph/tree.h"
@@ -62,7 +62,7 @@ int Print(const imagefs::Tree& t);
 // The lazily fetched tree of an eStargz image, or an error.
 imagefs::Result<std::shared_ptr<const imagefs::Tree>> EstargzTree(
     const char* ref_arg, const std::string& cache, imagefs::fetch::RegistryClient& client,
-    std::vector<std::shared_ptr<imagefs::fetch::StargzRemoteLayer>>& layers) {
+    std::vector<std::shared_ptr<imagefs::fetch::ChunkedRemoteLayer>>& layers) {
   using namespace imagefs;
   ASSIGN_OR_RETURN(Reference ref, ParseReference(ref_arg));
   ASSIGN_OR_RETURN(fetch::FetchedManifest m, client.GetManifest(ref));
@@ -76,7 +76,7 @@ imagefs::Result<std::shared_ptr<const imagefs::Tree>> EstargzTree(
   for (size_t i = 0; i < descriptors.size(); ++i) {
     ASSIGN_OR_RETURN(Digest diff_id, Digest::Parse(diff_ids[i].get<std::string>()));
     ASSIGN_OR_RETURN(auto layer,
-                     fetch::StargzRemoteLayer::Open(client, ref, descriptors[i],
+                     fetch::ChunkedRemoteLayer::Open(client, ref, descriptors[i],
                                                     cache + "/" + descriptors[i].digest.hex()));
     ASSIGN_OR_RETURN(auto blob, layer->Blob(diff_id));
     blobs.push_back(std::move(blob));
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
         config, imagefs::fetch::CredentialSource(std::nullopt, "/nonexistent"));
     char dir[] = "/tmp/tree-list-XXXXXX";
     if (mkdtemp(dir) == nullptr) return std::perror("mkdtemp"), 1;
-    std::vector<std::shared_ptr<imagefs::fetch::StargzRemoteLayer>> layers;
+    std::vector<std::shared_ptr<imagefs::fetch::ChunkedRemoteLayer>> layers;
     auto tree = EstargzTree(argv[2], dir, client, layers);
     int rc = tree ? Print(**tree) : (std::cerr << tree.error().msg << "\n", 1);
     uint64_t requests = 0, bytes = 0;

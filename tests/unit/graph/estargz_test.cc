@@ -53,7 +53,7 @@ class EstargzTest : public ::testing::Test {
     l.blob = blob_ + Gzip(MakeTar({{"stargz.index.json", toc}})) + Footer(l.toc_offset);
     return l;
   }
-  Result<StargzLayer> Index(const Layer& l) {
+  Result<ChunkedLayout> Index(const Layer& l) {
     return WriteStargzIndex(l.toc, Sha256::Of(l.toc), l.toc_offset, dir_ / "index");
   }
   // A TOC over members of the usual files: a.txt (one chunk), big (two), a landmark.
@@ -180,7 +180,7 @@ TEST_F(EstargzTest, IndexHoldsTheEntriesAndChunksServeTheData) {
   // Chunks: a.txt's, then big's two; the landmark came after a.txt.
   ASSERT_EQ(layer->chunks.size(), 3u);
   EXPECT_EQ(layer->prefetch_chunks, 1u);
-  const StargzChunk& c0 = layer->chunks[0];
+  const TocChunk& c0 = layer->chunks[0];
   EXPECT_EQ(c0.content_offset, a.data_offset);
   EXPECT_EQ(c0.compressed_offset, a_);
   EXPECT_EQ(c0.compressed_end, landmark_) << "a member ends where the next one starts";
@@ -195,7 +195,7 @@ TEST_F(EstargzTest, IndexHoldsTheEntriesAndChunksServeTheData) {
 
   std::string want[] = {"hello\n", std::string(5000, 'x'), std::string(3000, 'y')};
   for (size_t i = 0; i < 3; ++i) {
-    const StargzChunk& c = layer->chunks[i];
+    const TocChunk& c = layer->chunks[i];
     auto data = InflateStargzChunk(std::string_view(l.blob).substr(
                                        c.compressed_offset, c.compressed_end - c.compressed_offset),
                                    c);
@@ -208,7 +208,7 @@ TEST_F(EstargzTest, ChunkBytesAreVerified) {
   Layer l = Finish(UsualToc());
   auto layer = Index(l);
   ASSERT_TRUE(layer.has_value()) << layer.error().msg;
-  StargzChunk c = layer->chunks[1];
+  TocChunk c = layer->chunks[1];
   std::string member = l.blob.substr(c.compressed_offset, c.compressed_end - c.compressed_offset);
   c.sha256[0] ^= 1;
   auto wrong = InflateStargzChunk(member, c);
@@ -304,7 +304,7 @@ TEST_F(EstargzTest, FilesPackedInOneMemberAreServed) {
   auto layer = Index(l);
   ASSERT_TRUE(layer.has_value()) << layer.error().msg;
   ASSERT_EQ(layer->chunks.size(), 2u);
-  const StargzChunk& q = layer->chunks[1];
+  const TocChunk& q = layer->chunks[1];
   auto data = InflateStargzChunk(
       std::string_view(l.blob).substr(q.compressed_offset, q.compressed_end - q.compressed_offset),
       q);

@@ -2,6 +2,8 @@
 // building, and a listener that fails any test that leaks a file descriptor.
 #pragma once
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -63,6 +65,26 @@ inline std::string Gzip(const std::string& data) {
   deflate(&z, Z_FINISH);
   out.resize(z.total_out);
   deflateEnd(&z);
+  return out;
+}
+
+// One zstd frame of data, through libarchive's zstd filter (libzstd).
+inline std::string Zstd(const std::string& data) {
+  archive* a = archive_write_new();
+  archive_write_add_filter_zstd(a);
+  archive_write_set_format_raw(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  std::string out(data.size() + 4096, '\0');
+  size_t used = 0;
+  archive_write_open_memory(a, out.data(), out.size(), &used);
+  archive_entry* e = archive_entry_new();
+  archive_entry_set_filetype(e, AE_IFREG);
+  archive_write_header(a, e);
+  archive_entry_free(e);
+  archive_write_data(a, data.data(), data.size());
+  archive_write_close(a);
+  archive_write_free(a);
+  out.resize(used);
   return out;
 }
 

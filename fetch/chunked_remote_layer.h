@@ -1,18 +1,18 @@
-// StargzRemoteLayer: an eStargz layer of a remote image, read chunk by chunk on demand
-// instead of whole. Opening takes the footer and the TOC by Range (one request when the TOC
-// is small, two otherwise), checks the TOC against the digest annotated on the layer's
-// descriptor and writes the layer's index (graph/estargz.h) and chunk table into the
-// layer's cache directory. Ensure() then makes a range of the layer's content file present:
+// ChunkedRemoteLayer: an eStargz or zstd:chunked layer of a remote image, read chunk by
+// chunk on demand instead of whole. Opening takes the TOC by Range (eStargz: footer and TOC
+// in one request when the TOC is small, two otherwise; zstd:chunked: the TOC where its
+// annotation says, in one), checks it against the digest annotated on the layer's descriptor
+// and writes the layer's index (graph/chunked_toc.h) and chunk table into the layer's cache
+// directory. Ensure() then makes a range of the layer's content file present:
 // missing chunks are fetched (neighbours in one request), each verified against its digest
 // before it is written. Nothing unverified is ever in the content file as present.
 //
 // Cache directory: `index` (tar_index.h's format), `chunks` (the chunk table), `content`
 // (sparse: every file at its offset in the index), `present` (one byte per chunk), `blob`
 // (sparse: the compressed bytes fetched, at their offsets, so that completing the layer
-// fetches only what no read fetched: StreamBlob). A
-// reopened cache serves its chunks again without fetching them; since a crash can leave a
-// `present` byte whose content never reached the disk, each such chunk is verified once more
-// the first time it is used after opening. Thread-safe.
+// fetches only what no read fetched: StreamBlob). A reopened cache serves its chunks again without
+// fetching them; since a crash can leave a `present` byte whose content never reached the disk,
+// each such chunk is verified once more the first time it is used after opening. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -31,23 +31,26 @@
 
 namespace imagefs::fetch {
 
-class StargzRemoteLayer final : public BlobFetcher,
-                                public std::enable_shared_from_this<StargzRemoteLayer> {
+class ChunkedRemoteLayer final : public BlobFetcher,
+                                 public std::enable_shared_from_this<ChunkedRemoteLayer> {
  public:
-  // The TOC digest annotated on an eStargz layer's descriptor; nullopt for another layer.
-  static std::optional<Digest> TocDigestOf(const Descriptor& layer);
+  // Whether the layer's descriptor announces an eStargz or zstd:chunked TOC (a malformed
+  // announcement is not one: such a layer is taken whole).
+  static bool Seekable(const Descriptor& layer);
 
   // Opens the layer's cache in dir (created if missing), fetching footer and TOC if the
   // cache has no index yet. kUnsupported when the registry refuses ranges (the caller takes
   // the layer whole); kCorrupt on a TOC that fails its digest or any check.
-  static Result<std::shared_ptr<StargzRemoteLayer>> Open(RegistryClient& client, Reference ref,
-                                                         Descriptor layer,
-                                                         const std::filesystem::path& dir);
+  static Result<std::shared_ptr<ChunkedRemoteLayer>> Open(RegistryClient& client, Reference ref,
+                                                          Descriptor layer,
+                                                          const std::filesystem::path& dir);
 
   const TarIndex& index() const { return *index_; }
   // The content file, for reads at the index's data offsets once Ensure succeeded.
   int content_fd() const { return content_.get(); }
-  const StargzLayer& layout() const { return layout_; }
+  const ChunkedLayout& layout() const { return layout_; }
+  // "eStargz layer sha256:… of host/repo", for errors.
+  std::string Name() const;
 
   // Makes bytes [offset, offset + len) of the content file present.
   Status Ensure(uint64_t offset, uint64_t len) override;
@@ -79,7 +82,7 @@ class StargzRemoteLayer final : public BlobFetcher,
   uint64_t errors() const { return errors_.load(); }
 
  private:
-  StargzRemoteLayer(RegistryClient& client, Reference ref, Descriptor layer)
+  ChunkedRemoteLayer(RegistryClient& client, Reference ref, Descriptor layer)
       : client_(client), ref_(std::move(ref)), layer_(std::move(layer)) {}
   // Chunks [first, last) present, fetching what is missing.
   Status EnsureChunks(size_t first, size_t last);
@@ -87,15 +90,18 @@ class StargzRemoteLayer final : public BlobFetcher,
   bool Present(size_t i);
   Result<std::string> FetchRange(uint64_t offset, uint64_t len, const std::atomic<bool>* cancel);
   Status Report(Status status);
+  // Reads the TOC from the registry and writes index and chunk table into dir. Returns the
+  // stretches of the blob it fetched, for `blob`.
+  Result<std::vector<std::pair<uint64_t, std::string>>> FetchToc(const std::filesystem::path& dir);
 
   RegistryClient& client_;
   const Reference ref_;
   const Descriptor layer_;
   std::shared_ptr<const TarIndex> index_;
-  StargzLayer layout_;
+  ChunkedLayout layout_;
   UniqueFd content_, present_fd_, blob_fd_;
-  // Where this open's tail request began: [tail_start_, size) is in `blob`.
-  uint64_t tail_start_ = UINT64_MAX;
+  // The stretches of `blob` this open fetched for the TOC, [first, second).
+  std::vector<std::pair<uint64_t, uint64_t>> toc_fetched_;
   // Per chunk: 0 missing, 1 present, 2 marked by an earlier run, not yet verified.
   std::unique_ptr<std::atomic<uint8_t>[]> present_;
   std::mutex fetch_mu_;  // one fetch at a time per layer; readers of present chunks never wait

@@ -1,7 +1,6 @@
-#include "fetch/stargz_remote_layer.h"
+#include "fetch/chunked_remote_layer.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,6 +9,7 @@
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
+#include "graph/zstd_chunked.h"
 
 namespace imagefs::fetch {
 namespace {
@@ -21,29 +21,33 @@ namespace {
 constexpr uint64_t kTailBytes = 64 << 10;
 // Neighbouring missing chunks are fetched in one request up to this span.
 constexpr uint64_t kMaxSpan = 32ull << 20;
+// ... also across a gap this short: zstd:chunked puts each tar header in a frame of its own
+// between two files' frames, a few hundred bytes that are cheaper than a round trip.
+constexpr uint64_t kMaxGap = 32 << 10;
 // Completing a blob, a cached stretch shorter than this between two gaps is fetched again
 // with them: cheaper than another request's round trip.
 constexpr uint64_t kRefetchBelow = 256 << 10;
 
-constexpr char kChunksMagic[8] = {'I', 'M', 'G', 'F', 'S', 'S', 'C', '1'};
+constexpr char kChunksMagic[8] = {'I', 'M', 'G', 'F', 'S', 'S', 'C', '2'};
 struct ChunksHeader {
   char magic[8];
-  uint64_t count, prefetch, content_size;
+  uint64_t count, prefetch, content_size, format;
 };
-static_assert(std::is_trivially_copyable_v<StargzChunk>);
+static_assert(std::is_trivially_copyable_v<TocChunk>);
 
-Status SaveChunks(const StargzLayer& layout, const std::filesystem::path& path) {
+Status SaveChunks(const ChunkedLayout& layout, const std::filesystem::path& path) {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC, 0600));
   ChunksHeader h{};
   std::memcpy(h.magic, kChunksMagic, sizeof h.magic);
   h.count = layout.chunks.size();
   h.prefetch = layout.prefetch_chunks;
   h.content_size = layout.content_size;
+  h.format = static_cast<uint64_t>(layout.format);
   RETURN_IF_ERROR(WriteAll(fd.get(), &h, sizeof h));
-  return WriteAll(fd.get(), layout.chunks.data(), layout.chunks.size() * sizeof(StargzChunk));
+  return WriteAll(fd.get(), layout.chunks.data(), layout.chunks.size() * sizeof(TocChunk));
 }
 
-Result<StargzLayer> LoadChunks(const std::filesystem::path& path) {
+Result<ChunkedLayout> LoadChunks(const std::filesystem::path& path) {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDONLY));
   struct stat st;
   if (fstat(fd.get(), &st) != 0) return FailErrno("stat " + path.string());
@@ -52,29 +56,21 @@ Result<StargzLayer> LoadChunks(const std::filesystem::path& path) {
   if (size < sizeof h) return Fail(Code::kCorrupt, path.string() + ": truncated");
   RETURN_IF_ERROR(PreadAll(fd.get(), &h, sizeof h, 0));
   if (std::memcmp(h.magic, kChunksMagic, sizeof h.magic) != 0 ||
-      h.count != (size - sizeof h) / sizeof(StargzChunk) ||
-      size != sizeof h + h.count * sizeof(StargzChunk) || h.prefetch > h.count) {
+      h.count != (size - sizeof h) / sizeof(TocChunk) ||
+      size != sizeof h + h.count * sizeof(TocChunk) || h.prefetch > h.count ||
+      h.format > static_cast<uint64_t>(ChunkedFormat::kZstdChunked)) {
     return Fail(Code::kCorrupt, path.string() + ": damaged chunk table");
   }
-  StargzLayer layout;
+  ChunkedLayout layout;
   layout.chunks.resize(h.count);
   layout.prefetch_chunks = h.prefetch;
   layout.content_size = h.content_size;
-  RETURN_IF_ERROR(
-      PreadAll(fd.get(), layout.chunks.data(), h.count * sizeof(StargzChunk), sizeof h));
+  layout.format = static_cast<ChunkedFormat>(h.format);
+  RETURN_IF_ERROR(PreadAll(fd.get(), layout.chunks.data(), h.count * sizeof(TocChunk), sizeof h));
   return layout;
 }
 
-bool Sha256Matches(const std::string& data, const std::array<uint8_t, 32>& want) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-  return len == 32 && std::memcmp(md, want.data(), 32) == 0;
-}
-
-}  // namespace
-
-std::optional<Digest> StargzRemoteLayer::TocDigestOf(const Descriptor& layer) {
+std::optional<Digest> TocDigestOf(const Descriptor& layer) {
   if (!layer.annotations.is_object()) return std::nullopt;
   auto it = layer.annotations.find(std::string(kStargzTocDigestAnnotation));
   if (it == layer.annotations.end() || !it->is_string()) return std::nullopt;
@@ -82,61 +78,34 @@ std::optional<Digest> StargzRemoteLayer::TocDigestOf(const Descriptor& layer) {
   return d ? std::optional<Digest>(*d) : std::nullopt;
 }
 
-Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
+}  // namespace
+
+bool ChunkedRemoteLayer::Seekable(const Descriptor& layer) {
+  if (TocDigestOf(layer)) return true;
+  auto zstd = ZstdChunkedTocOf(layer);
+  return zstd && zstd->has_value();
+}
+
+std::string ChunkedRemoteLayer::Name() const {
+  return std::string(layout_.format == ChunkedFormat::kZstdChunked ? "zstd:chunked" : "eStargz") +
+         " layer " + layer_.digest.str() + " of " + ref_.Name();
+}
+
+Result<std::shared_ptr<ChunkedRemoteLayer>> ChunkedRemoteLayer::Open(
     RegistryClient& client, Reference ref, Descriptor layer, const std::filesystem::path& dir) {
-  std::string what = "eStargz layer " + layer.digest.str() + " of " + ref.Name();
-  auto toc_digest = TocDigestOf(layer);
-  if (!toc_digest) return Fail(Code::kInvalid, what + ": no TOC digest annotation");
-  std::shared_ptr<StargzRemoteLayer> self(new StargzRemoteLayer(client, ref, layer));
+  std::shared_ptr<ChunkedRemoteLayer> self(new ChunkedRemoteLayer(client, ref, layer));
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail(Code::kIo, "create " + dir.string() + ": " + ec.message());
 
-  std::vector<std::pair<uint64_t, std::string>> fetched;  // footer and TOC, for `blob`
   auto cached = LoadChunks(dir / "chunks");
   auto index = cached ? TarIndex::Open(dir / "index") : Fail(cached.error());
+  std::vector<std::pair<uint64_t, std::string>> fetched;
   if (cached && index) {
     self->layout_ = std::move(*cached);
     self->index_ = std::move(*index);
   } else {
-    const uint64_t size = layer.size;
-    uint64_t tail_len = std::min(size, kTailBytes);
-    auto tail = self->FetchRange(size - tail_len, tail_len, nullptr);
-    if (!tail) return Fail(tail.error());
-    fetched.emplace_back(size - tail_len, *tail);
-    auto footer = ParseStargzFooter(*tail, size);
-    if (!footer) return Fail(footer.error().WithContext(what));
-    const uint64_t toc_end = size - footer->footer_size;
-    std::string member;
-    if (footer->toc_offset >= size - tail_len) {
-      member = tail->substr(footer->toc_offset - (size - tail_len), toc_end - footer->toc_offset);
-    } else {
-      if (toc_end - footer->toc_offset > kMaxStargzTocBytes) {
-        return Fail(Code::kCorrupt, what + ": TOC of " +
-                                        std::to_string(toc_end - footer->toc_offset) +
-                                        " compressed bytes is over the limit");
-      }
-      auto head =
-          self->FetchRange(footer->toc_offset, size - tail_len - footer->toc_offset, nullptr);
-      if (!head) return Fail(head.error());
-      fetched.emplace_back(footer->toc_offset, *head);
-      member = std::move(*head) + tail->substr(0, tail_len - footer->footer_size);
-    }
-    auto toc = ExtractStargzToc(member);
-    if (!toc) return Fail(toc.error().WithContext(what));
-    auto written = WriteStargzIndex(*toc, *toc_digest, footer->toc_offset, dir / "index.tmp");
-    if (!written) return Fail(written.error().WithContext(what));
-    RETURN_IF_ERROR(SaveChunks(*written, dir / "chunks.tmp"));
-    // The index last: a cache with an index is a whole one.
-    std::filesystem::rename(dir / "chunks.tmp", dir / "chunks", ec);
-    if (!ec) std::filesystem::rename(dir / "index.tmp", dir / "index", ec);
-    if (ec) return Fail(Code::kIo, "commit " + dir.string() + ": " + ec.message());
-    // A new index: whatever content and marks an older attempt left mean nothing now.
-    std::filesystem::remove(dir / "present", ec);
-    std::filesystem::remove(dir / "content", ec);
-    std::filesystem::remove(dir / "blob", ec);
-    ASSIGN_OR_RETURN(self->index_, TarIndex::Open(dir / "index"));
-    self->layout_ = std::move(*written);
+    ASSIGN_OR_RETURN(fetched, self->FetchToc(dir));
   }
 
   ASSIGN_OR_RETURN(self->content_, OpenFile(dir / "content", O_RDWR | O_CREAT, 0600));
@@ -159,12 +128,73 @@ Result<std::shared_ptr<StargzRemoteLayer>> StargzRemoteLayer::Open(
   for (const auto& [offset, bytes] : fetched) {
     RETURN_IF_ERROR(
         PwriteAll(self->blob_fd_.get(), bytes.data(), bytes.size(), static_cast<off_t>(offset)));
-    self->tail_start_ = std::min(self->tail_start_, offset);
+    self->toc_fetched_.emplace_back(offset, offset + bytes.size());
   }
   return self;
 }
 
-Result<std::shared_ptr<const LayerBlob>> StargzRemoteLayer::Blob(const Digest& diff_id) {
+Result<std::vector<std::pair<uint64_t, std::string>>> ChunkedRemoteLayer::FetchToc(
+    const std::filesystem::path& dir) {
+  std::vector<std::pair<uint64_t, std::string>> fetched;
+  const uint64_t size = layer_.size;
+  ChunkedLayout written;
+  ASSIGN_OR_RETURN(
+      std::optional<ZstdChunkedToc> zstd,
+      ZstdChunkedTocOf(layer_).map_error([&](Error e) { return e.WithContext(ref_.Name()); }));
+  if (zstd) {
+    layout_.format = ChunkedFormat::kZstdChunked;  // for Name()
+    ASSIGN_OR_RETURN(std::string compressed, FetchRange(zstd->offset, zstd->length, nullptr));
+    fetched.emplace_back(zstd->offset, compressed);
+    auto toc = ExtractZstdChunkedToc(compressed, *zstd);
+    if (!toc) return Fail(toc.error().WithContext(Name()));
+    auto index = WriteZstdChunkedIndex(*toc, *zstd, dir / "index.tmp");
+    if (!index) return Fail(index.error().WithContext(Name()));
+    written = std::move(*index);
+  } else {
+    auto toc_digest = TocDigestOf(layer_);
+    if (!toc_digest) return Fail(Code::kInvalid, Name() + ": no TOC annotation");
+    uint64_t tail_len = std::min(size, kTailBytes);
+    ASSIGN_OR_RETURN(std::string tail, FetchRange(size - tail_len, tail_len, nullptr));
+    fetched.emplace_back(size - tail_len, tail);
+    auto footer = ParseStargzFooter(tail, size);
+    if (!footer) return Fail(footer.error().WithContext(Name()));
+    const uint64_t toc_end = size - footer->footer_size;
+    std::string member;
+    if (footer->toc_offset >= size - tail_len) {
+      member = tail.substr(footer->toc_offset - (size - tail_len), toc_end - footer->toc_offset);
+    } else {
+      if (toc_end - footer->toc_offset > kMaxTocBytes) {
+        return Fail(Code::kCorrupt, Name() + ": TOC of " +
+                                        std::to_string(toc_end - footer->toc_offset) +
+                                        " compressed bytes is over the limit");
+      }
+      ASSIGN_OR_RETURN(std::string head, FetchRange(footer->toc_offset,
+                                                    size - tail_len - footer->toc_offset, nullptr));
+      fetched.emplace_back(footer->toc_offset, head);
+      member = std::move(head) + tail.substr(0, tail_len - footer->footer_size);
+    }
+    auto toc = ExtractStargzToc(member);
+    if (!toc) return Fail(toc.error().WithContext(Name()));
+    auto index = WriteStargzIndex(*toc, *toc_digest, footer->toc_offset, dir / "index.tmp");
+    if (!index) return Fail(index.error().WithContext(Name()));
+    written = std::move(*index);
+  }
+  RETURN_IF_ERROR(SaveChunks(written, dir / "chunks.tmp"));
+  // The index last: a cache with an index is a whole one.
+  std::error_code ec;
+  std::filesystem::rename(dir / "chunks.tmp", dir / "chunks", ec);
+  if (!ec) std::filesystem::rename(dir / "index.tmp", dir / "index", ec);
+  if (ec) return Fail(Code::kIo, "commit " + dir.string() + ": " + ec.message());
+  // A new index: whatever content and marks an older attempt left mean nothing now.
+  std::filesystem::remove(dir / "present", ec);
+  std::filesystem::remove(dir / "content", ec);
+  std::filesystem::remove(dir / "blob", ec);
+  ASSIGN_OR_RETURN(index_, TarIndex::Open(dir / "index"));
+  layout_ = std::move(written);
+  return fetched;
+}
+
+Result<std::shared_ptr<const LayerBlob>> ChunkedRemoteLayer::Blob(const Digest& diff_id) {
   int fd = fcntl(content_.get(), F_DUPFD_CLOEXEC, 0);
   if (fd < 0) return FailErrno("dup the content file");
   auto blob = std::make_shared<LayerBlob>();
@@ -175,24 +205,23 @@ Result<std::shared_ptr<const LayerBlob>> StargzRemoteLayer::Blob(const Digest& d
   return std::shared_ptr<const LayerBlob>(std::move(blob));
 }
 
-bool StargzRemoteLayer::Present(size_t i) {
+bool ChunkedRemoteLayer::Present(size_t i) {
   uint8_t state = present_[i].load(std::memory_order_acquire);
   if (state != 2) return state == 1;
-  const StargzChunk& c = layout_.chunks[i];
+  const TocChunk& c = layout_.chunks[i];
   std::string data(c.size, '\0');
   bool ok = PreadAll(content_.get(), data.data(), data.size(), static_cast<off_t>(c.content_offset))
                 .has_value() &&
-            Sha256Matches(data, c.sha256);
+            ChunkDigestMatches(data, c);
   // Two readers may verify it at once: the one that settles it counts it.
   if (present_[i].compare_exchange_strong(state, ok ? 1 : 0, std::memory_order_acq_rel) && !ok)
     chunks_present_ -= 1;
   return ok;
 }
 
-Result<std::string> StargzRemoteLayer::FetchRange(uint64_t offset, uint64_t len,
-                                                  const std::atomic<bool>* cancel) {
-  if (cancelled_.load())
-    return Fail(Code::kCancelled, "eStargz layer " + layer_.digest.str() + ": cancelled");
+Result<std::string> ChunkedRemoteLayer::FetchRange(uint64_t offset, uint64_t len,
+                                                   const std::atomic<bool>* cancel) {
+  if (cancelled_.load()) return Fail(Code::kCancelled, Name() + ": cancelled");
   // The caller's flag, else the mount's (the caller's follows the mount's: Puller).
   const std::atomic<bool>* abort = cancel != nullptr ? cancel : &cancelled_;
   auto data = client_.GetBlobRange(ref_, layer_, offset, len, abort);
@@ -203,7 +232,7 @@ Result<std::string> StargzRemoteLayer::FetchRange(uint64_t offset, uint64_t len,
   return data;
 }
 
-Status StargzRemoteLayer::Report(Status status) {
+Status ChunkedRemoteLayer::Report(Status status) {
   if (!status && status.error().code != Code::kCancelled) {
     errors_ += 1;
     std::lock_guard lock(report_mu_);
@@ -212,21 +241,21 @@ Status StargzRemoteLayer::Report(Status status) {
   return status;
 }
 
-Status StargzRemoteLayer::Ensure(uint64_t offset, uint64_t len) {
+Status ChunkedRemoteLayer::Ensure(uint64_t offset, uint64_t len) {
   const auto& chunks = layout_.chunks;
   // Chunks lie in content order: the first one ending after offset, up to offset + len.
-  auto first = std::partition_point(chunks.begin(), chunks.end(), [&](const StargzChunk& c) {
+  auto first = std::partition_point(chunks.begin(), chunks.end(), [&](const TocChunk& c) {
     return c.content_offset + c.size <= offset;
   });
   auto last = std::partition_point(
-      first, chunks.end(), [&](const StargzChunk& c) { return c.content_offset < offset + len; });
+      first, chunks.end(), [&](const TocChunk& c) { return c.content_offset < offset + len; });
   return Report(EnsureChunks(static_cast<size_t>(first - chunks.begin()),
                              static_cast<size_t>(last - chunks.begin())));
 }
 
-Status StargzRemoteLayer::Prefetch() { return Report(EnsureChunks(0, layout_.prefetch_chunks)); }
+Status ChunkedRemoteLayer::Prefetch() { return Report(EnsureChunks(0, layout_.prefetch_chunks)); }
 
-Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
+Status ChunkedRemoteLayer::EnsureChunks(size_t first, size_t last) {
   auto all_present = [&] {
     for (size_t i = first; i < last; ++i) {
       if (!Present(i)) return false;
@@ -246,7 +275,7 @@ Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
     size_t j = i + 1;
     uint64_t start = chunks[i].compressed_offset, end = chunks[i].compressed_end;
     while (j < last && !Present(j) && chunks[j].compressed_offset >= start &&
-           chunks[j].compressed_offset <= end &&
+           chunks[j].compressed_offset <= end + kMaxGap &&
            std::max(end, chunks[j].compressed_end) - start <= kMaxSpan) {
       end = std::max(end, chunks[j].compressed_end);
       ++j;
@@ -255,15 +284,13 @@ Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
     // Unverified here: the blob as a whole is, when StreamBlob reads it back.
     RETURN_IF_ERROR(PwriteAll(blob_fd_.get(), data.data(), data.size(), static_cast<off_t>(start)));
     for (size_t k = i; k < j; ++k) {
-      const StargzChunk& c = chunks[k];
+      const TocChunk& c = chunks[k];
       auto bytes =
-          InflateStargzChunk(std::string_view(data).substr(c.compressed_offset - start,
-                                                           c.compressed_end - c.compressed_offset),
-                             c);
-      if (!bytes) {
-        return Fail(bytes.error().WithContext("eStargz layer " + layer_.digest.str() + " of " +
-                                              ref_.Name()));
-      }
+          DecompressChunk(layout_.format,
+                          std::string_view(data).substr(c.compressed_offset - start,
+                                                        c.compressed_end - c.compressed_offset),
+                          c);
+      if (!bytes) return Fail(bytes.error().WithContext(Name()));
       if (pwrite(content_.get(), bytes->data(), bytes->size(),
                  static_cast<off_t>(c.content_offset)) != static_cast<ssize_t>(bytes->size())) {
         return FailErrno("write chunk to the content file");
@@ -280,7 +307,7 @@ Status StargzRemoteLayer::EnsureChunks(size_t first, size_t last) {
   return {};
 }
 
-Status StargzRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<bool>* cancel) {
+Status ChunkedRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<bool>* cancel) {
   const uint64_t size = layer_.size;
   const auto& chunks = layout_.chunks;
   // What `blob` holds: the members of present chunks, and this open's footer and TOC.
@@ -288,7 +315,7 @@ Status StargzRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<boo
   for (size_t i = 0; i < chunks.size(); ++i) {
     if (Present(i)) held.emplace_back(chunks[i].compressed_offset, chunks[i].compressed_end);
   }
-  if (tail_start_ < size) held.emplace_back(tail_start_, size);
+  held.insert(held.end(), toc_fetched_.begin(), toc_fetched_.end());
   std::sort(held.begin(), held.end());
   std::vector<std::pair<uint64_t, uint64_t>> merged;
   for (const auto& r : held) {
@@ -316,7 +343,7 @@ Status StargzRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<boo
     if (h < merged.size() && merged[h].first <= pos) {
       for (const uint64_t end = merged[h].second; pos < end;) {
         if ((cancel != nullptr && cancel->load()) || cancelled_.load())
-          return Fail(Code::kCancelled, "eStargz layer " + layer_.digest.str() + ": cancelled");
+          return Fail(Code::kCancelled, Name() + ": cancelled");
         buf.resize(std::min<uint64_t>(kPiece, end - pos));
         RETURN_IF_ERROR(PreadAll(blob_fd_.get(), buf.data(), buf.size(), static_cast<off_t>(pos)));
         RETURN_IF_ERROR(emit(buf));
@@ -340,10 +367,8 @@ Status StargzRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<boo
   Digest got = hash.Finish();
   streamed_ = got == layer_.digest;
   if (got != layer_.digest) {
-    return Report(Fail(Code::kCorrupt, "eStargz layer " + layer_.digest.str() + " of " +
-                                           ref_.Name() + ": the blob completed from " +
-                                           "cached chunks and Range requests has digest " +
-                                           got.str()));
+    return Report(Fail(Code::kCorrupt, Name() + ": the blob completed from cached chunks " +
+                                           "and Range requests has digest " + got.str()));
   }
   return {};
 }
