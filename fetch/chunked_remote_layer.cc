@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <thread>
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -78,7 +79,38 @@ std::optional<Digest> TocDigestOf(const Descriptor& layer) {
   return d ? std::optional<Digest>(*d) : std::nullopt;
 }
 
+// Counts a demand fetch in a gate (none: nothing) for the scope's life.
+class DemandScope {
+ public:
+  explicit DemandScope(DemandGate* gate) : gate_(gate) {
+    if (gate_ != nullptr) gate_->Begin();
+  }
+  ~DemandScope() {
+    if (gate_ != nullptr) gate_->End();
+  }
+  DemandScope(const DemandScope&) = delete;
+  DemandScope& operator=(const DemandScope&) = delete;
+
+ private:
+  DemandGate* gate_;
+};
+
 }  // namespace
+
+int64_t DemandGate::Now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void DemandGate::WaitQuiet(const std::atomic<bool>* cancel,
+                           const std::atomic<bool>& cancelled) const {
+  const int64_t quiet_ns = std::chrono::nanoseconds(quiet_).count();
+  while (!cancelled.load() && (cancel == nullptr || !cancel->load())) {
+    if (in_flight_.load() == 0 && Now() - last_end_ns_.load() >= quiet_ns) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
 
 bool ChunkedRemoteLayer::Seekable(const Descriptor& layer) {
   if (TocDigestOf(layer)) return true;
@@ -92,8 +124,10 @@ std::string ChunkedRemoteLayer::Name() const {
 }
 
 Result<std::shared_ptr<ChunkedRemoteLayer>> ChunkedRemoteLayer::Open(
-    RegistryClient& client, Reference ref, Descriptor layer, const std::filesystem::path& dir) {
+    RegistryClient& client, Reference ref, Descriptor layer, const std::filesystem::path& dir,
+    std::shared_ptr<DemandGate> gate) {
   std::shared_ptr<ChunkedRemoteLayer> self(new ChunkedRemoteLayer(client, ref, layer));
+  self->gate_ = std::move(gate);
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Fail(Code::kIo, "create " + dir.string() + ": " + ec.message());
@@ -105,6 +139,7 @@ Result<std::shared_ptr<ChunkedRemoteLayer>> ChunkedRemoteLayer::Open(
     self->layout_ = std::move(*cached);
     self->index_ = std::move(*index);
   } else {
+    DemandScope demand(self->gate_.get());
     ASSIGN_OR_RETURN(fetched, self->FetchToc(dir));
   }
 
@@ -250,12 +285,14 @@ Status ChunkedRemoteLayer::Ensure(uint64_t offset, uint64_t len) {
   auto last = std::partition_point(
       first, chunks.end(), [&](const TocChunk& c) { return c.content_offset < offset + len; });
   return Report(EnsureChunks(static_cast<size_t>(first - chunks.begin()),
-                             static_cast<size_t>(last - chunks.begin())));
+                             static_cast<size_t>(last - chunks.begin()), /*demand=*/true));
 }
 
-Status ChunkedRemoteLayer::Prefetch() { return Report(EnsureChunks(0, layout_.prefetch_chunks)); }
+Status ChunkedRemoteLayer::Prefetch() {
+  return Report(EnsureChunks(0, layout_.prefetch_chunks, /*demand=*/false));
+}
 
-Status ChunkedRemoteLayer::EnsureChunks(size_t first, size_t last) {
+Status ChunkedRemoteLayer::EnsureChunks(size_t first, size_t last, bool demand) {
   auto all_present = [&] {
     for (size_t i = first; i < last; ++i) {
       if (!Present(i)) return false;
@@ -263,6 +300,7 @@ Status ChunkedRemoteLayer::EnsureChunks(size_t first, size_t last) {
     return true;
   };
   if (all_present()) return {};
+  DemandScope scope(demand ? gate_.get() : nullptr);
   std::lock_guard lock(fetch_mu_);
   const auto& chunks = layout_.chunks;
   size_t i = first;
@@ -360,6 +398,7 @@ Status ChunkedRemoteLayer::StreamBlob(const BodySink& sink, const std::atomic<bo
       end = next_end;
     }
     end = std::min(end, pos + kMaxSpan);
+    if (gate_) gate_->WaitQuiet(cancel, cancelled_);
     ASSIGN_OR_RETURN(std::string data, FetchRange(pos, end - pos, cancel));
     RETURN_IF_ERROR(emit(data));
     pos = end;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -31,6 +32,30 @@
 
 namespace imagefs::fetch {
 
+// Reads that a process waits for go before background work on one link: a layer's
+// completion (StreamBlob) holds its next request while a read or a TOC is being fetched and
+// for a quiet period after, as stargz-snapshotter silences its background fetches. Without
+// it, a completion that starts with the serving shares the link with the first reads.
+// Thread-safe; one per mount, shared by its layers.
+class DemandGate {
+ public:
+  explicit DemandGate(std::chrono::milliseconds quiet) : quiet_(quiet) {}
+  void Begin() { in_flight_ += 1; }
+  void End() {
+    last_end_ns_ = Now();
+    in_flight_ -= 1;
+  }
+  // Returns once nothing is in flight and nothing ended within the quiet period, or once
+  // either flag is set.
+  void WaitQuiet(const std::atomic<bool>* cancel, const std::atomic<bool>& cancelled) const;
+
+ private:
+  static int64_t Now();
+  const std::chrono::milliseconds quiet_;
+  std::atomic<int> in_flight_{0};
+  std::atomic<int64_t> last_end_ns_{0};
+};
+
 class ChunkedRemoteLayer final : public BlobFetcher,
                                  public std::enable_shared_from_this<ChunkedRemoteLayer> {
  public:
@@ -41,9 +66,10 @@ class ChunkedRemoteLayer final : public BlobFetcher,
   // Opens the layer's cache in dir (created if missing), fetching footer and TOC if the
   // cache has no index yet. kUnsupported when the registry refuses ranges (the caller takes
   // the layer whole); kCorrupt on a TOC that fails its digest or any check.
-  static Result<std::shared_ptr<ChunkedRemoteLayer>> Open(RegistryClient& client, Reference ref,
-                                                          Descriptor layer,
-                                                          const std::filesystem::path& dir);
+  // With a gate, the TOC and Ensure's fetches are reads it counts, and StreamBlob waits on it.
+  static Result<std::shared_ptr<ChunkedRemoteLayer>> Open(
+      RegistryClient& client, Reference ref, Descriptor layer, const std::filesystem::path& dir,
+      std::shared_ptr<DemandGate> gate = nullptr);
 
   const TarIndex& index() const { return *index_; }
   // The content file, for reads at the index's data offsets once Ensure succeeded.
@@ -84,8 +110,8 @@ class ChunkedRemoteLayer final : public BlobFetcher,
  private:
   ChunkedRemoteLayer(RegistryClient& client, Reference ref, Descriptor layer)
       : client_(client), ref_(std::move(ref)), layer_(std::move(layer)) {}
-  // Chunks [first, last) present, fetching what is missing.
-  Status EnsureChunks(size_t first, size_t last);
+  // Chunks [first, last) present, fetching what is missing; a demand fetch counts in gate_.
+  Status EnsureChunks(size_t first, size_t last, bool demand);
   // Whether chunk i is present, verifying once a chunk an earlier run marked.
   bool Present(size_t i);
   Result<std::string> FetchRange(uint64_t offset, uint64_t len, const std::atomic<bool>* cancel);
@@ -97,6 +123,7 @@ class ChunkedRemoteLayer final : public BlobFetcher,
   RegistryClient& client_;
   const Reference ref_;
   const Descriptor layer_;
+  std::shared_ptr<DemandGate> gate_;  // null: none
   std::shared_ptr<const TarIndex> index_;
   ChunkedLayout layout_;
   UniqueFd content_, present_fd_, blob_fd_;

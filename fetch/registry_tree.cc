@@ -317,11 +317,12 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   for (size_t i = 0; i < image.layers.size(); ++i) {
     if (stored[i]) continue;
     const Descriptor& descriptor = image.layers[i];
-    opening[i] = std::async(
-        std::launch::async,
-        [&client, &image, descriptor, dir = cache.ChunkDir(image.diff_ids[i], descriptor.digest)] {
-          return ChunkedRemoteLayer::Open(client, image.ref, descriptor, dir);
-        });
+    opening[i] =
+        std::async(std::launch::async,
+                   [&client, &image, descriptor,
+                    dir = cache.ChunkDir(image.diff_ids[i], descriptor.digest), gate = demand_] {
+                     return ChunkedRemoteLayer::Open(client, image.ref, descriptor, dir, gate);
+                   });
   }
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const Digest& diff_id = image.diff_ids[i];

@@ -9,7 +9,8 @@
 // pulled (LazyRootfs): each layer read by Range through a ChunkedRemoteLayer whose chunks
 // live in the store's cache, the producer's prefetch list fetched first, and then
 // (lazy_complete) the image pulled in the background through the same Puller, which
-// completes each blob from the fetched chunks. Thread-safe: mu_ guards every table and is never held across network I/O.
+// completes each blob from the fetched chunks. Thread-safe: mu_ guards every table and is never
+// held across network I/O.
 #pragma once
 
 #include <chrono>
@@ -19,8 +20,8 @@
 #include <set>
 #include <thread>
 
-#include "fetch/puller.h"
 #include "fetch/chunked_remote_layer.h"
+#include "fetch/puller.h"
 #include "graph/remote_images.h"
 
 namespace imagefs::fetch {
@@ -108,7 +109,10 @@ class RegistryTree final : public RemoteImages {
   std::set<std::string> hosts_;               // guarded by mu_
   std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_
   std::map<std::string, Lazy> lazy_;          // by key; guarded by mu_
-  std::mutex lazy_open_mu_;           // one lazy open at a time (held across I/O; taken before mu_)
+  std::mutex lazy_open_mu_;  // one lazy open at a time (held across I/O; taken before mu_)
+  // Completions wait for reads to go quiet this long: the first files come first.
+  const std::shared_ptr<DemandGate> demand_ =
+      std::make_shared<DemandGate>(std::chrono::milliseconds(500));
   std::vector<std::thread> workers_;  // guarded by mu_
   std::atomic<bool> closing_{false};
 };
