@@ -9,8 +9,8 @@
 // pulled (LazyRootfs): each layer read by Range through a ChunkedRemoteLayer whose chunks
 // live in the store's cache, the producer's prefetch list fetched first, and then
 // (lazy_complete) the image pulled in the background through the same Puller, which
-// completes each blob from the fetched chunks. Thread-safe: mu_ guards every table and is never
-// held across network I/O.
+// completes each blob from the fetched chunks, each request once reads have gone quiet
+// (demand_). Thread-safe: mu_ guards every table and is never held across network I/O.
 #pragma once
 
 #include <chrono>

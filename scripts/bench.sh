@@ -324,8 +324,9 @@ fi
 
 # ---- Lazy files (#15): the first file of a ~1 GB, 5-layer image (Debian and four 240 MiB
 # layers of random 4 MiB files) from a registry behind a proxy that shares one link of
-# limited bandwidth among all connections, in two forms: plain gzip (skopeo) and eStargz
-# (ctr-remote). imagefs serves eStargz by Range and takes the plain form whole (a lazy pull);
+# limited bandwidth among all connections, in three forms: plain gzip (skopeo), eStargz and
+# zstd:chunked (ctr-remote). imagefs serves eStargz and zstd:chunked by Range and takes the
+# plain form whole (a lazy pull);
 # the peer is skopeo copy + umoci unpack. Each run starts from an empty store; the image and
 # its registry storage are made once.
 if want lazyfiles; then
@@ -342,8 +343,9 @@ if want lazyfiles; then
     echo "bench: pushing the plain form" >&2
     skopeo copy -q --dest-tls-verify=false "docker-archive:$gb/big.tar" "docker://$greg/bench/gb:plain"
   fi
-  if ! skopeo inspect -n --tls-verify=false "docker://$greg/bench/gb:esgz" >/dev/null 2>&1; then
-    echo "bench: converting to eStargz with ctr-remote and pushing it" >&2
+  if ! skopeo inspect -n --tls-verify=false "docker://$greg/bench/gb:esgz" >/dev/null 2>&1 ||
+     ! skopeo inspect -n --tls-verify=false "docker://$greg/bench/gb:zc" >/dev/null 2>&1; then
+    echo "bench: converting to eStargz and zstd:chunked with ctr-remote and pushing them" >&2
     cdir=$gb/containerd
     rm -rf "$cdir" && mkdir -p "$cdir"
     printf 'version = 2\nroot = "%s/root"\nstate = "%s/state"\n[grpc]\n  address = "%s/sock"\n' \
@@ -353,12 +355,18 @@ if want lazyfiles; then
     for _ in $(seq 1 100); do ctr -a "$cdir/sock" version >/dev/null 2>&1 && break; sleep 0.1; done
     ctr -a "$cdir/sock" -n bench images import "$gb/big.tar" >/dev/null
     ctr-remote -a "$cdir/sock" -n bench image convert --estargz --oci docker.io/bench/gb:1 "$greg/bench/gb:esgz" >/dev/null
-    ctr -a "$cdir/sock" -n bench images push --plain-http "$greg/bench/gb:esgz" >/dev/null
+    ctr-remote -a "$cdir/sock" -n bench image convert --zstdchunked --oci docker.io/bench/gb:1 "$greg/bench/gb:zc" >/dev/null
+    for form in esgz zc; do
+      ctr -a "$cdir/sock" -n bench images push --plain-http "$greg/bench/gb:$form" >/dev/null
+    done
     kill "$cpid"; wait "$cpid" 2>/dev/null || true
     rm -rf "$cdir"
   fi
-  image_bytes=$(skopeo inspect --tls-verify=false --raw "docker://$greg/bench/gb:esgz" |
-    python3 -c 'import json, sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+  declare -A image_bytes
+  for form in esgz zc; do
+    image_bytes[$form]=$(skopeo inspect --tls-verify=false --raw "docker://$greg/bench/gb:$form" |
+      python3 -c 'import json, sys; print(sum(l["size"] for l in json.load(sys.stdin)["layers"]))')
+  done
   # Two proxies: 1 Gbit/s and 100 Mbit/s.
   declare -A link
   for rate in 1000 100; do
@@ -399,9 +407,9 @@ if want lazyfiles; then
     umoci unpack --image "$gb/peer/oci:img" "$gb/peer/bundle" >/dev/null
     cat "$gb/peer/bundle/rootfs/etc/os-release"
   }
-  fetched() {  # what the last mount fetched for FORM: "N MB (P %)"
+  fetched() {  # what the last mount fetched for FORM: "N MB (P %)" of that form's image
     if [ "$1" = plain ]; then echo "whole image"; return; fi
-    python3 - "$gb/fetched.json" "$image_bytes" <<'PY'
+    python3 - "$gb/fetched.json" "${image_bytes[$1]}" <<'PY'
 import json, sys
 b = sum(i["bytes_fetched"] for i in json.load(open(sys.argv[1])))
 print("%.1f MB (%.2f %%)" % (b / 1e6, 100.0 * b / int(sys.argv[2])))
@@ -410,31 +418,33 @@ PY
   cat "$gb"/registry/docker/registry/v2/blobs/sha256/*/*/data > /dev/null  # registry storage in the page cache
   gb_settle; gb_first_file esgz 1000 >/dev/null  # warm-up: binaries
   echo
-  echo "lazy files: a $((image_bytes / 1000000)) MB, 5-layer image from a registry behind a link of limited bandwidth; median of $runs"
-  printf '%-44s %12s %12s %18s\n' "workload" "1 Gbit/s" "100 Mbit/s" "fetched (100 Mbit)"
+  echo "lazy files: a $((image_bytes[esgz] / 1000000)) MB, 5-layer image from a registry behind a link of limited bandwidth; median of $runs"
+  printf '%-51s %12s %12s %18s\n' "workload" "1 Gbit/s" "100 Mbit/s" "fetched (100 Mbit)"
   declare -A gbt gbf
   for rate in 1000 100; do
-    for form in esgz plain; do
+    for form in esgz zc plain; do
       gbt[first,$form,$rate]=$(for _ in $(seq 1 "$runs"); do gb_settle; seconds gb_first_file "$form" "$rate"; done | median)
       gbf[first,$form,$rate]=$(fetched "$form")
     done
     gbt[first,peer,$rate]=$(for _ in $(seq 1 "$runs"); do rm -rf "$gb/peer"; seconds peer_gb_first_file "$rate"; done | median)
     rm -rf "$gb/peer"
   done
-  for form in esgz plain; do
+  for form in esgz zc plain; do
     gb_settle
     gbt[chroot,$form,100]=$(seconds gb_chroot "$form" 100)
     gbf[chroot,$form,100]=$(fetched "$form")
   done
   gb_settle
-  row() { printf '%-44s %12s %12s %18s\n' "$1" "$2" "$3" "$4"; }
+  row() { printf '%-51s %12s %12s %18s\n' "$1" "$2" "$3" "$4"; }
   s2() { [ -n "$1" ] && printf '%.2f s' "$1" || echo -; }
   row "first file, eStargz, imagefs lazy files" "$(s2 "${gbt[first,esgz,1000]}")" "$(s2 "${gbt[first,esgz,100]}")" "${gbf[first,esgz,100]}"
+  row "first file, zstd:chunked, imagefs lazy files" "$(s2 "${gbt[first,zc,1000]}")" "$(s2 "${gbt[first,zc,100]}")" "${gbf[first,zc,100]}"
   row "first file, gzip, imagefs whole-image pull" "$(s2 "${gbt[first,plain,1000]}")" "$(s2 "${gbt[first,plain,100]}")" "whole image"
   row "first file, skopeo copy + umoci unpack" "$(s2 "${gbt[first,peer,1000]}")" "$(s2 "${gbt[first,peer,100]}")" "whole image"
   row "chroot ls /usr/bin | wc -l, eStargz, imagefs" "" "$(s2 "${gbt[chroot,esgz,100]}")" "${gbf[chroot,esgz,100]}"
+  row "chroot ls /usr/bin | wc -l, zstd:chunked, imagefs" "" "$(s2 "${gbt[chroot,zc,100]}")" "${gbf[chroot,zc,100]}"
   row "chroot ls /usr/bin | wc -l, gzip, imagefs" "" "$(s2 "${gbt[chroot,plain,100]}")" "whole image"
-  echo "  goal: eStargz first file <= 0.5 s at both bandwidths with <= 1 % of the image fetched"
+  echo "  goal: eStargz and zstd:chunked first file <= 0.5 s at both bandwidths with <= 1 % of the image fetched"
 fi
 
 # ---- What a command pays to open a store of 1,000 images; the 60-layer tree's build.
