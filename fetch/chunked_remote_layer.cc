@@ -106,7 +106,8 @@ int64_t DemandGate::Now() {
 void DemandGate::WaitQuiet(const std::atomic<bool>* cancel,
                            const std::atomic<bool>& cancelled) const {
   const int64_t quiet_ns = std::chrono::nanoseconds(quiet_).count();
-  while (!cancelled.load() && (cancel == nullptr || !cancel->load())) {
+  const int64_t until = Now() + std::chrono::nanoseconds(max_hold_).count();
+  while (!cancelled.load() && (cancel == nullptr || !cancel->load()) && Now() < until) {
     if (in_flight_.load() == 0 && Now() - last_end_ns_.load() >= quiet_ns) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }

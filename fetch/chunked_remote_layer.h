@@ -35,23 +35,26 @@ namespace imagefs::fetch {
 // Reads that a process waits for go before background work on one link: a layer's
 // completion (StreamBlob) holds its next request while a read or a TOC is being fetched and
 // for a quiet period after, as stargz-snapshotter silences its background fetches. Without
-// it, a completion that starts with the serving shares the link with the first reads.
-// Thread-safe; one per mount, shared by its layers.
+// it, a completion that starts with the serving shares the link with the first reads. A
+// request is held max_hold at most: a completion holds a transfer slot and the DiffID's
+// store lock, which other pulls may be waiting for, and reads that never stop must not
+// starve it. Thread-safe; one per mount, shared by its layers.
 class DemandGate {
  public:
-  explicit DemandGate(std::chrono::milliseconds quiet) : quiet_(quiet) {}
+  DemandGate(std::chrono::milliseconds quiet, std::chrono::milliseconds max_hold)
+      : quiet_(quiet), max_hold_(max_hold) {}
   void Begin() { in_flight_ += 1; }
   void End() {
     last_end_ns_ = Now();
     in_flight_ -= 1;
   }
-  // Returns once nothing is in flight and nothing ended within the quiet period, or once
-  // either flag is set.
+  // Returns once nothing is in flight and nothing ended within the quiet period, once
+  // max_hold passed, or once either flag is set.
   void WaitQuiet(const std::atomic<bool>* cancel, const std::atomic<bool>& cancelled) const;
 
  private:
   static int64_t Now();
-  const std::chrono::milliseconds quiet_;
+  const std::chrono::milliseconds quiet_, max_hold_;
   std::atomic<int> in_flight_{0};
   std::atomic<int64_t> last_end_ns_{0};
 };

@@ -110,9 +110,9 @@ class RegistryTree final : public RemoteImages {
   std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_
   std::map<std::string, Lazy> lazy_;          // by key; guarded by mu_
   std::mutex lazy_open_mu_;  // one lazy open at a time (held across I/O; taken before mu_)
-  // Completions wait for reads to go quiet this long: the first files come first.
+  // Completions wait for reads to go quiet for 0.5 s (5 s at most): the first files first.
   const std::shared_ptr<DemandGate> demand_ =
-      std::make_shared<DemandGate>(std::chrono::milliseconds(500));
+      std::make_shared<DemandGate>(std::chrono::milliseconds(500), std::chrono::milliseconds(5000));
   std::vector<std::thread> workers_;  // guarded by mu_
   std::atomic<bool> closing_{false};
 };

@@ -55,7 +55,9 @@ std::optional<std::array<uint64_t, 4>> ParsePosition(std::string_view s) {
 }
 
 // The first bytes the zstd frames in `in` decompress to, at most max of them. libarchive's
-// zstd filter is libzstd, which libarchive links already.
+// zstd filter is libzstd, which libarchive links already. The filter is appended, not bid
+// for: bidding would run again on the output and decompress a file that is itself zstd.
+// The output grows as it comes, so an annotated size is not memory taken on trust.
 Result<std::string> Unzstd(std::string_view in, size_t max) {
   static constexpr char kMagic[] = {'\x28', '\xb5', '\x2f', '\xfd'};
   if (in.size() < 4 || in.substr(0, 4) != std::string_view(kMagic, 4)) {
@@ -63,16 +65,19 @@ Result<std::string> Unzstd(std::string_view in, size_t max) {
   }
   std::unique_ptr<archive, ArchiveReadDeleter> a(archive_read_new());
   if (!a) throw std::bad_alloc();
-  archive_read_support_filter_zstd(a.get());
+  if (archive_read_append_filter(a.get(), ARCHIVE_FILTER_ZSTD) != ARCHIVE_OK) {
+    return Fail(Code::kUnsupported, "zstd: " + ArchiveError(a.get()));
+  }
   archive_read_support_format_raw(a.get());
   archive_entry* ae = nullptr;
   if (archive_read_open_memory(a.get(), in.data(), in.size()) != ARCHIVE_OK ||
       archive_read_next_header(a.get(), &ae) != ARCHIVE_OK) {
     return Fail(Code::kCorrupt, "zstd: " + ArchiveError(a.get()));
   }
-  std::string out(max, '\0');
+  std::string out(std::min(max, std::max<size_t>(in.size() * 4, 64 << 10)), '\0');
   size_t got = 0;
-  while (got < out.size()) {
+  while (got < max) {
+    if (got == out.size()) out.resize(std::min(max, out.size() * 2));
     la_ssize_t n = archive_read_data(a.get(), out.data() + got, out.size() - got);
     if (n < 0) return Fail(Code::kCorrupt, "zstd: " + ArchiveError(a.get()));
     if (n == 0) break;

@@ -43,8 +43,9 @@ Result<std::string> ExtractZstdChunkedToc(std::string_view compressed, const Zst
 Result<ChunkedLayout> WriteZstdChunkedIndex(std::string_view toc_json, const ZstdChunkedToc& toc,
                                             const std::filesystem::path& index_path);
 
-// The chunk's bytes from its frames' bytes (the blob's [compressed_offset, compressed_end)):
-// decompressed only as far as the chunk reaches, and checked against its digest. podman
+// The chunk's bytes from its frames' bytes (the blob's [compressed_offset, compressed_end),
+// whole frames), decompressed only as far as the chunk reaches, and checked against its
+// digest. podman
 // gives a chunk frames of its own; ctr-remote, like its eStargz, lets a file's frame run on
 // into the tar headers after it, and may pack small files into one (innerOffset).
 Result<std::string> DecompressZstdChunk(std::string_view frames, const TocChunk& chunk);

@@ -285,5 +285,6 @@ zc = {"version": 1, "entries": [
 open(out + "/zstd-chunked.json", "w").write("Z" + json.dumps(zc))
 PY
 printf 'hello zstd frame\n%.0s' $(seq 1 50) | zstd -q -c > "$out/estargz/frame.zst"
+printf 'P51777238:583180:3095585:1' > "$out/estargz/position"
 echo "$stamp" > "$out/.complete"
 for t in "${targets[@]}"; do echo "seeds: $t $(ls "$out/$t" | wc -l)"; done

@@ -1,6 +1,7 @@
 // The eStargz and zstd:chunked readers on hostile layers. An input that starts with '{' is an
 // eStargz TOC JSON, with 'Z{' a zstd:chunked one (their digests taken as annotated, so the
-// fuzzer reaches past the check); with zstd's magic, a chunk's frames; any other is a whole
+// fuzzer reaches past the check); with zstd's magic, a TOC's or a chunk's frames; with 'P', a
+// zstd:chunked TOC position annotation; any other is a whole
 // eStargz blob: footer, TOC member, TOC, then every chunk inflated from the blob. What is
 // accepted must hold the layout the mount will rely on.
 #include <vector>
@@ -51,10 +52,25 @@ void FuzzOne(std::string_view input) {
     return;
   }
   if (input.starts_with("\x28\xb5\x2f\xfd")) {
-    // A chunk of up to 64 KiB; its digest will not match, what matters is how it fails.
+    // The frames as a TOC (checksum taken as annotated) and as a chunk (its digest will not
+    // match: what matters is how decompressing hostile frames fails).
+    ZstdChunkedToc toc{8, input.size(), input.size() * 4, Sha256::Of(input)};
+    if (auto json = ExtractZstdChunkedToc(input, toc)) FUZZ_CHECK(json->size() == input.size() * 4);
     TocChunk chunk{0, std::min<uint64_t>(input.size() * 8, 64 << 10), 0, input.size(), 0, {}};
-    auto data = DecompressZstdChunk(input, chunk);
-    FUZZ_CHECK(!data.has_value());
+    FUZZ_CHECK(!DecompressZstdChunk(input, chunk).has_value());
+    return;
+  }
+  if (input.starts_with("P")) {  // a zstd:chunked position annotation
+    Descriptor d;
+    d.size = 1 << 30;
+    d.annotations["io.github.containers.zstd-chunked.manifest-position"] =
+        std::string(input.substr(1));
+    d.annotations["io.github.containers.zstd-chunked.manifest-checksum"] = Sha256::Of("").str();
+    auto toc = ZstdChunkedTocOf(d);
+    if (toc && *toc) {
+      FUZZ_CHECK((*toc)->offset >= 8 && (*toc)->length <= d.size - (*toc)->offset);
+      FUZZ_CHECK((*toc)->uncompressed_size <= kMaxTocBytes);
+    }
     return;
   }
   auto footer = ParseStargzFooter(input.substr(input.size() - std::min<size_t>(input.size(), 51)),

@@ -256,9 +256,8 @@ TEST_F(StoreTest, MissingTarPaddingIsRestoredToMatchTheDiffId) {
     ASSERT_FALSE(r) << "stored " << content.size() << " bytes as " << named.size();
     EXPECT_NE(r.error().msg.find("does not match its DiffID"), std::string::npos) << r.error().msg;
   };
-  refused(tar_b_, tar_b_ + std::string(512, 'x'));                 // not zeros
-  refused(tar_b_, tar_b_ + std::string(10240, '\0'));              // a record or more
-  refused(tar_c_.substr(0, tar_c_.size() - 1024), tar_c_);         // no end-of-archive marker
+  refused(tar_b_, tar_b_ + std::string(10240, '\0'));       // a record or more
+  refused(tar_c_.substr(0, tar_c_.size() - 1024), tar_c_);  // no end-of-archive marker
 }
 
 TEST_F(StoreTest, LayerSizeLimit) {

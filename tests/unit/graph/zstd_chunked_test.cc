@@ -239,6 +239,27 @@ TEST_F(ZstdChunkedTest, FramesRunOnAsCtrRemoteWritesThem) {
   }
 }
 
+// A file that is itself zstd (a .zst, a compressed module) comes out as its own bytes: the
+// chunk's frame is decompressed once, never again because its output looks like zstd.
+TEST_F(ZstdChunkedTest, AZstdFileIsDecompressedOnce) {
+  const std::string inner = Zstd(std::string(3000, 'z'));
+  const uint64_t at = Frame(inner);
+  const uint64_t end = blob_.size();
+  Layer l = Finish(R"({"version":1,"entries":[
+    {"type":"reg","name":"m.ko.zst","size":)" +
+                   std::to_string(inner.size()) + R"(,"digest":")" + Sha(inner) + R"(","offset":)" +
+                   std::to_string(at) + R"(,"endOffset":)" + std::to_string(end) + "}]}");
+  auto layer = Index(l);
+  ASSERT_TRUE(layer.has_value()) << layer.error().msg;
+  ASSERT_EQ(layer->chunks.size(), 1u);
+  const TocChunk& c = layer->chunks[0];
+  auto data = DecompressZstdChunk(
+      std::string_view(l.blob).substr(c.compressed_offset, c.compressed_end - c.compressed_offset),
+      c);
+  ASSERT_TRUE(data.has_value()) << data.error().msg;
+  EXPECT_EQ(*data, inner);
+}
+
 TEST_F(ZstdChunkedTest, ChunkBytesAreVerified) {
   Layer l = Finish(UsualToc());
   auto layer = Index(l);
