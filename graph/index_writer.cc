@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "graph/base/fs_util.h"
 
@@ -133,6 +134,15 @@ Result<IndexSummary> IndexWriter::Finish(uint64_t tar_size) {
   if (pwrite(fd_.get(), &h, sizeof h, 0) != static_cast<ssize_t>(sizeof h))
     return FailErrno("write index header");
   return summary_;
+}
+
+Status AddMember(IndexWriter& out, ScannedMember& m) {
+  ASSIGN_OR_RETURN(std::tie(m.entry.path_off, m.entry.path_len), out.AddString(m.path));
+  if (m.entry.kind == EntryKind::kHardlink || m.entry.kind == EntryKind::kSymlink) {
+    ASSIGN_OR_RETURN(std::tie(m.entry.link_off, m.entry.link_len), out.AddString(m.link));
+  }
+  for (const auto& [name, value] : m.xattrs) RETURN_IF_ERROR(out.AddXattr(name, value));
+  return out.AddEntry(m.entry, m.runs);
 }
 
 }  // namespace imagefs

@@ -46,4 +46,7 @@ class IndexWriter {
   IndexSummary summary_;
 };
 
+// Appends one scanned tar member (ScanTar) with its strings, xattrs and data runs.
+Status AddMember(IndexWriter& out, ScannedMember& m);
+
 }  // namespace imagefs

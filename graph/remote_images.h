@@ -16,6 +16,7 @@
 namespace imagefs {
 
 class Tree;
+class StreamingRootfs;
 
 struct RemoteEntry {
   enum class Kind { kDirectory, kImage };
@@ -63,6 +64,14 @@ class RemoteImages {
   // The tree LazyRootfs gave for key, for nodes the kernel already holds.
   virtual Result<std::shared_ptr<const Tree>> ServedRootfs(const std::string& key) {
     return Fail(Error{Code::kIo, ESTALE, key + ": no rootfs served"});
+  }
+  // The image's rootfs served while its plain layers download, before they are verified
+  // (stream_unverified), for an image LazyRootfs cannot serve; kUnsupported where that is
+  // off. Built once per key; the pull it starts registers the image as any pull does.
+  virtual Result<std::shared_ptr<StreamingRootfs>> StreamedRootfs(const std::string& key,
+                                                                  RemoteAccess access) {
+    (void)access;
+    return Fail(Code::kUnsupported, key + ": not streamed");
   }
   // Hosts looked up so far: registry/'s listing.
   virtual std::vector<std::string> Hosts() = 0;

@@ -52,6 +52,20 @@ class BlobFetcher {
   virtual Status Ensure(uint64_t offset, uint64_t len) = 0;
 };
 
+// Told of a layer's tar as the store writes it (StoreDiff), so that it can be read before
+// it is verified (graph/streaming_layer.h). Called on the ingesting thread; each attempt
+// starts with Started.
+class IngestObserver {
+ public:
+  virtual ~IngestObserver() = default;
+  // The tar's file, open for writing; valid for the call only (dup it to keep it).
+  virtual void Started(int fd) = 0;
+  // Bytes [0, total) of the tar are in the file.
+  virtual void Wrote(uint64_t total) = 0;
+  // The stream ended: the tar's file holds all of it (not verified yet).
+  virtual void Ended(uint64_t total) = 0;
+};
+
 // A layer's data: its entry index and an open descriptor of the file the index's data
 // offsets point into: a stored layer's tar (invalid if the tar is missing: reads then fail),
 // or a remote layer's content file with its fetcher. Immutable; shared by every tree using
@@ -98,7 +112,9 @@ class Store {
   // RegisterLayer, which then finds the tar and reads nothing). Same locking as
   // RegisterLayer; returns false when the DiffID was stored already (tar unread). Until a
   // layer records it, the first process to open the store again removes it.
-  Result<bool> StoreDiff(ByteSource& tar, const Digest& diff_id);
+  // `observer`, when given, sees the tar as it is written.
+  Result<bool> StoreDiff(ByteSource& tar, const Digest& diff_id,
+                         IngestObserver* observer = nullptr);
   Result<LayerInfo> GetLayer(const Digest& chain_id) const;
   std::vector<LayerInfo> Layers() const;
   // The chain from the base layer up to and including `top`.
@@ -194,8 +210,8 @@ class Store {
   Status Step(std::string_view name);
   Result<LayerInfo> IngestLayer(const std::optional<Digest>& parent, ByteSource& tar,
                                 const std::optional<Digest>& expected_diff_id, bool* created);
-  Result<LayerInfo> IngestDiffLocked(ByteSource& tar,
-                                     const std::optional<Digest>& expected_diff_id);
+  Result<LayerInfo> IngestDiffLocked(ByteSource& tar, const std::optional<Digest>& expected_diff_id,
+                                     IngestObserver* observer = nullptr);
   Result<LayerInfo> CommitLayerRecord(const LayerInfo& layer, bool* created);
   Status RemoveLayerLocked(const LayerInfo& layer);
   Status CollectLayersLocked(std::optional<Digest> from);

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -165,127 +166,156 @@ std::string CleanPath(std::string_view name, bool* escaped) {
   return out;
 }
 
-Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
-                                   const std::filesystem::path& out_path, bool drop_behind) {
+Result<TarScanEnd> ScanTar(const char* tar, uint64_t size, uint64_t start, TarScanMode mode,
+                           const std::function<Status(ScannedMember&)>& each, bool drop_behind) {
+  const bool prefix = mode == TarScanMode::kPrefix;
   uint64_t dropped = 0, high_water = 0;
-  ASSIGN_OR_RETURN(std::unique_ptr<IndexWriter> out, IndexWriter::Create(out_path));
-  uint64_t entry_count = 0;
-  std::vector<IndexExtent> runs;  // the current entry's, sparse files only
-
+  TarScanEnd end{start, false};
   // An empty blob is a valid empty layer (some tools write zero bytes for "no changes").
-  if (tar_size > 0) {
-    std::unique_ptr<archive, ArchiveReadDeleter> a(archive_read_new());
-    if (!a) throw std::bad_alloc();
-    archive_read_support_format_tar(a.get());
-    archive_read_support_format_gnutar(a.get());
-    if (archive_read_open_memory(a.get(), tar, tar_size) != ARCHIVE_OK) {
-      return Fail(Code::kCorrupt, std::string("not a tar archive: ") + ArchiveError(a.get()));
+  if (size <= start) {
+    end.whole = !prefix;
+    return end;
+  }
+  std::unique_ptr<archive, ArchiveReadDeleter> a(archive_read_new());
+  if (!a) throw std::bad_alloc();
+  archive_read_support_format_tar(a.get());
+  archive_read_support_format_gnutar(a.get());
+  if (archive_read_open_memory(a.get(), tar + start, size - start) != ARCHIVE_OK) {
+    if (prefix) return end;
+    return Fail(Code::kCorrupt, std::string("not a tar archive: ") + ArchiveError(a.get()));
+  }
+  uint64_t entry_count = 0;
+  archive_entry* ae = nullptr;
+  ScannedMember m;
+  while (true) {
+    int r = archive_read_next_header(a.get(), &ae);
+    // A prefix ends where its bytes do: libarchive cannot tell that from the archive's end.
+    if (prefix && r != ARCHIVE_OK && r != ARCHIVE_WARN) return end;
+    if (r == ARCHIVE_EOF) break;
+    if (r == ARCHIVE_WARN) {
+      Logger("graph")->debug("index tar entry: warning: {}", ArchiveError(a.get()));
+    } else if (r != ARCHIVE_OK) {
+      return Fail(Code::kCorrupt,
+                  "tar entry " + std::to_string(entry_count) + ": " + ArchiveError(a.get()));
     }
-    archive_entry* ae = nullptr;
-    while (true) {
-      int r = archive_read_next_header(a.get(), &ae);
-      if (r == ARCHIVE_EOF) break;
-      if (r == ARCHIVE_WARN) {
-        Logger("graph")->debug("index tar entry: warning: {}", ArchiveError(a.get()));
-      } else if (r != ARCHIVE_OK) {
-        return Fail(Code::kCorrupt,
-                    "tar entry " + std::to_string(entry_count) + ": " + ArchiveError(a.get()));
-      }
-      const char* raw_name = archive_entry_pathname(ae);
-      if (raw_name == nullptr) {
-        return Fail(Code::kCorrupt,
-                    "tar entry " + std::to_string(entry_count) + ": name cannot be decoded");
-      }
-      IndexEntry e{};
-      e.kind = KindOf(ae);
-      la_int64_t header_at = archive_read_header_position(a.get());
-      RawNames raw = header_at >= 0 ? ReadRawNames(tar, tar_size, static_cast<uint64_t>(header_at))
-                                    : RawNames{};
-      std::string path = CleanTarPath(raw.path ? *raw.path : raw_name);
-      la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
-      if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX) {
-        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": uid/gid out of range");
-      }
-      e.uid = static_cast<uint32_t>(uid);
-      e.gid = static_cast<uint32_t>(gid);
-      e.mode = (archive_entry_perm(ae) & 07777) | TypeBits(e.kind);
-      e.mtime_sec = archive_entry_mtime(ae);
-      e.mtime_nsec = static_cast<uint32_t>(archive_entry_mtime_nsec(ae));
-      la_int64_t size = archive_entry_size(ae);
-      if (size < 0) return Fail(Code::kCorrupt, "tar entry \"" + path + "\": negative size");
-      e.size = static_cast<uint64_t>(size);
-      ASSIGN_OR_RETURN(std::tie(e.path_off, e.path_len), out->AddString(path));
-      if (e.kind == EntryKind::kHardlink) {
-        const char* target = archive_entry_hardlink(ae);
-        ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
-                         out->AddString(CleanTarPath(raw.link ? *raw.link : target)));
-      } else if (e.kind == EntryKind::kSymlink) {
-        const char* target = archive_entry_symlink(ae);
-        ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len),
-                         out->AddString(raw.link ? *raw.link : std::string(target ? target : "")));
-      }
-      if (e.kind == EntryKind::kCharDev || e.kind == EntryKind::kBlockDev) {
-        e.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(ae));
-        e.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(ae));
-      }
-      archive_entry_xattr_reset(ae);
-      const char* xname;
-      const void* xvalue;
-      size_t xsize;
-      while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK) {
-        RETURN_IF_ERROR(out->AddXattr(xname, {static_cast<const char*>(xvalue), xsize}));
-      }
+    const char* raw_name = archive_entry_pathname(ae);
+    if (raw_name == nullptr) {
+      return Fail(Code::kCorrupt,
+                  "tar entry " + std::to_string(entry_count) + ": name cannot be decoded");
+    }
+    la_int64_t at = archive_read_header_position(a.get());
+    m.header_at = start + static_cast<uint64_t>(std::max<la_int64_t>(0, at));
+    IndexEntry& e = m.entry;
+    e = IndexEntry{};
+    e.kind = KindOf(ae);
+    RawNames raw = at >= 0 ? ReadRawNames(tar, size, m.header_at) : RawNames{};
+    m.path = CleanTarPath(raw.path ? *raw.path : raw_name);
+    const std::string& path = m.path;
+    la_int64_t uid = archive_entry_uid(ae), gid = archive_entry_gid(ae);
+    if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX) {
+      return Fail(Code::kCorrupt, "tar entry \"" + path + "\": uid/gid out of range");
+    }
+    e.uid = static_cast<uint32_t>(uid);
+    e.gid = static_cast<uint32_t>(gid);
+    e.mode = (archive_entry_perm(ae) & 07777) | TypeBits(e.kind);
+    e.mtime_sec = archive_entry_mtime(ae);
+    e.mtime_nsec = static_cast<uint32_t>(archive_entry_mtime_nsec(ae));
+    la_int64_t entry_size = archive_entry_size(ae);
+    if (entry_size < 0) return Fail(Code::kCorrupt, "tar entry \"" + path + "\": negative size");
+    e.size = static_cast<uint64_t>(entry_size);
+    m.link.clear();
+    if (e.kind == EntryKind::kHardlink) {
+      const char* target = archive_entry_hardlink(ae);
+      m.link = CleanTarPath(raw.link ? *raw.link : target);
+    } else if (e.kind == EntryKind::kSymlink) {
+      const char* target = archive_entry_symlink(ae);
+      m.link = raw.link ? *raw.link : std::string(target ? target : "");
+    }
+    if (e.kind == EntryKind::kCharDev || e.kind == EntryKind::kBlockDev) {
+      e.rdev_major = static_cast<uint32_t>(archive_entry_rdevmajor(ae));
+      e.rdev_minor = static_cast<uint32_t>(archive_entry_rdevminor(ae));
+    }
+    m.xattrs.clear();
+    archive_entry_xattr_reset(ae);
+    const char* xname;
+    const void* xvalue;
+    size_t xsize;
+    while (archive_entry_xattr_next(ae, &xname, &xvalue, &xsize) == ARCHIVE_OK)
+      m.xattrs.emplace_back(xname, std::string(static_cast<const char*>(xvalue), xsize));
 
-      // Walk the data blocks: each pointer lies inside the mapped blob, so its distance
-      // from the start is the data's offset. Adjacent runs are merged; a file left with
-      // one run starting at logical 0 covering its size is contiguous.
-      runs.clear();
-      const void* buf;
-      size_t len;
-      la_int64_t logical;
-      while ((r = archive_read_data_block(a.get(), &buf, &len, &logical)) == ARCHIVE_OK) {
-        if (len == 0) continue;
-        const char* p = static_cast<const char*>(buf);
-        if (p < tar || p + len > tar + tar_size || logical < 0 ||
-            static_cast<uint64_t>(logical) + len > e.size) {
-          return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data outside the archive");
-        }
-        uint64_t physical = static_cast<uint64_t>(p - tar);
-        high_water = std::max<uint64_t>(high_water, physical + len);
-        if (!runs.empty()) {
-          IndexExtent& last = runs.back();
-          if (last.logical + last.length == static_cast<uint64_t>(logical) &&
-              last.physical + last.length == physical) {
-            last.length += len;
-            continue;
-          }
-        }
-        runs.push_back({static_cast<uint64_t>(logical), physical, len});
+    // Walk the data blocks: each pointer lies inside the mapped blob, so its distance
+    // from the start is the data's offset. Adjacent runs are merged; a file left with
+    // one run starting at logical 0 covering its size is contiguous.
+    std::vector<IndexExtent>& runs = m.runs;
+    runs.clear();
+    const void* buf;
+    size_t len;
+    la_int64_t logical;
+    uint64_t present = 0;
+    while ((r = archive_read_data_block(a.get(), &buf, &len, &logical)) == ARCHIVE_OK) {
+      if (len == 0) continue;
+      const char* p = static_cast<const char*>(buf);
+      if (p < tar || p + len > tar + size || logical < 0 ||
+          static_cast<uint64_t>(logical) + len > e.size) {
+        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data outside the archive");
       }
-      if (r != ARCHIVE_EOF) {
+      present += len;
+      uint64_t physical = static_cast<uint64_t>(p - tar);
+      high_water = std::max<uint64_t>(high_water, physical + len);
+      if (!runs.empty()) {
+        IndexExtent& last = runs.back();
+        if (last.logical + last.length == static_cast<uint64_t>(logical) &&
+            last.physical + last.length == physical) {
+          last.length += len;
+          continue;
+        }
+      }
+      runs.push_back({static_cast<uint64_t>(logical), physical, len});
+    }
+    const bool sparse = archive_entry_sparse_count(ae) > 0;
+    m.data_complete = r == ARCHIVE_EOF;
+    if (!m.data_complete) {
+      // Cut short: in a prefix, a plain file whose first bytes are here is known already
+      // (its data follows in order); anything else waits for the rest.
+      bool known = prefix && !sparse && runs.size() == 1 && runs[0].logical == 0;
+      if (!known) {
+        if (prefix) return end;
         return Fail(Code::kCorrupt, "tar entry \"" + path + "\": " + ArchiveError(a.get()));
       }
-      bool contiguous = runs.size() == 1 && runs[0].logical == 0 && runs[0].length == e.size;
-      if (contiguous) {
-        e.data_offset = runs[0].physical;
-        runs.clear();
-      } else if (!runs.empty() || archive_entry_sparse_count(ae) > 0) {
-        e.data_offset = kUseExtents;
-      } else if (e.size > 0 && e.kind == EntryKind::kFile) {
-        return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data missing");
-      }
-      // Progress counts headers too: a layer of empty files has no data blocks at all.
-      high_water = std::max<uint64_t>(high_water, static_cast<uint64_t>(std::max<la_int64_t>(
-                                                      0, archive_read_header_position(a.get()))));
-      RETURN_IF_ERROR(out->AddEntry(e, runs));
-      ++entry_count;
-      if (drop_behind && high_water > dropped + (64u << 20)) {
-        uint64_t upto = high_water & ~uint64_t{4095};
-        madvise(const_cast<char*>(tar), upto > (1u << 20) ? upto - (1u << 20) : 0, MADV_DONTNEED);
-        dropped = upto;
-      }
+      runs[0].length = e.size;
+    }
+    bool contiguous = runs.size() == 1 && runs[0].logical == 0 && runs[0].length == e.size;
+    if (contiguous) {
+      e.data_offset = runs[0].physical;
+      runs.clear();
+    } else if (!runs.empty() || sparse) {
+      e.data_offset = kUseExtents;
+    } else if (e.size > 0 && e.kind == EntryKind::kFile) {
+      if (prefix && !m.data_complete) return end;
+      return Fail(Code::kCorrupt, "tar entry \"" + path + "\": data missing");
+    }
+    // Progress counts headers too: a layer of empty files has no data blocks at all.
+    high_water = std::max<uint64_t>(high_water, m.header_at);
+    RETURN_IF_ERROR(each(m));
+    ++entry_count;
+    end.resume = m.header_at;
+    if (!m.data_complete) return end;
+    if (drop_behind && high_water > dropped + (64u << 20)) {
+      uint64_t upto = high_water & ~uint64_t{4095};
+      madvise(const_cast<char*>(tar), upto > (1u << 20) ? upto - (1u << 20) : 0, MADV_DONTNEED);
+      dropped = upto;
     }
   }
+  end.whole = true;
+  return end;
+}
+
+Result<IndexSummary> WriteTarIndex(const char* tar, uint64_t tar_size,
+                                   const std::filesystem::path& out_path, bool drop_behind) {
+  ASSIGN_OR_RETURN(std::unique_ptr<IndexWriter> out, IndexWriter::Create(out_path));
+  RETURN_IF_ERROR(ScanTar(
+      tar, tar_size, 0, TarScanMode::kWhole, [&](ScannedMember& m) { return AddMember(*out, m); },
+      drop_behind));
   return out->Finish(tar_size);
 }
 

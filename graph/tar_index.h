@@ -6,9 +6,13 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "graph/base/error.h"
 
@@ -73,6 +77,33 @@ struct IndexSummary {
   uint64_t entries = 0;
   uint64_t content_bytes = 0;  // sum of regular files' sizes
 };
+
+// One tar member as ScanTar finds it: the entry (its string and table offsets unset), its
+// cleaned path, link target, xattrs and, for a sparse file, its data runs.
+struct ScannedMember {
+  IndexEntry entry{};
+  std::string path, link;
+  std::vector<std::pair<std::string, std::string>> xattrs;
+  std::vector<IndexExtent> runs;
+  uint64_t header_at = 0;      // where its first header block starts in the tar
+  bool data_complete = false;  // false: a plain file of a prefix, its data still to come
+};
+
+// kWhole: the bytes are the whole tar, and a member cut short is corrupt. kPrefix: the tar
+// is still arriving; the scan stops, without error, at the first member it cannot describe
+// yet, and gives a plain file whose header and first data bytes are there (data_complete
+// false) as its last member.
+enum class TarScanMode { kWhole, kPrefix };
+struct TarScanEnd {
+  uint64_t resume = 0;  // the last member's header: where the next scan of a prefix starts
+  bool whole = false;   // the archive's end was reached (kWhole only)
+};
+// Scans the members of the tar in memory at [tar, tar + size) from `start` (a header
+// boundary), calling each() for every member, with data offsets counted from `tar`.
+// Members at or after `start` are scanned again by a scan from there.
+Result<TarScanEnd> ScanTar(const char* tar, uint64_t size, uint64_t start, TarScanMode mode,
+                           const std::function<Status(ScannedMember&)>& each,
+                           bool drop_behind = false);
 
 // Indexes the tar held in memory at [tar, tar + tar_size) and writes the index to
 // out_path. tar must be the whole blob (an mmap of it): offsets are taken from where

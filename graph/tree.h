@@ -57,8 +57,9 @@ class Tree {
   static Result<std::shared_ptr<const Tree>> BuildMerged(const Store& store,
                                                          const std::optional<Digest>& top);
   // The merged tree of the given layers (base first), wherever their data comes from.
+  // partial: some layers hold only the members that arrived so far (graph/streaming_rootfs.h).
   static Result<std::shared_ptr<const Tree>> BuildMergedFrom(
-      std::vector<std::shared_ptr<const LayerBlob>> layers);
+      std::vector<std::shared_ptr<const LayerBlob>> layers, bool partial = false);
   // One layer's own entries as they are in its tar: whiteouts shown, not applied.
   static Result<std::shared_ptr<const Tree>> BuildDiff(const Store& store, const Digest& chain_id);
 

@@ -30,6 +30,9 @@ class TreeBuilder {
   using BelowResolver =
       std::function<std::optional<std::tuple<uint32_t, uint32_t, uint32_t>>(std::string_view)>;
   void set_below(BelowResolver resolver) { below_ = std::move(resolver); }
+  // Layers whose tars are still arriving: a hardlink whose target has not arrived yet is
+  // left out, not an error.
+  void set_partial() { partial_ = true; }
 
   TreeBuilder() {
     nodes_.push_back(BNode{kNone, Tree::kImplied, 0, 0, kNone, kNone, "", true, true});
@@ -93,6 +96,10 @@ class TreeBuilder {
         // A link into .wh..wh.plnk/ becomes a file of its own with the target's content
         // and attributes, as Docker unpacks it.
         auto target = aufs_links.find(BaseName(link));
+        if (target == aufs_links.end() && partial_) {
+          Remove(id);
+          continue;
+        }
         if (target == aufs_links.end()) {
           return Fail(Code::kCorrupt, "hardlink \"" + std::string(path) + "\" -> \"" +
                                           std::string(link) +
@@ -110,6 +117,10 @@ class TreeBuilder {
     for (auto [id, i] : pending_links) {
       if (!nodes_[id].alive) continue;  // a later entry replaced the link
       if (!Link(id, index.Link(entries[i]), /*last_chance=*/true)) {
+        if (partial_) {
+          Remove(id);
+          continue;
+        }
         return Fail(Code::kCorrupt, "hardlink \"" + std::string(index.Path(entries[i])) +
                                         "\" -> \"" + std::string(index.Link(entries[i])) +
                                         "\": target not found");
@@ -341,6 +352,7 @@ class TreeBuilder {
   size_t used_ = 0;              // slots not kNone
   uint32_t layer_ = 0;
   BelowResolver below_;
+  bool partial_ = false;
   std::unordered_map<uint32_t, uint32_t> below_inodes_;
 };
 
@@ -368,9 +380,10 @@ Result<std::shared_ptr<const Tree>> Tree::BuildMerged(const Store& store,
 }
 
 Result<std::shared_ptr<const Tree>> Tree::BuildMergedFrom(
-    std::vector<std::shared_ptr<const LayerBlob>> layers) {
+    std::vector<std::shared_ptr<const LayerBlob>> layers, bool partial) {
   std::shared_ptr<Tree> tree(new Tree());
   TreeBuilder builder;
+  if (partial) builder.set_partial();
   for (size_t i = 0; i < layers.size(); ++i) {
     if (auto st = builder.ApplyLayer(static_cast<uint32_t>(i), *layers[i]->index, true); !st) {
       return Fail(st.error().WithContext("merge layer " + std::to_string(i) + " (diff " +

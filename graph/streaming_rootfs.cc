@@ -1,0 +1,103 @@
+#include "graph/streaming_rootfs.h"
+
+#include <thread>
+
+namespace imagefs {
+namespace {
+
+constexpr auto kMinRebuild = std::chrono::milliseconds(20);
+
+}  // namespace
+
+StreamingRootfs::StreamingRootfs(std::string name, std::vector<Layer> layers,
+                                 std::shared_ptr<StreamSignal> signal)
+    : name_(std::move(name)), layers_(std::move(layers)), signal_(std::move(signal)) {}
+
+bool StreamingRootfs::Epoch::IndexedAbove(int k) const {
+  for (size_t j = static_cast<size_t>(k + 1); j < indexed.size(); ++j) {
+    if (!indexed[j]) return false;
+  }
+  return true;
+}
+
+Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current() {
+  std::lock_guard lock(build_mu_);
+  // Read first: whatever changes during the build bumps it past this.
+  const uint64_t generation = signal_->generation();
+  if (epoch_ && epoch_->generation == generation) return epoch_;
+  if (epoch_) {
+    auto next = built_at_ + kMinRebuild;
+    if (next > std::chrono::steady_clock::now()) std::this_thread::sleep_until(next);
+  }
+  auto epoch = std::make_shared<Epoch>();
+  epoch->generation = generation;
+  std::vector<std::shared_ptr<const LayerBlob>> blobs;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& layer = layers_[i];
+    if (layer.stored) {
+      blobs.push_back(layer.stored);
+      epoch->indexed.push_back(true);
+      continue;
+    }
+    ASSIGN_OR_RETURN(StreamingLayer::State state, layer.streaming->Current());
+    blobs.push_back(std::move(state.blob));
+    epoch->indexed.push_back(state.indexed);
+    if (state.failed) {
+      epoch->failed = static_cast<int>(i);
+      epoch->failure = std::move(state.failed);
+    }
+  }
+  auto tree = Tree::BuildMergedFrom(std::move(blobs), /*partial=*/true);
+  if (!tree) return Fail(tree.error().WithContext(name_));
+  epoch->tree = std::move(*tree);
+  built_at_ = std::chrono::steady_clock::now();
+  epoch_ = epoch;
+  return std::shared_ptr<const Epoch>(std::move(epoch));
+}
+
+Result<StreamingRootfs::Node> StreamingRootfs::Wait(const std::string& path, bool complete) {
+  for (;;) {
+    ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> epoch, Current());
+    const Tree& tree = *epoch->tree;
+    std::optional<uint32_t> id = tree.Resolve(path);
+    if (epoch->failed < 0 && epoch->IndexedAbove(-1)) {
+      if (!id) return Fail(Code::kNotFound, name_ + ": /" + path + ": not in the image");
+      return Node{epoch->tree, *id};
+    }
+    if (id && !complete) {
+      uint32_t k = tree.node(*id).layer;
+      if (k != Tree::kImplied && static_cast<int>(k) > epoch->failed &&
+          epoch->IndexedAbove(static_cast<int>(k)))
+        return Node{epoch->tree, *id};
+    }
+    // The root is there from the start, even if its own attributes are not known yet.
+    if (path.empty() && !complete) return Node{epoch->tree, Tree::kRoot, /*settled=*/false};
+    // Nothing above the failed layer can decide it any more.
+    if (epoch->failed >= 0 && (complete || epoch->IndexedAbove(epoch->failed))) {
+      return Fail(Error{Code::kIo, EIO, name_ + ": /" + path + ": " + epoch->failure->msg});
+    }
+    signal_->WaitPast(epoch->generation, std::chrono::seconds(1));
+  }
+}
+
+Result<StreamingRootfs::Node> StreamingRootfs::Find(const std::string& path) {
+  return Wait(path, false);
+}
+
+Result<StreamingRootfs::Node> StreamingRootfs::FindWhenComplete(const std::string& path) {
+  return Wait(path, true);
+}
+
+bool StreamingRootfs::Complete() {
+  auto epoch = Current();
+  return epoch && (*epoch)->failed < 0 && (*epoch)->IndexedAbove(-1);
+}
+
+void StreamingRootfs::Cancel() {
+  for (const Layer& layer : layers_) {
+    if (layer.streaming)
+      layer.streaming->Failed(Error{Code::kCancelled, ECANCELED, "the mount is going away"});
+  }
+}
+
+}  // namespace imagefs

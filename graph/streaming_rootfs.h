@@ -1,0 +1,74 @@
+// StreamingRootfs: the merged rootfs of an image whose plain layers are still arriving
+// (StreamingLayer), answering each question once nothing still to come can change it:
+// - a path, once its entry arrived in layer k and every layer above k is indexed completely
+//   (no later whiteout, opaque marker or replacement can hide it);
+// - a path's absence, a directory's listing, an implied directory, once every layer is;
+// - the root at once (its attributes may change until decided: Node::settled).
+// Answers are nodes of an epoch: the merged tree of the members known so far, rebuilt as
+// more arrive (at most every 20 ms), whose file reads wait for their bytes. A layer that
+// fails makes every answer it could change EIO. Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "graph/streaming_layer.h"
+#include "graph/tree.h"
+
+namespace imagefs {
+
+class StreamingRootfs {
+ public:
+  struct Layer {
+    std::shared_ptr<const LayerBlob> stored;    // a layer the store held already, or
+    std::shared_ptr<StreamingLayer> streaming;  // one arriving
+  };
+  struct Node {
+    std::shared_ptr<const Tree> tree;
+    uint32_t id = 0;
+    // false: the root, before the layer that lists it (if any) arrived: its attributes may
+    // still change.
+    bool settled = true;
+  };
+
+  // name: for errors (the image's reference). layers: base first.
+  StreamingRootfs(std::string name, std::vector<Layer> layers,
+                  std::shared_ptr<StreamSignal> signal);
+
+  // The node at `path` ("" is the root; symlinks not followed), once decided: kNotFound
+  // when it is decided absent, EIO when a failed layer keeps it from being decided.
+  Result<Node> Find(const std::string& path);
+  // The same once every layer is indexed: what a listing of the node may show.
+  Result<Node> FindWhenComplete(const std::string& path);
+  // Whether every layer is indexed and none failed.
+  bool Complete();
+  // Fails every layer still arriving (the mount is going away): waiters get EIO.
+  void Cancel();
+
+  const std::string& name() const { return name_; }
+  const std::vector<Layer>& layers() const { return layers_; }
+
+ private:
+  struct Epoch {
+    std::shared_ptr<const Tree> tree;
+    std::vector<bool> indexed;
+    int failed = -1;  // the highest failed layer
+    std::optional<Error> failure;
+    uint64_t generation = 0;
+    bool IndexedAbove(int k) const;
+  };
+  Result<std::shared_ptr<const Epoch>> Current();
+  Result<Node> Wait(const std::string& path, bool complete);
+
+  const std::string name_;
+  const std::vector<Layer> layers_;
+  const std::shared_ptr<StreamSignal> signal_;
+  std::mutex build_mu_;                               // one build at a time
+  std::shared_ptr<const Epoch> epoch_;                // guarded by build_mu_
+  std::chrono::steady_clock::time_point built_at_{};  // guarded by build_mu_
+};
+
+}  // namespace imagefs
