@@ -85,7 +85,8 @@ Result<FetchConfig> FetchConfig::Parse(const std::string& text, const std::strin
   RETURN_IF_ERROR(uint_field("quota_bytes", out.quota_bytes, UINT64_MAX));
   if (out.concurrency == 0) out.concurrency = 1;
   for (auto [key, slot] :
-       {std::pair{"lazy_files", &out.lazy_files}, std::pair{"lazy_complete", &out.lazy_complete}}) {
+       {std::pair{"lazy_files", &out.lazy_files}, std::pair{"lazy_complete", &out.lazy_complete},
+        std::pair{"stream_unverified", &out.stream_unverified}}) {
     if (!j.contains(key)) continue;
     RETURN_IF_ERROR(Expect(j[key].is_boolean(), what, key, "true or false"));
     *slot = j[key].get<bool>();

@@ -7,7 +7,8 @@
 //       "reg.example:5000": { "ca_file": "/etc/ssl/reg.pem" },
 //       "10.0.0.5:5000":    { "insecure": true } },
 //     "concurrency": 3, "retries": 4, "retry_base_ms": 250,
-//     "tag_cache_seconds": 60, "quota_bytes": 0, "lazy_files": true, "lazy_complete": true }
+//     "tag_cache_seconds": 60, "quota_bytes": 0, "lazy_files": true, "lazy_complete": true,
+//     "stream_unverified": false }
 //
 // `insecure` means plain http. Loopback registries (127.0.0.0/8, localhost, ::1) use plain
 // http without configuration, as Docker allows. Mirrors are tried first, in order, and
@@ -48,6 +49,9 @@ struct FetchConfig {
   bool lazy_files = true;
   // ...and completes and registers them in the background meanwhile.
   bool lazy_complete = true;
+  // registry/ serves an image of plain layers while they download, before their digests
+  // are checked (a mismatch found at the end makes the layer's files EIO). Off by default.
+  bool stream_unverified = false;
 
   static std::filesystem::path DefaultPath();
   // Reads the file; a missing file gives the defaults, a malformed one an error naming it.

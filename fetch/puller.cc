@@ -169,6 +169,7 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
   // here, draw from it alike.
   RetryPolicy::Attempts attempts = client_.retry_policy().Start();
   std::shared_ptr<ChunkedRemoteLayer> partial = PartialBlob(blob.digest);
+  std::shared_ptr<StreamingLayer> streaming = Streaming(diff_id);
   for (;;) {
     BlobPipe pipe;
     std::thread producer;
@@ -186,11 +187,23 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
       });
     };
     auto source = Decompress(std::make_unique<PipeSource>(pipe, start), what);
-    auto stored = store_.StoreDiff(*source, diff_id);
+    auto stored = store_.StoreDiff(*source, diff_id, streaming.get());
     pipe.CloseRead();
     if (producer.joinable()) producer.join();
-    if (stored) return {};
+    if (stored) {
+      if (streaming) {
+        auto held = store_.OpenBlob(diff_id);
+        if (held) {
+          streaming->Stored(std::move(*held));
+        } else {
+          streaming->Failed(held.error());
+        }
+      }
+      return {};
+    }
     Error e = stored.error();
+    // Bytes served from a layer whose digest did not match: none may be read again.
+    if (streaming && e.code == Code::kCorrupt) streaming->Failed(e);
     if (t.cancelled().load()) return Fail(Code::kCancelled, what + ": cancelled");
     if (partial && e.code == Code::kCancelled) return Fail(e.WithContext(what));
     if (partial) {  // the registry's whole blob, as for any layer
@@ -205,7 +218,10 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
     bool again = e.code == Code::kCorrupt    ? attempts.Refetch(&t.cancelled())
                  : RetryPolicy::Retryable(e) ? attempts.Again(-1, &t.cancelled())
                                              : false;
-    if (!again) return Fail(e.WithContext(what));
+    if (!again) {
+      if (streaming) streaming->Failed(e);
+      return Fail(e.WithContext(what));
+    }
     FetchLog()->warn("retry layer {}: {}", blob.digest.str(), e.msg);
     t.reset_done();
   }
@@ -214,6 +230,20 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
 void Puller::AddPartialBlob(const std::shared_ptr<ChunkedRemoteLayer>& layer) {
   std::lock_guard lock(partial_mu_);
   partial_[layer->descriptor().digest.str()] = layer;
+}
+
+void Puller::AddStreamingLayer(const std::shared_ptr<StreamingLayer>& layer) {
+  std::lock_guard lock(partial_mu_);
+  streaming_[layer->diff_id().str()] = layer;
+}
+
+std::shared_ptr<StreamingLayer> Puller::Streaming(const Digest& diff_id) {
+  std::lock_guard lock(partial_mu_);
+  auto it = streaming_.find(diff_id.str());
+  if (it == streaming_.end()) return nullptr;
+  auto layer = it->second.lock();
+  if (!layer) streaming_.erase(it);
+  return layer;
 }
 
 std::shared_ptr<ChunkedRemoteLayer> Puller::PartialBlob(const Digest& blob) {
@@ -280,9 +310,10 @@ Result<std::string> Puller::PullModern(const ResolvedImage& image, PullObserver*
     Descriptor blob = image.layers[i];
     Digest diff = image.diff_ids[i];
     Reference ref = image.ref;
-    auto t = transfers_.Join(diff.str(), blob.size, [this, ref, blob, diff](Transfer& tr) {
-      return FetchDiff(tr, ref, blob, diff);
-    });
+    auto t = transfers_.Join(
+        diff.str(), blob.size,
+        [this, ref, blob, diff](Transfer& tr) { return FetchDiff(tr, ref, blob, diff); },
+        /*slotted=*/!Streaming(diff));
     pending.push_back({i, std::move(t)});
   }
   std::optional<Error> failure;

@@ -16,11 +16,12 @@
 #include <string>
 #include <vector>
 
-#include "fetch/registry_client.h"
 #include "fetch/chunked_remote_layer.h"
+#include "fetch/registry_client.h"
 #include "fetch/transfer_manager.h"
 #include "graph/platform.h"
 #include "graph/store.h"
+#include "graph/streaming_layer.h"
 
 namespace imagefs::fetch {
 
@@ -65,6 +66,10 @@ class Puller {
   // fetching only what reads did not (ChunkedRemoteLayer::StreamBlob), and takes the blob
   // whole from the registry should that fail. Held weakly: it serves while it lives.
   void AddPartialBlob(const std::shared_ptr<ChunkedRemoteLayer>& layer);
+  // A layer served while it streams (graph/streaming_layer.h): its download is told how
+  // the store writes its tar and how that ended, and starts at once (no transfer slot).
+  // Held weakly.
+  void AddStreamingLayer(const std::shared_ptr<StreamingLayer>& layer);
 
  private:
   Result<std::string> PullModern(const ResolvedImage& image, PullObserver* observer,
@@ -77,12 +82,14 @@ class Puller {
                    const Digest& diff_id);
 
   std::shared_ptr<ChunkedRemoteLayer> PartialBlob(const Digest& blob);
+  std::shared_ptr<StreamingLayer> Streaming(const Digest& diff_id);
 
   Store& store_;
   RegistryClient& client_;
   TransferManager transfers_;
   std::mutex partial_mu_;
   std::map<std::string, std::weak_ptr<ChunkedRemoteLayer>> partial_;  // guarded by partial_mu_
+  std::map<std::string, std::weak_ptr<StreamingLayer>> streaming_;    // guarded by partial_mu_
 };
 
 }  // namespace imagefs::fetch

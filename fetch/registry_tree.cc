@@ -236,6 +236,12 @@ RegistryTree::~RegistryTree() {
     }
     workers.swap(workers_);
   }
+  std::vector<std::shared_ptr<StreamingRootfs>> streams;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& [key, s] : streamed_) streams.push_back(s.rootfs);
+  }
+  for (auto& rootfs : streams) rootfs->Cancel();
   // Not under mu_: a report in progress holds the layer's lock and then takes mu_.
   for (auto& layer : layers) {
     layer->Cancel();
@@ -351,6 +357,71 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   return tree;
 }
 
+Result<std::shared_ptr<StreamingRootfs>> RegistryTree::StreamedRootfs(const std::string& key,
+                                                                      RemoteAccess access) {
+  if (!mounter_.client.config().stream_unverified)
+    return Fail(Code::kUnsupported, key + ": stream_unverified is off");
+  ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
+  std::lock_guard open(lazy_open_mu_);
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = streamed_.find(key); it != streamed_.end()) return it->second.rootfs;
+  }
+  return OpenStreamed(key, image, access);
+}
+
+Result<std::shared_ptr<StreamingRootfs>> RegistryTree::OpenStreamed(const std::string& key,
+                                                                    const ResolvedImage& image,
+                                                                    RemoteAccess access) {
+  const std::string name = image.ref.String();
+  if (image.schema1) return Fail(Code::kUnsupported, name + ": schema1");
+  if (store_.GetImage(image.image_id)) return Fail(Code::kUnsupported, name + ": pulled already");
+  auto signal = std::make_shared<StreamSignal>();
+  std::vector<StreamingRootfs::Layer> layers;
+  for (size_t i = 0; i < image.layers.size(); ++i) {
+    const Digest& diff_id = image.diff_ids[i];
+    if (auto blob = store_.OpenBlob(diff_id)) {
+      layers.push_back({std::move(*blob), nullptr});
+      continue;
+    }
+    auto layer = std::make_shared<StreamingLayer>(diff_id, store_.TmpDir(), signal);
+    layer->SetErrorReporter([this, name](const Error& e) { RecordError(name, e); });
+    As(access).puller.AddStreamingLayer(layer);
+    layers.push_back({nullptr, std::move(layer)});
+  }
+  auto rootfs = std::make_shared<StreamingRootfs>(name, std::move(layers), signal);
+  FetchLog()->warn("serve {} while its layers download, before their digests are checked", name);
+  std::lock_guard lock(mu_);
+  streamed_[key] = Streamed{name, rootfs, "streaming"};
+  if (!closing_) {
+    workers_.emplace_back(
+        [this, key, access, rootfs] { CompleteStreamed(key, access, std::move(rootfs)); });
+  }
+  return rootfs;
+}
+
+void RegistryTree::CompleteStreamed(const std::string& key, RemoteAccess access,
+                                    std::shared_ptr<StreamingRootfs> rootfs) {
+  auto id = Materialize(key, access);
+  // Layers another pull or process stored meanwhile were not streamed here: the store
+  // serves them now. Any layer left streaming after a failure never will be complete.
+  for (const StreamingRootfs::Layer& layer : rootfs->layers()) {
+    if (!layer.streaming) continue;
+    if (!id) {
+      layer.streaming->Failed(id.error());
+      continue;
+    }
+    auto blob = store_.OpenBlob(layer.streaming->diff_id());
+    if (blob) {
+      layer.streaming->Stored(std::move(*blob));
+    } else {
+      layer.streaming->Failed(blob.error());
+    }
+  }
+  std::lock_guard lock(mu_);
+  streamed_[key].state = id ? "complete" : "failed: " + id.error().msg;
+}
+
 void RegistryTree::Complete(const std::string& key, RemoteAccess access) {
   std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;
   {
@@ -429,9 +500,25 @@ std::map<std::string, std::string> RegistryTree::StatusFiles() {
                     {"errors", errors_seen},
                     {"layers", layers}});
   }
+  nlohmann::json streams = nlohmann::json::array();
+  for (const auto& [key, image] : streamed_) {
+    nlohmann::json layers = nlohmann::json::array();
+    for (const StreamingRootfs::Layer& l : image.rootfs->layers()) {
+      if (!l.streaming) {
+        layers.push_back({{"stored", true}});
+        continue;
+      }
+      layers.push_back({{"diff_id", l.streaming->diff_id().str()},
+                        {"bytes", l.streaming->bytes_written()},
+                        {"members", l.streaming->members()},
+                        {"indexed", l.streaming->indexed()}});
+    }
+    streams.push_back({{"ref", image.ref}, {"state", image.state}, {"layers", layers}});
+  }
   return {{"pulls.json", pulls.dump(1) + "\n"},
           {"errors.json", errors},
-          {"lazy.json", lazy.dump(1) + "\n"}};
+          {"lazy.json", lazy.dump(1) + "\n"},
+          {"streams.json", streams.dump(1) + "\n"}};
 }
 
 }  // namespace imagefs::fetch

@@ -10,7 +10,9 @@
 // live in the store's cache, the producer's prefetch list fetched first, and then
 // (lazy_complete) the image pulled in the background through the same Puller, which
 // completes each blob from the fetched chunks, each request once reads have gone quiet
-// (demand_). Thread-safe: mu_ guards every table and is never held across network I/O.
+// (demand_). With stream_unverified, an image LazyRootfs cannot serve is served while its
+// pull streams its layers (StreamedRootfs: graph/streaming_rootfs.h).
+// Thread-safe: mu_ guards every table and is never held across network I/O.
 #pragma once
 
 #include <chrono>
@@ -23,6 +25,7 @@
 #include "fetch/chunked_remote_layer.h"
 #include "fetch/puller.h"
 #include "graph/remote_images.h"
+#include "graph/streaming_rootfs.h"
 
 namespace imagefs::fetch {
 
@@ -48,6 +51,8 @@ class RegistryTree final : public RemoteImages {
   Result<std::shared_ptr<const Tree>> LazyRootfs(const std::string& key,
                                                  RemoteAccess access) override;
   Result<std::shared_ptr<const Tree>> ServedRootfs(const std::string& key) override;
+  Result<std::shared_ptr<StreamingRootfs>> StreamedRootfs(const std::string& key,
+                                                          RemoteAccess access) override;
   std::vector<std::string> Hosts() override;
   std::map<std::string, std::string> StatusFiles() override;
 
@@ -91,6 +96,12 @@ class RegistryTree final : public RemoteImages {
                                                RemoteAccess access);
   // Prefetches, then pulls (lazy_complete); runs on a worker thread.
   void Complete(const std::string& key, RemoteAccess access);
+  Result<std::shared_ptr<StreamingRootfs>> OpenStreamed(const std::string& key,
+                                                        const ResolvedImage& image,
+                                                        RemoteAccess access);
+  // Pulls an image served while it streams, then settles its layers; on a worker thread.
+  void CompleteStreamed(const std::string& key, RemoteAccess access,
+                        std::shared_ptr<StreamingRootfs> rootfs);
   void SetLazyState(const std::string& key, std::string state);
 
   Store& store_;
@@ -109,6 +120,13 @@ class RegistryTree final : public RemoteImages {
   std::set<std::string> hosts_;               // guarded by mu_
   std::deque<std::string> errors_;            // JSON objects, newest last; guarded by mu_
   std::map<std::string, Lazy> lazy_;          // by key; guarded by mu_
+  // Images served while their plain layers stream (stream_unverified), by key.
+  struct Streamed {
+    std::string ref;
+    std::shared_ptr<StreamingRootfs> rootfs;
+    std::string state;  // "streaming", "complete", "failed: …"
+  };
+  std::map<std::string, Streamed> streamed_;  // guarded by mu_
   std::mutex lazy_open_mu_;  // one lazy open at a time (held across I/O; taken before mu_)
   // Completions wait for reads to go quiet for 0.5 s (5 s at most): the first files first.
   const std::shared_ptr<DemandGate> demand_ =

@@ -29,7 +29,8 @@ void TransferManager::ReapLocked() {
   }
 }
 
-std::shared_ptr<Transfer> TransferManager::Join(const std::string& key, uint64_t total, Work work) {
+std::shared_ptr<Transfer> TransferManager::Join(const std::string& key, uint64_t total, Work work,
+                                                bool slotted) {
   std::lock_guard lock(mu_);
   ReapLocked();
   if (auto it = running_.find(key); it != running_.end() && !it->second->cancelled_.load()) {
@@ -43,20 +44,21 @@ std::shared_ptr<Transfer> TransferManager::Join(const std::string& key, uint64_t
   running_[key] = t;
   threads_.push_back(t);
   t->thread_ =
-      std::thread([this, t, work = std::move(work), promise = std::move(promise)]() mutable {
-        Run(t, std::move(work), std::move(promise));
-      });
+      std::thread([this, t, work = std::move(work), promise = std::move(promise),
+                   slotted]() mutable { Run(t, std::move(work), std::move(promise), slotted); });
   return t;
 }
 
 void TransferManager::Run(const std::shared_ptr<Transfer>& t, Work work,
-                          std::promise<Status> promise) {
+                          std::promise<Status> promise, bool slotted) {
   Status result;
   {
     std::unique_lock lock(mu_);
-    slot_cv_.wait(lock, [&] { return slots_ > 0 || shutting_down_ || t->cancelled_.load(); });
-    if (slots_ > 0 && !shutting_down_ && !t->cancelled_.load()) {
-      --slots_;
+    if (slotted) {
+      slot_cv_.wait(lock, [&] { return slots_ > 0 || shutting_down_ || t->cancelled_.load(); });
+    }
+    if ((slots_ > 0 || !slotted) && !shutting_down_ && !t->cancelled_.load()) {
+      if (slotted) --slots_;
       lock.unlock();
       try {
         result = work(*t);
@@ -64,7 +66,7 @@ void TransferManager::Run(const std::shared_ptr<Transfer>& t, Work work,
         result = Fail(Code::kIo, "transfer " + t->key_ + ": " + e.what());
       }
       lock.lock();
-      ++slots_;
+      if (slotted) ++slots_;
     } else {
       result = Fail(Code::kCancelled, "transfer " + t->key_ + ": cancelled");
     }

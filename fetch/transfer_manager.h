@@ -64,15 +64,18 @@ class TransferManager {
   TransferManager(const TransferManager&) = delete;
   TransferManager& operator=(const TransferManager&) = delete;
 
-  // Joins the transfer of key as one more waiter, starting work if none runs.
-  std::shared_ptr<Transfer> Join(const std::string& key, uint64_t total, Work work);
+  // Joins the transfer of key as one more waiter, starting work if none runs. Unslotted
+  // work starts at once, whatever runs (layers served while they stream all start together).
+  std::shared_ptr<Transfer> Join(const std::string& key, uint64_t total, Work work,
+                                 bool slotted = true);
   // Waits for a joined transfer's result; with *cancel set, leaves early (kCancelled).
   Status Wait(const std::shared_ptr<Transfer>& transfer, const std::atomic<bool>* cancel = nullptr);
   // Transfers started so far that are still running (for status displays).
   std::vector<std::shared_ptr<Transfer>> Running() const;
 
  private:
-  void Run(const std::shared_ptr<Transfer>& transfer, Work work, std::promise<Status> promise);
+  void Run(const std::shared_ptr<Transfer>& transfer, Work work, std::promise<Status> promise,
+           bool slotted);
   void ReapLocked();
   void Leave(const std::shared_ptr<Transfer>& transfer);
 

@@ -452,13 +452,20 @@ void ImageFs::StatFs(fuse_req_t req, fuse_ino_t) {
   fuse_reply_statfs(req, &st);
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> ImageFs::XattrsOf(fuse_req_t req,
+                                                                           fuse_ino_t ino) {
+  if (InodeTable::SerialOf(ino) == 0) return nodes_.SyntheticXattrs(ino, Access(req));
+  ASSIGN_OR_RETURN(auto tree_node, nodes_.TreeAndNode(ino));
+  auto& [tree, node] = tree_node;
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [key, value] : tree->Xattrs(node)) out.emplace_back(key, value);
+  return out;
+}
+
 void ImageFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  uint32_t serial = InodeTable::SerialOf(ino);
-  if (serial == 0) return (void)fuse_reply_err(req, ENODATA);
-  auto tree_node = nodes_.TreeAndNode(ino);
-  if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
-  auto& [tree, node] = *tree_node;
-  for (const auto& [key, value] : tree->Xattrs(node)) {
+  auto xattrs = XattrsOf(req, ino);
+  if (!xattrs) return ReplyError(req, xattrs.error(), "tree_build_failed");
+  for (const auto& [key, value] : *xattrs) {
     if (key != name) continue;
     if (size == 0) return (void)fuse_reply_xattr(req, value.size());
     if (size < value.size()) return (void)fuse_reply_err(req, ERANGE);
@@ -469,15 +476,11 @@ void ImageFs::GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t 
 
 void ImageFs::ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   std::string names;
-  uint32_t serial = InodeTable::SerialOf(ino);
-  if (serial != 0) {
-    auto tree_node = nodes_.TreeAndNode(ino);
-    if (!tree_node) return ReplyError(req, tree_node.error(), "tree_build_failed");
-    auto& [tree, node] = *tree_node;
-    for (const auto& [key, value] : tree->Xattrs(node)) {
-      names.append(key);
-      names.push_back('\0');
-    }
+  auto xattrs = XattrsOf(req, ino);
+  if (!xattrs) return ReplyError(req, xattrs.error(), "tree_build_failed");
+  for (const auto& [key, value] : *xattrs) {
+    names.append(key);
+    names.push_back('\0');
   }
   if (size == 0) return (void)fuse_reply_xattr(req, names.size());
   if (size < names.size()) return (void)fuse_reply_err(req, ERANGE);

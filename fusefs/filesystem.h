@@ -57,6 +57,8 @@ class ImageFs {
   void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name);
   void StatFs(fuse_req_t req, fuse_ino_t ino);
+  // A node's extended attributes: a tree's, or a synthetic kind's.
+  Result<std::vector<std::pair<std::string, std::string>>> XattrsOf(fuse_req_t req, fuse_ino_t ino);
   void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size);
   void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 

@@ -43,7 +43,8 @@ enum class VKind : uint8_t {
   kRegistryImage,  // a resolved tag or digest; key = RemoteEntry::key ("path@digest")
   kRegistryConfig,
   kRegistryLayersDir,
-  kRegistryLayerLink,  // key = registry image key, index = position in the chain
+  kRegistryLayerLink,   // key = registry image key, index = position in the chain
+  kRegistryStreamNode,  // a path of a rootfs served while it streams; key = image key + "\n" + path
 };
 
 struct VNode {

@@ -71,6 +71,8 @@ Status ParseOptions(MountOptions& options, std::string& fuse_opts) {
       };
       if (opt == "share_credentials") {
         options.fs.share_credentials = true;
+      } else if (opt == "stream_unverified") {
+        // Read by the CLI before the mount (fetch_commands.cc): not libfuse's.
       } else if (opt.rfind("uid=", 0) == 0) {
         ASSIGN_OR_RETURN(options.fs.uid, number(4));
       } else if (opt.rfind("gid=", 0) == 0) {

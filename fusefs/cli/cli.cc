@@ -114,7 +114,8 @@ int RunCli(int argc, char** argv) {
   mount->add_option(
       "-o", mount_options.options,
       "mount options: uid=N,gid=N (show every entry as owned by them), share_credentials (other "
-      "users' registry/ lookups use your credentials too; by default theirs are anonymous) and "
+      "users' registry/ lookups use your credentials too; by default theirs are anonymous), "
+      "stream_unverified (as --stream-unverified) and "
       "libfuse's, e.g. allow_other (needs user_allow_other in /etc/fuse.conf)");
   mount
       ->add_option("--cache-nodes", mount_options.fs.cache_nodes,
@@ -155,6 +156,10 @@ int RunCli(int argc, char** argv) {
                     "HOST[:PORT] to reach over plain http (repeatable; loopback hosts need none)");
   };
   add_registry_options(mount);
+  mount->add_flag("--stream-unverified", registry_options.stream_unverified,
+                  "serve registry/ images of plain (gzip, zstd) layers while they download, "
+                  "before their digests are checked: a file whose layer turns out wrong "
+                  "reads as EIO afterwards (also: \"stream_unverified\": true in registries.json)");
   std::string pull_ref;
   bool pull_quiet = false;
   auto* pull = app.add_subcommand("pull", "download an image from a registry into the store");

@@ -42,6 +42,7 @@ Result<RegistryStack> MakeStack(Store& store, const RegistryCmdOptions& options)
   ASSIGN_OR_RETURN(fetch::FetchConfig config, std::move(loaded));
   for (const std::string& host : options.insecure_registries)
     config.registries[host].insecure = true;
+  if (options.stream_unverified) config.stream_unverified = true;
   std::optional<fetch::Credentials> fixed;
   if (!options.creds.empty()) {
     ASSIGN_OR_RETURN(fixed, fetch::ParseCredsFlag(options.creds));
@@ -97,7 +98,12 @@ int CmdPrune(Store& store, bool all) {
   return rc;
 }
 
-int RunMountWithRegistry(Store& store, MountOptions mount, const RegistryCmdOptions& options) {
+int RunMountWithRegistry(Store& store, MountOptions mount, RegistryCmdOptions options) {
+  // -o stream_unverified (the form fstab can give) is the flag's twin.
+  for (const std::string& group : mount.options) {
+    if (("," + group + ",").find(",stream_unverified,") != std::string::npos)
+      options.stream_unverified = true;
+  }
   auto stack = MakeStack(store, options);
   if (!stack) return ReportError(stack.error());
   fetch::RegistryTree tree(store, {*stack->client, *stack->puller},

@@ -19,12 +19,13 @@ struct RegistryCmdOptions {
   std::string creds;                             // "USER:PASS"; empty: the Docker config file
   std::string platform;                          // empty: this host's
   std::vector<std::string> insecure_registries;  // plain http for these hosts (overrides the file)
+  bool stream_unverified = false;                // mount: FetchConfig::stream_unverified
 };
 
 int CmdPull(Store& store, const std::string& reference, const RegistryCmdOptions& options,
             bool quiet);
 int CmdPrune(Store& store, bool all);
 // Serves the store with a live registry/ tree.
-int RunMountWithRegistry(Store& store, MountOptions mount, const RegistryCmdOptions& options);
+int RunMountWithRegistry(Store& store, MountOptions mount, RegistryCmdOptions options);
 
 }  // namespace imagefs

@@ -26,7 +26,7 @@ constexpr std::array<Flag, 6> kFlags = {{{"opens", "--opens"},
                                          {"log_level", "--log-level", true}}};
 
 std::string Known() {
-  std::string all = "ro, rw, uid=, gid=, share_credentials, foreground";
+  std::string all = "ro, rw, uid=, gid=, share_credentials, stream_unverified, foreground";
   for (const Flag& f : kFlags) all += ", " + std::string(f.option) + "=";
   for (std::string_view o : kLibfuseOptions) all += ", " + std::string(o);
   return all;
@@ -70,7 +70,9 @@ Result<std::vector<std::string>> TranslateMountHelperArgs(const std::vector<std:
         into.insert(into.end(), {std::string(flag->flag), value});
         continue;
       }
-      bool ours = (name == "uid" || name == "gid") ? has_value : opt == "share_credentials";
+      bool ours = (name == "uid" || name == "gid")
+                      ? has_value
+                      : opt == "share_credentials" || opt == "stream_unverified";
       bool libfuse = !has_value && std::find(kLibfuseOptions.begin(), kLibfuseOptions.end(),
                                              name) != kLibfuseOptions.end();
       if (!ours && !libfuse) {

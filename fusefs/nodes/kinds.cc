@@ -25,6 +25,11 @@ Result<NodeSource> NodeKind::Open(MountNodes&, fuse_ino_t, const VNode&, RemoteA
   return Fail(Errno(EISDIR, "not a file"));
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> NodeKind::Xattrs(MountNodes&, const VNode&,
+                                                                          RemoteAccess) const {
+  return std::vector<std::pair<std::string, std::string>>{};
+}
+
 namespace {
 
 using KindFn = const NodeKind& (*)();
@@ -52,6 +57,7 @@ constexpr std::pair<VKind, KindFn> kKinds[] = {
     {VKind::kRegistryConfig, kinds::RegistryConfig},
     {VKind::kRegistryLayersDir, kinds::RegistryLayersDir},
     {VKind::kRegistryLayerLink, kinds::RegistryLayerLink},
+    {VKind::kRegistryStreamNode, kinds::RegistryStreamNode},
 };
 
 }  // namespace

@@ -28,5 +28,6 @@ const NodeKind& RegistryImage();
 const NodeKind& RegistryConfig();
 const NodeKind& RegistryLayersDir();
 const NodeKind& RegistryLayerLink();
+const NodeKind& RegistryStreamNode();  // registry_stream.cc
 
 }  // namespace imagefs::kinds

@@ -56,6 +56,12 @@ Result<std::vector<DirEntry>> MountNodes::ListSynthetic(fuse_ino_t ino, RemoteAc
   return dir.second->List(*this, dir.first, access);
 }
 
+Result<std::vector<std::pair<std::string, std::string>>> MountNodes::SyntheticXattrs(
+    fuse_ino_t ino, RemoteAccess access) {
+  ASSIGN_OR_RETURN(auto node, SyntheticNode(ino));
+  return node.second->Xattrs(*this, node.first, access);
+}
+
 void MountNodes::Settle(fuse_ino_t ino, const char* name) {
   if (auto dir = SyntheticNode(ino)) dir->second->Settle(*this, dir->first, name);
 }

@@ -40,6 +40,9 @@ class MountNodes {
   void Settle(fuse_ino_t dir, const char* name);
   Result<std::string> ReadLink(fuse_ino_t ino, RemoteAccess access);
   Result<NodeSource> Open(fuse_ino_t ino, RemoteAccess access);
+  // A synthetic node's extended attributes (tree nodes' are ImageFs's fast path).
+  Result<std::vector<std::pair<std::string, std::string>>> SyntheticXattrs(fuse_ino_t ino,
+                                                                           RemoteAccess access);
 
   // Trees.
   Result<std::shared_ptr<const Tree>> TreeOf(uint32_t serial);

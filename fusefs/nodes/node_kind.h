@@ -81,6 +81,9 @@ class NodeKind {
   // would change the answer (loads of import/ still running).
   virtual void Settle(MountNodes&, const VNode&, const char* /*name*/) const {}
   virtual Result<std::string> ReadLink(MountNodes& m, const VNode& link, RemoteAccess access) const;
+  // Extended attributes as (name, value) pairs; none by default.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> Xattrs(
+      MountNodes& m, const VNode& node, RemoteAccess access) const;
   // Files: where reads come from (an open, or a read without one).
   virtual Result<NodeSource> Open(MountNodes& m, fuse_ino_t ino, const VNode& file,
                                   RemoteAccess access) const;

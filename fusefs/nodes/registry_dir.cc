@@ -1,6 +1,7 @@
 // registry/: images of registries, resolved on lookup (registry/<host>/<repo>/<tag or
 // digest>/) and pulled on first use of anything but their config, except a rootfs served
-// before the pull, file by file (RemoteImages::LazyRootfs: eStargz images). Directory keys
+// before the pull, file by file (RemoteImages::LazyRootfs: eStargz images), or while it
+// streams (RemoteImages::StreamedRootfs: registry_stream.cc). Directory keys
 // are the path below registry/; an image's key names the digest its tag resolved to.
 #include "fusefs/nodes/common_kinds.h"
 #include "fusefs/nodes/kinds.h"
@@ -66,6 +67,9 @@ class RegistryImageKind : public FixedDirKind {
         ASSIGN_OR_RETURN(RemoteImage image, m.remote()->Image(dir.key, access));
         return m.Describe(m.TreeRoot(TreeKind::kRemote, image.top_layer, "registry:" + dir.key),
                           access);
+      }
+      if (auto streamed = m.remote()->StreamedRootfs(dir.key, access)) {
+        return m.Describe(m.inodes().Synthetic(VKind::kRegistryStreamNode, dir.key + "\n"), access);
       }
     }
     if (name != "config.json") RETURN_IF_ERROR(m.Materialized(dir.key, access));
