@@ -224,6 +224,10 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
 }
 
 RegistryTree::~RegistryTree() {
+  {
+    std::lock_guard lock(reports_->mu);
+    reports_->tree = nullptr;
+  }
   closing_ = true;
   std::vector<std::thread> workers;
   std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;
@@ -385,11 +389,17 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::OpenStreamed(const std::s
       continue;
     }
     auto layer = std::make_shared<StreamingLayer>(diff_id, store_.TmpDir(), signal);
-    layer->SetErrorReporter([this, name](const Error& e) { RecordError(name, e); });
-    As(access).puller.AddStreamingLayer(layer);
+    layer->AddFailureReporter([reports = reports_, name](const Error& e) {
+      std::lock_guard lock(reports->mu);
+      if (reports->tree != nullptr) reports->tree->RecordError(name, e);
+    });
     layers.push_back({nullptr, std::move(layer)});
   }
   auto rootfs = std::make_shared<StreamingRootfs>(name, std::move(layers), signal);
+  // Only now may the layers be fed (a pull of another image may share one of them).
+  for (const StreamingRootfs::Layer& layer : rootfs->layers()) {
+    if (layer.streaming) As(access).puller.AddStreamingLayer(layer.streaming);
+  }
   FetchLog()->warn("serve {} while its layers download, before their digests are checked", name);
   std::lock_guard lock(mu_);
   streamed_[key] = Streamed{name, rootfs, "streaming"};

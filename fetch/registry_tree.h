@@ -132,6 +132,13 @@ class RegistryTree final : public RemoteImages {
   const std::shared_ptr<DemandGate> demand_ =
       std::make_shared<DemandGate>(std::chrono::milliseconds(500), std::chrono::milliseconds(5000));
   std::vector<std::thread> workers_;  // guarded by mu_
+  // Where streaming layers report failures: they may outlive this (a transfer holds them).
+  struct Reports {
+    explicit Reports(RegistryTree* t) : tree(t) {}
+    std::mutex mu;
+    RegistryTree* tree;  // guarded by mu; null once this is going
+  };
+  const std::shared_ptr<Reports> reports_ = std::make_shared<Reports>(this);
   std::atomic<bool> closing_{false};
 };
 

@@ -42,6 +42,9 @@ Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& 
     if (self->kernel_opens_ && self->session_ != nullptr)
       fuse_lowlevel_notify_inval_inode(self->session_, ino, 0, 0);
   });
+  fs->nodes_.SetInodeInvalidator([self](fuse_ino_t ino) {
+    if (self->session_ != nullptr) fuse_lowlevel_notify_inval_inode(self->session_, ino, 0, 0);
+  });
   return fs;
 }
 

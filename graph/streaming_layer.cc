@@ -67,29 +67,38 @@ StreamingLayer::~StreamingLayer() {
 }
 
 void StreamingLayer::Started(int fd) {
-  std::lock_guard lock(mu_);
-  if (failed_) return;
-  if (started_ && (arrival_->written() > 0 || !members_.empty())) {
-    // What was served came from a download that did not finish: it cannot be vouched for.
-    FailLocked(
-        Error{Code::kCorrupt, EIO, "its download started again after some of it had been served"});
-    return;
+  {
+    std::lock_guard lock(mu_);
+    if (failed_) return;
+    if (started_ && (arrival_->written() > 0 || !members_.empty())) {
+      // What was served came from a download that did not finish: it cannot be vouched for.
+      FailLocked(Error{Code::kCorrupt, EIO,
+                       "its download started again after some of it had been served"});
+    } else {
+      started_ = true;
+      fd_.Reset(fcntl(fd, F_DUPFD_CLOEXEC, 0));
+      if (!fd_.valid()) FailLocked(Error{Code::kIo, errno, "dup the layer's file"});
+    }
   }
-  started_ = true;
-  fd_.Reset(fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!fd_.valid()) FailLocked(Error{Code::kIo, errno, "dup the layer's file"});
+  ReportFailure();
 }
 
 void StreamingLayer::Wrote(uint64_t total) {
   arrival_->Wrote(total);
-  std::lock_guard lock(mu_);
-  ScanLocked(false);
+  {
+    std::lock_guard lock(mu_);
+    ScanLocked(false);
+  }
+  ReportFailure();
 }
 
 void StreamingLayer::Ended(uint64_t total) {
   arrival_->Wrote(total);
-  std::lock_guard lock(mu_);
-  ScanLocked(true);
+  {
+    std::lock_guard lock(mu_);
+    ScanLocked(true);
+  }
+  ReportFailure();
 }
 
 void StreamingLayer::ScanLocked(bool whole) {
@@ -138,18 +147,30 @@ void StreamingLayer::Stored(std::shared_ptr<const LayerBlob> blob) {
 }
 
 void StreamingLayer::Failed(const Error& error) {
-  std::lock_guard lock(mu_);
-  FailLocked(error);
+  {
+    std::lock_guard lock(mu_);
+    FailLocked(error);
+  }
+  ReportFailure();
+}
+
+void StreamingLayer::ReportFailure() {
+  std::optional<Error> e;
+  {
+    std::lock_guard lock(mu_);
+    if (!failed_ || reported_) return;
+    reported_ = true;
+    e = failed_;
+  }
+  if (e->code == Code::kCancelled) return;
+  GraphLog()->error("{}", e->msg);
+  for (const auto& report : reporters_) report(*e);
 }
 
 void StreamingLayer::FailLocked(const Error& error) {
   if (failed_ || stored_) return;
   Error e = error.WithContext("layer " + diff_id_.str());
   failed_ = e;
-  if (e.code != Code::kCancelled) {
-    GraphLog()->error("{}", e.msg);
-    if (report_) report_(e);
-  }
   arrival_->Fail(e);
   fd_.Reset();
   members_ = {};  // a failed layer shows nothing

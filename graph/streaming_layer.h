@@ -69,9 +69,11 @@ class StreamingLayer final : public IngestObserver {
   // after bytes were served, a cancelled pull). The first error stays.
   void Failed(const Error& error);
 
-  // Told of the failure (not of a cancellation), under the layer's lock: it must not call
-  // back into the layer. Set before the layer is shared.
-  void SetErrorReporter(std::function<void(const Error&)> report) { report_ = std::move(report); }
+  // Told of the failure (not of a cancellation), once, on the thread that found it, with no
+  // lock held. Added before the layer is shared.
+  void AddFailureReporter(std::function<void(const Error&)> report) {
+    reporters_.push_back(std::move(report));
+  }
 
   struct State {
     std::shared_ptr<const LayerBlob> blob;  // the members so far
@@ -88,6 +90,7 @@ class StreamingLayer final : public IngestObserver {
   class Arrival;
   void ScanLocked(bool whole);
   void FailLocked(const Error& error);
+  void ReportFailure();  // the reporters, after the lock is released
 
   const Digest diff_id_;
   const std::filesystem::path scratch_;
@@ -99,7 +102,8 @@ class StreamingLayer final : public IngestObserver {
   std::vector<ScannedMember> members_;    // guarded by mu_
   std::atomic<size_t> member_count_ = 0;  // members_ is dropped once stored
   std::atomic<bool> indexed_flag_ = false;
-  std::function<void(const Error&)> report_;
+  std::vector<std::function<void(const Error&)>> reporters_;
+  bool reported_ = false;                      // guarded by mu_
   bool started_ = false;                       // guarded by mu_
   bool indexed_ = false;                       // guarded by mu_
   std::optional<Error> failed_;                // guarded by mu_

@@ -11,7 +11,24 @@ constexpr auto kMinRebuild = std::chrono::milliseconds(20);
 
 StreamingRootfs::StreamingRootfs(std::string name, std::vector<Layer> layers,
                                  std::shared_ptr<StreamSignal> signal)
-    : name_(std::move(name)), layers_(std::move(layers)), signal_(std::move(signal)) {}
+    : name_(std::move(name)), layers_(std::move(layers)), signal_(std::move(signal)) {
+  for (const Layer& layer : layers_) {
+    if (!layer.streaming) continue;
+    layer.streaming->AddFailureReporter([hooks = hooks_](const Error&) {
+      std::vector<std::function<void()>> run;
+      {
+        std::lock_guard lock(hooks->mu);
+        run = hooks->hooks;
+      }
+      for (const auto& hook : run) hook();
+    });
+  }
+}
+
+void StreamingRootfs::OnFailure(std::function<void()> hook) {
+  std::lock_guard lock(hooks_->mu);
+  hooks_->hooks.push_back(std::move(hook));
+}
 
 bool StreamingRootfs::Epoch::IndexedAbove(int k) const {
   for (size_t j = static_cast<size_t>(k + 1); j < indexed.size(); ++j) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -34,7 +35,8 @@ class StreamingRootfs {
     bool settled = true;
   };
 
-  // name: for errors (the image's reference). layers: base first.
+  // name: for errors (the image's reference). layers: base first; the streaming ones not
+  // shared yet (it adds a failure reporter to each).
   StreamingRootfs(std::string name, std::vector<Layer> layers,
                   std::shared_ptr<StreamSignal> signal);
 
@@ -47,6 +49,9 @@ class StreamingRootfs {
   bool Complete();
   // Fails every layer still arriving (the mount is going away): waiters get EIO.
   void Cancel();
+  // Called, on the thread that found it, when a layer fails (not when cancelled): what was
+  // read of it must be dropped from caches.
+  void OnFailure(std::function<void()> hook);
 
   const std::string& name() const { return name_; }
   const std::vector<Layer>& layers() const { return layers_; }
@@ -66,6 +71,12 @@ class StreamingRootfs {
   const std::string name_;
   const std::vector<Layer> layers_;
   const std::shared_ptr<StreamSignal> signal_;
+  struct Hooks {
+    std::mutex mu;
+    std::vector<std::function<void()>> hooks;  // guarded by mu
+  };
+  // Shared with the layers' reporters, which may outlive this.
+  const std::shared_ptr<Hooks> hooks_ = std::make_shared<Hooks>();
   std::mutex build_mu_;                               // one build at a time
   std::shared_ptr<const Epoch> epoch_;                // guarded by build_mu_
   std::chrono::steady_clock::time_point built_at_{};  // guarded by build_mu_

@@ -62,6 +62,30 @@ Result<std::vector<std::pair<std::string, std::string>>> MountNodes::SyntheticXa
   return node.second->Xattrs(*this, node.first, access);
 }
 
+void MountNodes::WatchStream(const std::string& image_key, StreamingRootfs& rootfs) {
+  {
+    std::lock_guard lock(streams_mu_);
+    if (!watched_streams_.insert(image_key).second) return;
+  }
+  {
+    std::lock_guard lock(stream_watch_->mu);
+    stream_watch_->nodes = this;
+  }
+  rootfs.OnFailure([watch = stream_watch_, prefix = image_key + "\n"] {
+    std::lock_guard lock(watch->mu);
+    MountNodes* self = watch->nodes;
+    if (self == nullptr || !self->invalidate_inode_) return;
+    for (const auto& [key, ino] : self->inodes_.SyntheticOfKind(VKind::kRegistryStreamNode)) {
+      if (key.compare(0, prefix.size(), prefix) == 0) self->invalidate_inode_(ino);
+    }
+  });
+}
+
+MountNodes::~MountNodes() {
+  std::lock_guard lock(stream_watch_->mu);
+  stream_watch_->nodes = nullptr;
+}
+
 void MountNodes::Settle(fuse_ino_t ino, const char* name) {
   if (auto dir = SyntheticNode(ino)) dir->second->Settle(*this, dir->first, name);
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,7 @@
 #include "fusefs/nodes/node_kind.h"
 #include "fusefs/stats.h"
 #include "graph/store.h"
+#include "graph/streaming_rootfs.h"
 #include "graph/tree_cache.h"
 
 namespace imagefs {
@@ -29,6 +31,8 @@ class MountNodes {
   // options and stats are kept by reference: they must outlive this.
   MountNodes(Store& store, const FsOptions& options, RemoteImages* remote,
              std::shared_ptr<ImportDir> import, Stats& stats);
+  // The remote (and its streamed rootfs) outlives the mount: its hooks find nothing here.
+  ~MountNodes();
 
   // The operations, for any node.
   Result<NodeEntry> Describe(fuse_ino_t ino, RemoteAccess access);
@@ -109,6 +113,14 @@ class MountNodes {
   void SetSnapshotInvalidator(std::function<void(fuse_ino_t)> invalidate) {
     invalidate_snapshot_ = std::move(invalidate);
   }
+  // Drops what the kernel caches of a node (pages and attributes), whatever the opens.
+  void SetInodeInvalidator(std::function<void(fuse_ino_t)> invalidate) {
+    invalidate_inode_ = std::move(invalidate);
+  }
+  // A rootfs served while it streams (registry_stream.cc): should one of its layers fail,
+  // what the kernel cached of its nodes is dropped, so that their reads reach the daemon
+  // (and get EIO). Once per image key.
+  void WatchStream(const std::string& image_key, StreamingRootfs& rootfs);
 
  private:
   Result<std::pair<VNode, const NodeKind*>> SyntheticNode(fuse_ino_t ino);
@@ -125,6 +137,15 @@ class MountNodes {
   gid_t mounter_gid_ = 0;
   std::atomic<bool> watching_ = false;
   std::function<void(fuse_ino_t)> invalidate_snapshot_;
+  std::function<void(fuse_ino_t)> invalidate_inode_;
+  std::mutex streams_mu_;
+  std::set<std::string> watched_streams_;  // image keys; guarded by streams_mu_
+  // What WatchStream's hooks reach this through: null once this is gone.
+  struct StreamWatch {
+    std::mutex mu;
+    MountNodes* nodes = nullptr;  // guarded by mu
+  };
+  const std::shared_ptr<StreamWatch> stream_watch_ = std::make_shared<StreamWatch>();
   std::mutex archives_mu_;
   std::map<std::string, std::shared_ptr<const ImageArchive>> archives_;  // guarded by archives_mu_
   std::mutex snapshots_mu_;
