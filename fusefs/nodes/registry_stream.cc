@@ -101,13 +101,14 @@ class RegistryStreamNodeKind : public NodeKind {
     return std::string(n.tree->SymlinkTarget(n.id));
   }
 
-  // Reads wait for the bytes: no extent, so nothing reads the layer's file unwritten.
+  // Reads of a layer still arriving wait for their bytes (no extent: nothing reads its file
+  // unwritten); a stored layer's are spliced from its blob.
   Result<NodeSource> Open(MountNodes& m, fuse_ino_t, const VNode& file,
                           RemoteAccess access) const override {
     ASSIGN_OR_RETURN(StreamingRootfs::Node n, Find(m, file, access));
     TreeAttr a = n.tree->Attr(n.id);
     if (!S_ISREG(a.mode)) return Fail(Errno(EISDIR, "not a file"));
-    return NodeSource{NodeSource::TreeFile{n.tree, n.id, std::nullopt, a.size}};
+    return NodeSource{NodeSource::TreeFile{n.tree, n.id, n.tree->ContiguousData(n.id), a.size}};
   }
 
   Result<std::vector<std::pair<std::string, std::string>>> Xattrs(
