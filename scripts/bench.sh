@@ -389,7 +389,7 @@ if want lazyfiles; then
   gb_mount() { IMAGEFS_STORE=$gb/store IMAGEFS_REGISTRIES=$gb/registries.json "$imagefs" mount -d "$gb/mnt" "$@"; }
   gb_unmount() {  # keeps what the mount fetched: $gb/fetched.json, $gb/streamed.json
     cp "$gb/mnt/.imagefs/lazy.json" "$gb/fetched.json"
-    cp "$gb/mnt/.imagefs/streams.json" "$gb/streamed.json"
+    cat "$gb/mnt/.imagefs/streams.json" > "$gb/streamed.json"  # a snapshot node: cp skips one replaced
     fusermount3 -u "$gb/mnt"
   }
   gb_first_file() {  # FORM RATE; form "stream": the gzip image with --stream-unverified
