@@ -366,12 +366,24 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::StreamedRootfs(const std:
   if (!mounter_.client.config().stream_unverified)
     return Fail(Code::kUnsupported, key + ": stream_unverified is off");
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
-  std::lock_guard open(lazy_open_mu_);
-  {
+  // A stream that failed is tried again, as a pull that failed is.
+  auto served = [&]() -> std::shared_ptr<StreamingRootfs> {
     std::lock_guard lock(mu_);
-    if (auto it = streamed_.find(key); it != streamed_.end()) return it->second.rootfs;
-  }
+    auto it = streamed_.find(key);
+    if (it == streamed_.end() || it->second.state.rfind("failed", 0) == 0) return nullptr;
+    return it->second.rootfs;
+  };
+  if (auto rootfs = served()) return rootfs;
+  std::lock_guard open(lazy_open_mu_);
+  if (auto rootfs = served()) return rootfs;
   return OpenStreamed(key, image, access);
+}
+
+Result<std::shared_ptr<StreamingRootfs>> RegistryTree::ServedStream(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = streamed_.find(key);
+  if (it == streamed_.end()) return Fail(Error{Code::kIo, ESTALE, key + ": no rootfs streamed"});
+  return it->second.rootfs;
 }
 
 Result<std::shared_ptr<StreamingRootfs>> RegistryTree::OpenStreamed(const std::string& key,
@@ -382,13 +394,19 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::OpenStreamed(const std::s
   if (store_.GetImage(image.image_id)) return Fail(Code::kUnsupported, name + ": pulled already");
   auto signal = std::make_shared<StreamSignal>();
   std::vector<StreamingRootfs::Layer> layers;
+  std::map<std::string, std::shared_ptr<StreamingLayer>> by_diff;  // a layer twice: one feed
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const Digest& diff_id = image.diff_ids[i];
     if (auto blob = store_.OpenBlob(diff_id)) {
       layers.push_back({std::move(*blob), nullptr});
       continue;
     }
+    if (auto same = by_diff.find(diff_id.str()); same != by_diff.end()) {
+      layers.push_back({nullptr, same->second});
+      continue;
+    }
     auto layer = std::make_shared<StreamingLayer>(diff_id, store_.TmpDir(), signal);
+    by_diff[diff_id.str()] = layer;
     layer->AddFailureReporter([reports = reports_, name](const Error& e) {
       std::lock_guard lock(reports->mu);
       if (reports->tree != nullptr) reports->tree->RecordError(name, e);

@@ -53,6 +53,7 @@ class RegistryTree final : public RemoteImages {
   Result<std::shared_ptr<const Tree>> ServedRootfs(const std::string& key) override;
   Result<std::shared_ptr<StreamingRootfs>> StreamedRootfs(const std::string& key,
                                                           RemoteAccess access) override;
+  Result<std::shared_ptr<StreamingRootfs>> ServedStream(const std::string& key) override;
   std::vector<std::string> Hosts() override;
   std::map<std::string, std::string> StatusFiles() override;
 

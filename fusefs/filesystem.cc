@@ -45,6 +45,10 @@ Result<std::unique_ptr<ImageFs>> ImageFs::Create(Store& store, const FsOptions& 
   fs->nodes_.SetInodeInvalidator([self](fuse_ino_t ino) {
     if (self->session_ != nullptr) fuse_lowlevel_notify_inval_inode(self->session_, ino, 0, 0);
   });
+  fs->nodes_.SetEntryInvalidator([self](fuse_ino_t parent, const std::string& name) {
+    if (self->session_ != nullptr)
+      fuse_lowlevel_notify_inval_entry(self->session_, parent, name.c_str(), name.size());
+  });
   return fs;
 }
 

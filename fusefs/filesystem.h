@@ -71,6 +71,7 @@ class ImageFs {
   void StopWatchingStore() {
     watcher_.reset();
     nodes_.SetWatching(false);
+    nodes_.StopWatchingStreams();
   }
   Stats& stats() { return stats_; }
   Passthrough& passthrough() { return passthrough_; }

@@ -67,11 +67,16 @@ class RemoteImages {
   }
   // The image's rootfs served while its plain layers download, before they are verified
   // (stream_unverified), for an image LazyRootfs cannot serve; kUnsupported where that is
-  // off. Built once per key; the pull it starts registers the image as any pull does.
+  // off. Built once per key (again after a failure); the pull it starts registers the image
+  // as any pull does.
   virtual Result<std::shared_ptr<StreamingRootfs>> StreamedRootfs(const std::string& key,
                                                                   RemoteAccess access) {
     (void)access;
     return Fail(Code::kUnsupported, key + ": not streamed");
+  }
+  // The rootfs StreamedRootfs gave for key, for nodes the kernel already holds.
+  virtual Result<std::shared_ptr<StreamingRootfs>> ServedStream(const std::string& key) {
+    return Fail(Error{Code::kIo, ESTALE, key + ": no rootfs streamed"});
   }
   // Hosts looked up so far: registry/'s listing.
   virtual std::vector<std::string> Hosts() = 0;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "graph/base/log.h"
 #include "graph/index_writer.h"
@@ -96,6 +97,7 @@ void StreamingLayer::Ended(uint64_t total) {
   arrival_->Wrote(total);
   {
     std::lock_guard lock(mu_);
+    ended_ = true;
     ScanLocked(true);
   }
   ReportFailure();
@@ -134,6 +136,17 @@ void StreamingLayer::ScanLocked(bool whole) {
 }
 
 void StreamingLayer::Stored(std::shared_ptr<const LayerBlob> blob) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_ || stored_) return;
+    if (started_ && !ended_) {
+      // Stored from another download than the one served from, which was cut: what it
+      // served cannot be vouched for, and its file is not the stored one.
+      FailLocked(
+          Error{Code::kCorrupt, EIO, "its download was cut after some of it had been served"});
+    }
+  }
+  ReportFailure();
   {
     std::lock_guard lock(mu_);
     if (failed_ || stored_) return;
@@ -182,8 +195,10 @@ Result<StreamingLayer::State> StreamingLayer::Current() {
   std::lock_guard lock(mu_);
   if (stored_) return State{stored_, true, std::nullopt};
   if (snapshot_stale_ || !snapshot_) {
-    std::filesystem::path path =
-        scratch_ / ("index-" + diff_id_.hex().substr(0, 12) + "-" + std::to_string(snapshots_++));
+    // Unique in the process: two images may stream the same layer.
+    static std::atomic<uint64_t> next_snapshot{0};
+    std::filesystem::path path = scratch_ / ("stream-index-" + std::to_string(getpid()) + "-" +
+                                             std::to_string(next_snapshot.fetch_add(1)));
     ASSIGN_OR_RETURN(std::unique_ptr<IndexWriter> out, IndexWriter::Create(path));
     for (const ScannedMember& m : members_) {
       ScannedMember copy = m;

@@ -103,14 +103,14 @@ class StreamingLayer final : public IngestObserver {
   std::atomic<size_t> member_count_ = 0;  // members_ is dropped once stored
   std::atomic<bool> indexed_flag_ = false;
   std::vector<std::function<void(const Error&)>> reporters_;
-  bool reported_ = false;                      // guarded by mu_
-  bool started_ = false;                       // guarded by mu_
-  bool indexed_ = false;                       // guarded by mu_
-  std::optional<Error> failed_;                // guarded by mu_
+  bool reported_ = false;        // guarded by mu_
+  bool started_ = false;         // guarded by mu_
+  bool ended_ = false;           // the download fed here reached its end; guarded by mu_
+  bool indexed_ = false;         // guarded by mu_
+  std::optional<Error> failed_;  // guarded by mu_
   std::shared_ptr<const LayerBlob> stored_;    // guarded by mu_
   std::shared_ptr<const LayerBlob> snapshot_;  // of members_ as it was; guarded by mu_
   bool snapshot_stale_ = true;                 // guarded by mu_
-  uint64_t snapshots_ = 0;                     // guarded by mu_
 };
 
 }  // namespace imagefs

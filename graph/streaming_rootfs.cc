@@ -64,7 +64,9 @@ Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current()
       epoch->failure = std::move(state.failed);
     }
   }
-  auto tree = Tree::BuildMergedFrom(std::move(blobs), /*partial=*/true);
+  // Complete, the tree must hold what the stored image's does (a dangling hardlink fails).
+  const bool partial = epoch->failed >= 0 || !epoch->IndexedAbove(-1);
+  auto tree = Tree::BuildMergedFrom(std::move(blobs), partial);
   if (!tree) return Fail(tree.error().WithContext(name_));
   epoch->tree = std::move(*tree);
   built_at_ = std::chrono::steady_clock::now();
@@ -83,9 +85,11 @@ Result<StreamingRootfs::Node> StreamingRootfs::Wait(const std::string& path, boo
     }
     if (id && !complete) {
       uint32_t k = tree.node(*id).layer;
+      // Settled once its own layer is indexed too: a later member of that layer with the
+      // same path (or replacing a parent) would win. Until then the kernel does not cache it.
       if (k != Tree::kImplied && static_cast<int>(k) > epoch->failed &&
           epoch->IndexedAbove(static_cast<int>(k)))
-        return Node{epoch->tree, *id};
+        return Node{epoch->tree, *id, epoch->indexed[k]};
     }
     // The root is there from the start, even if its own attributes are not known yet.
     if (path.empty() && !complete) return Node{epoch->tree, Tree::kRoot, /*settled=*/false};

@@ -30,8 +30,8 @@ class StreamingRootfs {
   struct Node {
     std::shared_ptr<const Tree> tree;
     uint32_t id = 0;
-    // false: the root, before the layer that lists it (if any) arrived: its attributes may
-    // still change.
+    // false: its own layer is still arriving (a later member of the same path would win), or
+    // the root before the layer listing it arrived: what it is may still change.
     bool settled = true;
   };
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <thread>
 
 namespace imagefs {
 
@@ -62,29 +63,42 @@ Result<std::vector<std::pair<std::string, std::string>>> MountNodes::SyntheticXa
   return node.second->Xattrs(*this, node.first, access);
 }
 
-void MountNodes::WatchStream(const std::string& image_key, StreamingRootfs& rootfs) {
+void MountNodes::WatchStream(const std::string& image_key,
+                             const std::shared_ptr<StreamingRootfs>& rootfs) {
   {
     std::lock_guard lock(streams_mu_);
-    if (!watched_streams_.insert(image_key).second) return;
+    auto& watched = watched_streams_[image_key];
+    if (watched.lock() == rootfs) return;
+    watched = rootfs;
   }
   {
     std::lock_guard lock(stream_watch_->mu);
+    if (stream_watch_->stopped) return;
     stream_watch_->nodes = this;
   }
-  rootfs.OnFailure([watch = stream_watch_, prefix = image_key + "\n"] {
-    std::lock_guard lock(watch->mu);
-    MountNodes* self = watch->nodes;
-    if (self == nullptr || !self->invalidate_inode_) return;
-    for (const auto& [key, ino] : self->inodes_.SyntheticOfKind(VKind::kRegistryStreamNode)) {
-      if (key.compare(0, prefix.size(), prefix) == 0) self->invalidate_inode_(ino);
-    }
+  rootfs->OnFailure([watch = stream_watch_, image_key] {
+    std::thread([watch, image_key] {
+      std::lock_guard lock(watch->mu);
+      MountNodes* self = watch->nodes;
+      if (self == nullptr) return;
+      const std::string prefix = image_key + "\n";
+      for (const auto& [key, ino] : self->inodes_.SyntheticOfKind(VKind::kRegistryStreamNode)) {
+        if (key.compare(0, prefix.size(), prefix) == 0 && self->invalidate_inode_)
+          self->invalidate_inode_(ino);
+      }
+      auto dir = self->inodes_.FindSynthetic(VKind::kRegistryImage, image_key);
+      if (dir && self->invalidate_entry_) self->invalidate_entry_(*dir, "rootfs");
+    }).detach();
   });
 }
 
-MountNodes::~MountNodes() {
+void MountNodes::StopWatchingStreams() {
   std::lock_guard lock(stream_watch_->mu);
   stream_watch_->nodes = nullptr;
+  stream_watch_->stopped = true;
 }
+
+MountNodes::~MountNodes() { StopWatchingStreams(); }
 
 void MountNodes::Settle(fuse_ino_t ino, const char* name) {
   if (auto dir = SyntheticNode(ino)) dir->second->Settle(*this, dir->first, name);

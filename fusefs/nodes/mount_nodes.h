@@ -11,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -117,10 +116,16 @@ class MountNodes {
   void SetInodeInvalidator(std::function<void(fuse_ino_t)> invalidate) {
     invalidate_inode_ = std::move(invalidate);
   }
+  void SetEntryInvalidator(std::function<void(fuse_ino_t, const std::string&)> invalidate) {
+    invalidate_entry_ = std::move(invalidate);
+  }
   // A rootfs served while it streams (registry_stream.cc): should one of its layers fail,
   // what the kernel cached of its nodes is dropped, so that their reads reach the daemon
-  // (and get EIO). Once per image key.
-  void WatchStream(const std::string& image_key, StreamingRootfs& rootfs);
+  // (and get EIO), and so is the image's rootfs entry (the next lookup tries again). Once
+  // per rootfs; the dropping runs on a thread of its own (it may wait for reads in flight).
+  void WatchStream(const std::string& image_key, const std::shared_ptr<StreamingRootfs>& rootfs);
+  // Before the session goes: no more dropping.
+  void StopWatchingStreams();
 
  private:
   Result<std::pair<VNode, const NodeKind*>> SyntheticNode(fuse_ino_t ino);
@@ -139,11 +144,14 @@ class MountNodes {
   std::function<void(fuse_ino_t)> invalidate_snapshot_;
   std::function<void(fuse_ino_t)> invalidate_inode_;
   std::mutex streams_mu_;
-  std::set<std::string> watched_streams_;  // image keys; guarded by streams_mu_
+  // by image key; guarded by streams_mu_
+  std::map<std::string, std::weak_ptr<StreamingRootfs>> watched_streams_;
+  std::function<void(fuse_ino_t, const std::string&)> invalidate_entry_;
   // What WatchStream's hooks reach this through: null once this is gone.
   struct StreamWatch {
     std::mutex mu;
     MountNodes* nodes = nullptr;  // guarded by mu
+    bool stopped = false;         // guarded by mu
   };
   const std::shared_ptr<StreamWatch> stream_watch_ = std::make_shared<StreamWatch>();
   std::mutex archives_mu_;

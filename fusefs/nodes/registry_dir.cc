@@ -69,7 +69,7 @@ class RegistryImageKind : public FixedDirKind {
                           access);
       }
       if (auto streamed = m.remote()->StreamedRootfs(dir.key, access)) {
-        m.WatchStream(dir.key, **streamed);
+        m.WatchStream(dir.key, *streamed);
         return m.Describe(m.inodes().Synthetic(VKind::kRegistryStreamNode, dir.key + "\n"), access);
       }
     }

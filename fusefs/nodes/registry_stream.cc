@@ -22,10 +22,10 @@ StreamPath Split(const std::string& key) {
   return {key.substr(0, nl), key.substr(nl + 1)};
 }
 
-Result<std::shared_ptr<StreamingRootfs>> RootfsOf(MountNodes& m, const std::string& image_key,
-                                                  RemoteAccess access) {
+// What the rootfs lookup started (registry_dir.cc): a node's operations never start one.
+Result<std::shared_ptr<StreamingRootfs>> RootfsOf(MountNodes& m, const std::string& image_key) {
   if (m.remote() == nullptr) return Fail(Errno(ESTALE, image_key + ": no registry"));
-  auto rootfs = m.remote()->StreamedRootfs(image_key, access);
+  auto rootfs = m.remote()->ServedStream(image_key);
   if (!rootfs) return Fail(Errno(ESTALE, rootfs.error().msg));
   return rootfs;
 }
@@ -33,7 +33,8 @@ Result<std::shared_ptr<StreamingRootfs>> RootfsOf(MountNodes& m, const std::stri
 Result<StreamingRootfs::Node> Find(MountNodes& m, const VNode& v, RemoteAccess access,
                                    bool complete = false) {
   StreamPath p = Split(v.key);
-  ASSIGN_OR_RETURN(std::shared_ptr<StreamingRootfs> rootfs, RootfsOf(m, p.image_key, access));
+  (void)access;  // checked by the image's lookup, as for every tree below it
+  ASSIGN_OR_RETURN(std::shared_ptr<StreamingRootfs> rootfs, RootfsOf(m, p.image_key));
   auto node = complete ? rootfs->FindWhenComplete(p.path) : rootfs->Find(p.path);
   if (!node && node.error().code == Code::kNotFound) return Fail(Errno(ENOENT, node.error().msg));
   return node;

@@ -186,6 +186,9 @@ TEST_F(StreamingRootfsTest, AnswersEachPathOnceNothingAboveCanChangeIt) {
   auto top = top_file.get();
   ASSERT_TRUE(top) << top.error().msg;
   EXPECT_EQ(ReadAll(*top, 0, 100), "top");
+  // Its own layer still arriving, a later member of the same path could replace it: the
+  // answer is not to be cached yet.
+  EXPECT_FALSE(top->settled);
   // A base entry waits for every layer above to be indexed completely, its own arrival
   // is not enough: a whiteout later in the top layer could still hide it.
   base_->FeedAll();
@@ -196,6 +199,9 @@ TEST_F(StreamingRootfsTest, AnswersEachPathOnceNothingAboveCanChangeIt) {
   auto a = base_file.get();
   ASSERT_TRUE(a) << a.error().msg;
   EXPECT_EQ(ReadAll(*a, 0, 100), "base a");
+  auto again = rootfs_->Find("usr/top.txt");
+  ASSERT_TRUE(again) << again.error().msg;
+  EXPECT_TRUE(again->settled);
   ASSERT_TRUE(Answered(whited, 10s));
   auto b = whited.get();
   ASSERT_FALSE(b);
@@ -264,6 +270,18 @@ TEST_F(StreamingRootfsTest, ARestartAfterServingFailsTheLayer) {
   top_->FeedTo(top_->DataOf("usr/top.txt") + 3);
   ASSERT_TRUE(rootfs_->Find("usr/top.txt"));
   top_->layer->Started(-1);
+  auto top = rootfs_->Find("usr/top.txt");
+  ASSERT_FALSE(top);
+  EXPECT_EQ(top.error().ToErrno(), EIO);
+}
+
+// The store holding the layer from a download other than the one served from, which was
+// cut: what was served cannot be vouched for.
+TEST_F(StreamingRootfsTest, StoredAfterACutFeedFailsTheLayer) {
+  top_->FeedTo(top_->DataOf("usr/top.txt") + 3);
+  ASSERT_TRUE(rootfs_->Find("usr/top.txt"));
+  auto blob = std::make_shared<LayerBlob>();
+  top_->layer->Stored(blob);
   auto top = rootfs_->Find("usr/top.txt");
   ASSERT_FALSE(top);
   EXPECT_EQ(top.error().ToErrno(), EIO);
