@@ -139,7 +139,7 @@ void StreamingLayer::Stored(std::shared_ptr<const LayerBlob> blob) {
   {
     std::lock_guard lock(mu_);
     if (failed_ || stored_) return;
-    if (started_ && !ended_) {
+    if (started_ && !ended_ && (arrival_->written() > 0 || member_count_ > 0)) {
       // Stored from another download than the one served from, which was cut: what it
       // served cannot be vouched for, and its file is not the stored one.
       FailLocked(

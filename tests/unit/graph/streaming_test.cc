@@ -287,5 +287,23 @@ TEST_F(StreamingRootfsTest, StoredAfterACutFeedFailsTheLayer) {
   EXPECT_EQ(top.error().ToErrno(), EIO);
 }
 
+// A download that failed before its first byte, the layer then stored by another: nothing
+// was served, so the stored blob serves.
+TEST_F(StreamingRootfsTest, StoredAfterAFeedThatWroteNothingServes) {
+  base_->FeedAll();
+  auto whole = base_->layer->Current();
+  ASSERT_TRUE(whole && whole->indexed);
+  auto fd = OpenFile(dir_ / "empty.tar", O_RDWR | O_CREAT | O_TRUNC, 0600);
+  ASSERT_TRUE(fd);
+  auto fresh = std::make_shared<StreamingLayer>(base_->layer->diff_id(), dir_.path(), signal_);
+  fresh->Started(fd->get());  // began, wrote nothing
+  fresh->Stored(whole->blob);
+  auto state = fresh->Current();
+  ASSERT_TRUE(state) << state.error().msg;
+  EXPECT_FALSE(state->failed);
+  EXPECT_TRUE(state->indexed);
+  EXPECT_EQ(state->blob, whole->blob);
+}
+
 }  // namespace streaming_test
 }  // namespace imagefs
