@@ -23,6 +23,17 @@ struct CurlCall {  // what the callbacks of one curl_easy_perform share
   long status = 0;
 };
 
+struct CancelFlags {
+  const std::atomic<bool>* request;
+  const std::atomic<bool>* client;
+};
+
+int OnProgress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) noexcept {
+  const auto* flags = static_cast<const CancelFlags*>(user);
+  bool cancelled = flags->client->load() || (flags->request != nullptr && flags->request->load());
+  return cancelled ? 1 : 0;  // non-zero aborts (CURLE_ABORTED_BY_CALLBACK)
+}
+
 size_t OnBody(char* data, size_t size, size_t count, void* user) noexcept {
   auto* t = static_cast<CurlCall*>(user);
   size_t len = size * count;
@@ -154,8 +165,18 @@ Result<HttpResponse> HttpClient::Perform(const HttpRequest& request, const BodyS
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &transfer);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, &OnHeader);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &transfer);
+  // Called about once a second, even while no byte arrives: a stalled server cannot hold a
+  // cancelled request (or a mount stopping) for curl's low-speed minute.
+  CancelFlags cancel{request.cancel, &closed_};
+  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, &OnProgress);
+  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &cancel);
+  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+  if (OnProgress(&cancel, 0, 0, 0, 0) != 0)
+    return Fail(Code::kCancelled, request.method + " " + request.url + ": cancelled");
   CURLcode rc = curl_easy_perform(c);
   if (!transfer.error.msg.empty()) return Fail(transfer.error);
+  if (rc == CURLE_ABORTED_BY_CALLBACK)
+    return Fail(Code::kCancelled, request.method + " " + request.url + ": cancelled");
   if (rc != CURLE_OK) {
     return Fail(Code::kNetwork, request.method + " " + request.url + ": " + curl_easy_strerror(rc));
   }

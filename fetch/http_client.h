@@ -4,6 +4,7 @@
 // host. Thread-compatible: use one per thread or guard it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -21,6 +22,8 @@ struct HttpRequest {
   std::vector<std::string> headers;  // "Name: value"
   std::string ca_file;               // extra CA bundle (the system's are always used)
   std::string body = {};             // POST only (a token request's form); never logged
+  // When set, aborts the transfer within a second, even while no byte arrives.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct HttpResponse {
@@ -50,11 +53,14 @@ class HttpClient {
   // (and TLS sessions): a registry is not dialled, or handshaken with, once per request.
   Result<HttpResponse> Perform(const HttpRequest& request, const BodySink* sink = nullptr,
                                uint64_t max_body = 8u << 20, const StatusHook* hook = nullptr);
+  // Ends every request in flight within a second (kCancelled), and any made later at once.
+  void Close() { closed_ = true; }
 
  private:
   void* Take();           // a CURL*, idle or new
   void Give(void* curl);  // back to the idle ones (or freed beyond kMaxIdle)
 
+  std::atomic<bool> closed_{false};
   std::mutex idle_mu_;
   std::vector<void*> idle_;  // CURL*; guarded by idle_mu_
 };

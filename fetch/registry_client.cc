@@ -450,6 +450,7 @@ Status RegistryClient::GetBlob(const Reference& ref, const Descriptor& blob, con
                       endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(),
                       {},
                       endpoint.ca_file};
+      get.cancel = cancel;
       if (received > 0) get.headers.push_back("Range: bytes=" + std::to_string(received) + "-");
       uint64_t before = received;
       skip = 0;
@@ -540,6 +541,7 @@ Result<std::string> RegistryClient::GetBlobRange(const Reference& ref, const Des
           endpoint.base_url + "/v2/" + ref.path + "/blobs/" + blob.digest.str(),
           {"Range: bytes=" + std::to_string(from) + "-" + std::to_string(offset + length - 1)},
           endpoint.ca_file};
+      get.cancel = cancel;
       size_t before = out.size();
       status = 0;
       auto r = Exchange(endpoint, ref, get, &route, 0, &hook);

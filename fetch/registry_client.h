@@ -69,6 +69,8 @@ class RegistryClient {
   Result<std::string> GetBlobRange(const Reference& ref, const Descriptor& blob, uint64_t offset,
                                    uint64_t length, const std::atomic<bool>* cancel = nullptr);
   bool RangesRefused(const Reference& ref);
+  // Ends every request in flight, and any made later, with kCancelled (a mount stopping).
+  void Close() { http_.Close(); }
 
  private:
   struct Auth {

@@ -94,6 +94,7 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
                                          RemoteAccess access) {
   // Shells and file managers probe for hidden names: never ask a registry about them.
   if (name.empty() || name[0] == '.') return Fail(Code::kNotFound, name + ": not a registry name");
+  if (closing_) return Fail(Code::kCancelled, "the mount is stopping");
   RegistryClient& client = As(access).client;
   const double ttl = client.config().tag_cache_seconds;
   if (dir.empty()) {
@@ -178,6 +179,7 @@ bool RegistryTree::IsMaterialized(const std::string& key) {
 }
 
 Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAccess access) {
+  if (closing_) return Fail(Code::kCancelled, "the mount is stopping");
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
   std::shared_future<Result<std::string>> waiting;
   std::promise<Result<std::string>> promise;
@@ -228,18 +230,32 @@ RegistryTree::~RegistryTree() {
     std::lock_guard lock(reports_->mu);
     reports_->tree = nullptr;
   }
-  closing_ = true;
   std::vector<std::thread> workers;
-  std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;
   {
     std::lock_guard lock(mu_);
-    for (auto& [key, lazy] : lazy_) {
-      for (auto& layer : lazy.layers) {
-        if (layer) layers.push_back(layer);
-      }
-    }
+    closing_ = true;  // under mu_: no worker is added after the swap
     workers.swap(workers_);
   }
+  Close();
+  for (auto& layer : LazyLayers()) layer->SetErrorReporter(nullptr);  // a pull may hold one
+  for (std::thread& t : workers) t.join();
+}
+
+std::vector<std::shared_ptr<ChunkedRemoteLayer>> RegistryTree::LazyLayers() {
+  std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;
+  std::lock_guard lock(mu_);
+  for (auto& [key, lazy] : lazy_) {
+    for (auto& layer : lazy.layers) {
+      if (layer) layers.push_back(layer);
+    }
+  }
+  return layers;
+}
+
+void RegistryTree::Close() {
+  closing_ = true;
+  mounter_.client.Close();  // lookups and resolutions in flight too, which take no flag
+  anonymous_.client.Close();
   std::vector<std::shared_ptr<StreamingRootfs>> streams;
   {
     std::lock_guard lock(mu_);
@@ -247,11 +263,7 @@ RegistryTree::~RegistryTree() {
   }
   for (auto& rootfs : streams) rootfs->Cancel();
   // Not under mu_: a report in progress holds the layer's lock and then takes mu_.
-  for (auto& layer : layers) {
-    layer->Cancel();
-    layer->SetErrorReporter(nullptr);  // a pull's transfer may still hold the layer
-  }
-  for (std::thread& t : workers) t.join();
+  for (auto& layer : LazyLayers()) layer->Cancel();
 }
 
 void RegistryTree::SetLazyState(const std::string& key, std::string state) {
@@ -271,6 +283,7 @@ Result<std::shared_ptr<const Tree>> RegistryTree::LazyRootfs(const std::string& 
                                                              RemoteAccess access) {
   if (!mounter_.client.config().lazy_files)
     return Fail(Code::kUnsupported, key + ": lazy files are off");
+  if (closing_) return Fail(Code::kCancelled, "the mount is stopping");
   // Asked anonymously, the image is resolved anonymously first, as for a pull.
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
   {
@@ -365,6 +378,7 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::StreamedRootfs(const std:
                                                                       RemoteAccess access) {
   if (!mounter_.client.config().stream_unverified)
     return Fail(Code::kUnsupported, key + ": stream_unverified is off");
+  if (closing_) return Fail(Code::kCancelled, "the mount is stopping");
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
   // A stream that failed is tried again, as a pull that failed is.
   auto served = [&]() -> std::shared_ptr<StreamingRootfs> {

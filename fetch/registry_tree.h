@@ -56,6 +56,7 @@ class RegistryTree final : public RemoteImages {
   Result<std::shared_ptr<StreamingRootfs>> ServedStream(const std::string& key) override;
   std::vector<std::string> Hosts() override;
   std::map<std::string, std::string> StatusFiles() override;
+  void Close() override;
 
   // Evicts least recently used lazy images until the store fits quota_bytes; `keep` is
   // never evicted. Returns the IDs removed.
@@ -104,6 +105,7 @@ class RegistryTree final : public RemoteImages {
   void CompleteStreamed(const std::string& key, RemoteAccess access,
                         std::shared_ptr<StreamingRootfs> rootfs);
   void SetLazyState(const std::string& key, std::string state);
+  std::vector<std::shared_ptr<ChunkedRemoteLayer>> LazyLayers();
 
   Store& store_;
   const RegistryIdentity mounter_;

@@ -77,6 +77,26 @@ void ImageFs::Init(fuse_conn_info* conn) {
                     kernel_opens_ ? "kernel" : "daemon");
 }
 
+void ImageFs::CountException(fuse_req_t req, const char* what) {
+  static_cast<ImageFs*>(fuse_req_userdata(req))->stats().Bump("exception");
+  FusefsLog()->error("internal error: {}", what);
+}
+
+bool ImageFs::MayWait(fuse_ino_t ino) const {
+  if (InodeTable::SerialOf(ino) != 0) return false;  // tree files: Read decides
+  auto v = nodes_.inodes().GetSynthetic(ino);
+  return v && v->kind >= VKind::kRegistryDir && v->kind <= VKind::kRegistryStreamNode;
+}
+
+void ImageFs::StopRequests() {
+  while (!requests_->Stop(std::chrono::seconds(10))) {
+    // Cancelled waits end at once: one that does not is a bug, and the session and this
+    // ImageFs must outlive it.
+    FusefsLog()->error("{} request(s) still running after the mount stopped; waiting",
+                       requests_->threads());
+  }
+}
+
 void ImageFs::ReplyError(fuse_req_t req, const Error& error, const char* tag) {
   int e = error.ToErrno();
   if (e == EIO) {
@@ -361,6 +381,14 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   };
   if (auto* t = std::get_if<NodeSource::TreeFile>(&source->v)) {
     if (t->extent) return reply_fd(t->extent->fd, t->extent->offset, t->size);
+    // Bytes not in a local blob (a lazily fetched or streaming layer; or a sparse file) may
+    // wait on the network: read them on the pool, not on the session's loop.
+    if (!RequestPool::OnPoolThread() &&
+        requests_->Post([this, req, ino, size, off, f = *fi]() mutable {
+          Guarded(req, [&] { Read(req, ino, size, off, &f); });
+        })) {
+      return;
+    }
     return reply_read(
         [&](uint64_t o, size_t l, char* b) { return t->tree->Read(t->node, o, l, b); },
         "blob_read_failed");

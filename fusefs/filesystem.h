@@ -6,8 +6,11 @@
 
 #include <fuse_lowlevel.h>
 
+#include <chrono>
 #include <deque>
+#include <exception>
 #include <memory>
+#include <new>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -17,6 +20,7 @@
 #include "fusefs/inode_table.h"
 #include "fusefs/nodes/mount_nodes.h"
 #include "fusefs/passthrough.h"
+#include "fusefs/request_pool.h"
 #include "fusefs/stats.h"
 #include "fusefs/store_watcher.h"
 #include "graph/remote_images.h"
@@ -35,8 +39,36 @@ class ImageFs {
   // The nodes, as the operations see them (tests call them directly).
   MountNodes& nodes() { return nodes_; }
   static const fuse_lowlevel_ops& Ops();
-  // The watcher's thread goes first: it uses the members below.
-  ~ImageFs() { watcher_.reset(); }
+  // The watcher's thread goes first: it uses the members below; then requests still on
+  // the pool (none, after StopRequests).
+  ~ImageFs() {
+    watcher_.reset();
+    StopRequests();
+  }
+
+  // Runs f, answering the request with ENOMEM or EIO (logged) if it throws: nothing
+  // escapes into libfuse.
+  template <typename F>
+  static void Guarded(fuse_req_t req, F&& f) noexcept {
+    try {
+      f();
+    } catch (const std::bad_alloc&) {
+      fuse_reply_err(req, ENOMEM);
+    } catch (const std::exception& e) {
+      CountException(req, e.what());
+      fuse_reply_err(req, EIO);
+    } catch (...) {
+      CountException(req, "unknown exception");
+      fuse_reply_err(req, EIO);
+    }
+  }
+  // Whether a request on ino may wait on a registry or a download (registry/ and what it
+  // serves): such requests run on requests(), not on the session's loop.
+  bool MayWait(fuse_ino_t ino) const;
+  RequestPool& requests() { return *requests_; }
+  // After the loop ended and the remote images were closed (their waits cancelled): waits
+  // for the requests on the pool, which still reply through the session.
+  void StopRequests();
 
   // The operations (called through Ops()).
   void Init(fuse_conn_info* conn);
@@ -88,6 +120,7 @@ class ImageFs {
   // Which credentials a request may use for registry/ (see Access()).
   RemoteAccess Access(fuse_req_t req) const;
   Status CheckBlob(const NodeSource& source) const;
+  static void CountException(fuse_req_t req, const char* what);
   // Loads an upload whose writer is done, once, and replies to the FLUSH or RELEASE.
   void FinishUpload(fuse_req_t req, Handle& handle);
   void ReplyError(fuse_req_t req, const Error& error, const char* tag);
@@ -110,6 +143,7 @@ class ImageFs {
   bool no_opendir_ = false;    // set once in Init, before any other op
   bool kernel_opens_ = false;  // likewise
   fuse_session* session_ = nullptr;
+  std::shared_ptr<RequestPool> requests_ = RequestPool::Create();
   std::unique_ptr<StoreWatcher> watcher_;  // set before serving; then read-only
   struct StoreView {
     std::set<std::string> images, layers;

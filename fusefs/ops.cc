@@ -1,6 +1,7 @@
 // The C boundary: the fuse_lowlevel_ops table. Every callback is noexcept and turns an
 // escaping exception into ENOMEM or EIO (logged), so none crosses into libfuse.
 #include <new>
+#include <string>
 
 #include "fusefs/filesystem.h"
 #include "graph/base/log.h"
@@ -12,18 +13,24 @@ ImageFs* Fs(fuse_req_t req) { return static_cast<ImageFs*>(fuse_req_userdata(req
 
 template <typename F>
 void Guard(fuse_req_t req, F&& f) noexcept {
+  ImageFs::Guarded(req, [&] { f(Fs(req)); });
+}
+
+// A request that may wait (see RequestPool) runs on the pool, its arguments copied: what
+// libfuse's pointers point to lives only as long as the callback.
+template <typename F>
+bool Offload(fuse_req_t req, F f) noexcept {
   try {
-    f(Fs(req));
-  } catch (const std::bad_alloc&) {
-    fuse_reply_err(req, ENOMEM);
-  } catch (const std::exception& e) {
-    Fs(req)->stats().Bump("exception");
-    Logger("fusefs")->error("internal error: {}", e.what());
-    fuse_reply_err(req, EIO);
-  } catch (...) {
-    Fs(req)->stats().Bump("exception");
-    fuse_reply_err(req, EIO);
+    return Fs(req)->requests().Post([req, f]() mutable { Guard(req, f); });
+  } catch (...) {  // no memory for the task: serve it here
+    return false;
   }
+}
+
+template <typename F>
+void MayWait(fuse_req_t req, fuse_ino_t ino, F f) noexcept {
+  if (Fs(req)->MayWait(ino) && Offload(req, f)) return;
+  Guard(req, f);
 }
 
 fuse_lowlevel_ops MakeOps() {
@@ -35,6 +42,12 @@ fuse_lowlevel_ops MakeOps() {
     }
   };
   ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
+    // The name is copied only for the pool: lookups in trees are the hot path.
+    if (Fs(req)->MayWait(parent) && Offload(req, [req, parent, n = std::string(name)](ImageFs* fs) {
+          fs->Lookup(req, parent, n.c_str());
+        })) {
+      return;
+    }
     Guard(req, [&](ImageFs* fs) { fs->Lookup(req, parent, name); });
   };
   // Node ids are computed, not allocated: nothing to free when the kernel forgets one.
@@ -43,31 +56,35 @@ fuse_lowlevel_ops MakeOps() {
     fuse_reply_none(req);
   };
   ops.getattr = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info*) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->GetAttr(req, ino); });
+    MayWait(req, ino, [req, ino](ImageFs* fs) { fs->GetAttr(req, ino); });
   };
   ops.setattr = [](fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
                    fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->SetAttr(req, ino, attr, to_set, fi); });
   };
   ops.readlink = [](fuse_req_t req, fuse_ino_t ino) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->ReadLink(req, ino); });
+    MayWait(req, ino, [req, ino](ImageFs* fs) { fs->ReadLink(req, ino); });
   };
   ops.opendir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->OpenDir(req, ino, fi); });
+    MayWait(req, ino, [req, ino, f = *fi](ImageFs* fs) mutable { fs->OpenDir(req, ino, &f); });
   };
   ops.readdir = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                    fuse_file_info* fi) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->ReadDir(req, ino, size, off, fi, false); });
+    MayWait(req, ino, [req, ino, size, off, f = *fi](ImageFs* fs) mutable {
+      fs->ReadDir(req, ino, size, off, &f, false);
+    });
   };
   ops.readdirplus = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        fuse_file_info* fi) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->ReadDir(req, ino, size, off, fi, true); });
+    MayWait(req, ino, [req, ino, size, off, f = *fi](ImageFs* fs) mutable {
+      fs->ReadDir(req, ino, size, off, &f, true);
+    });
   };
   ops.releasedir = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
     Guard(req, [&](ImageFs* fs) { fs->ReleaseDir(req, ino, fi); });
   };
   ops.open = [](fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->Open(req, ino, fi); });
+    MayWait(req, ino, [req, ino, f = *fi](ImageFs* fs) mutable { fs->Open(req, ino, &f); });
   };
   ops.create = [](fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
                   fuse_file_info* fi) noexcept {
@@ -75,7 +92,9 @@ fuse_lowlevel_ops MakeOps() {
   };
   ops.read = [](fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 fuse_file_info* fi) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->Read(req, ino, size, off, fi); });
+    MayWait(req, ino, [req, ino, size, off, f = *fi](ImageFs* fs) mutable {
+      fs->Read(req, ino, size, off, &f);
+    });
   };
   ops.write = [](fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,
                  fuse_file_info* fi) noexcept {
@@ -94,10 +113,15 @@ fuse_lowlevel_ops MakeOps() {
     Guard(req, [&](ImageFs* fs) { fs->StatFs(req, ino); });
   };
   ops.getxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
+    if (Fs(req)->MayWait(ino) && Offload(req, [req, ino, n = std::string(name), size](ImageFs* fs) {
+          fs->GetXattr(req, ino, n.c_str(), size);
+        })) {
+      return;
+    }
     Guard(req, [&](ImageFs* fs) { fs->GetXattr(req, ino, name, size); });
   };
   ops.listxattr = [](fuse_req_t req, fuse_ino_t ino, size_t size) noexcept {
-    Guard(req, [&](ImageFs* fs) { fs->ListXattr(req, ino, size); });
+    MayWait(req, ino, [req, ino, size](ImageFs* fs) { fs->ListXattr(req, ino, size); });
   };
   // Everything else that would change the tree: a read-only file system.
   ops.mkdir = [](fuse_req_t req, fuse_ino_t, const char*, mode_t) noexcept {

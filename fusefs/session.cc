@@ -283,6 +283,9 @@ Result<int> RunMount(Store& store, MountOptions options) {
     rc = Loop(se->get());
   }
   (*fs)->StopWatchingStore();
+  // Requests waiting on a registry answer (cancelled) while the session can still reply.
+  if (options.remote != nullptr) options.remote->Close();
+  (*fs)->StopRequests();
   fuse_session_unmount(se->get());
   if (import) import->Stop();
   fuse_remove_signal_handlers(se->get());

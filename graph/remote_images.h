@@ -82,6 +82,9 @@ class RemoteImages {
   virtual std::vector<std::string> Hosts() = 0;
   // Small JSON status documents by file name (pulls in progress, recent errors).
   virtual std::map<std::string, std::string> StatusFiles() = 0;
+  // The mount is stopping: what waits on a registry or a download (pulls, streams, fetches)
+  // ends now with kCancelled, and nothing new starts.
+  virtual void Close() {}
 };
 
 }  // namespace imagefs

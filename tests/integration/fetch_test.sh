@@ -290,6 +290,35 @@ check_contains "refused credentials are EACCES" "Permission denied" "$out"
 check_contains "registry/ lists the hosts looked up" "$P" "$(ls "$mnt/registry")"
 stop_mount "$mnt" "$MOUNT_PID"
 
+# ---- A mount stopped while a request stalls (no byte arrives) ends at once: the request is
+# cancelled, not waited for (curl would give up only after a minute).
+# sigterm_while_stalled WHAT LOG_PATTERN: once the proxy saw a request matching LOG_PATTERN
+# (stalled by a fault), the daemon, sent SIGTERM, is gone within 20 s.
+sigterm_while_stalled() {
+  local i
+  for i in $(seq 1 100); do proxy_log "$PROXY" | grep -q "$2" && break; sleep 0.1; done
+  sleep 1
+  kill -TERM "$MOUNT_PID"
+  for i in $(seq 1 200); do kill -0 "$MOUNT_PID" 2>/dev/null || break; sleep 0.1; done
+  check_eq "SIGTERM during $1: the daemon is gone within 20 s" "gone" \
+    "$(kill -0 "$MOUNT_PID" 2>/dev/null && echo running || echo gone)"
+  wait "$waiter" || true
+  stop_mount "$mnt" "$MOUNT_PID"
+  proxy_reset "$PROXY"
+}
+export IMAGEFS_STORE=$SCRATCH/store-stall
+proxy_reset "$PROXY"  # the log waited on starts empty
+start_mount "$mnt"
+ls "$mnt/registry/$P/test/oci/1/" >/dev/null  # resolved: manifest and config fetched
+fault "/blobs/sha256:" stall 100
+stat "$mnt/registry/$P/test/oci/1/rootfs/etc/os-release" >/dev/null 2>&1 & waiter=$!
+sigterm_while_stalled "a stalled download" "GET /v2/test/oci/blobs/sha256:"
+check_eq "... and nothing half-pulled is registered" "0" "$(ls "$IMAGEFS_STORE/images" 2>/dev/null | wc -l)"
+start_mount "$mnt"
+fault "/manifests/" stall 100
+stat "$mnt/registry/$P/test/oci/1/" >/dev/null 2>&1 & waiter=$!
+sigterm_while_stalled "a stalled tag lookup" "/v2/test/oci/manifests/1"
+
 # ---- Quota: lazily pulled images are evicted least recently used first.
 export IMAGEFS_STORE=$SCRATCH/store-quota
 cat > "$SCRATCH/quota.json" <<JSON

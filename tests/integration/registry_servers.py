@@ -14,8 +14,8 @@ proxy PORT UPSTREAM DIR [STORAGE]
     A fault-injecting HTTP proxy in front of a registry. Fault "redirect" answers a request
     with 307 to http://localhost:PORT/_proxy/raw/PATH, which serves PATH from STORAGE (a
     registry without auth, standing for blob storage) and logs "RAW PATH auth=yes|no". POST /_proxy/fault with JSON
-    {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop",
-     "times": N} arms a fault; GET /_proxy/log returns every request line seen
+    {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop|stall",
+     "times": N} arms a fault ("stall": half the body, then nothing for 10 minutes); GET /_proxy/log returns every request line seen
     ("METHOD PATH RANGE auth=yes|no"), DELETE /_proxy/log clears it.
     With PROXY_RATE=BYTES_PER_SECOND in the environment, every body it relays shares one link
     of that bandwidth (a token bucket over all connections), streamed in 64 KiB pieces.
@@ -233,6 +233,11 @@ def proxy(port, upstream, d, storage=None):
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
+                return
+            if kind == "stall":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                time.sleep(600)
                 return
             if kind == "slow":
                 for i in range(0, len(body), 16384):

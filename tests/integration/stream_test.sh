@@ -2,7 +2,8 @@
 # Plain (gzip) images served while their layers download (--stream-unverified, off by
 # default), from a docker-registry behind the test proxy: a file of the top layer is read
 # before the image is registered, the tree shown equals the stored image's once it is, and
-# a layer that does not match its DiffID reads as EIO and is never registered.
+# a layer that does not match its DiffID reads as EIO and is never registered. Also: requests
+# waiting on a registry do not hold the session loop's threads.
 source "$(dirname "$0")/lib.sh"
 source "$TESTS_DIR/mount_lib.sh"
 source "$TESTS_DIR/registry_lib.sh"
@@ -88,10 +89,55 @@ r=$m/registry/127.0.0.1:$SLOW/test/deb/top/rootfs
 check_eq "slow link: the top layer's file" "top" "$(cat "$r/top.txt")"
 check_eq "... read before the image is registered" "0" "$(ls "$m/images" | wc -l)"
 check_contains "... while its layers stream" "streaming" "$(stream_state "$m")"
+# Absent names wait for every layer (a later layer could still add them).
+waiters=()
+for i in 1 2 3 4; do stat "$r/absent-$i" >"$SCRATCH/absent-$i.out" 2>&1 & waiters+=($!); done
 check_eq "slow link: a base file, once the layer above is indexed" "12" "$(cut -d. -f1 "$r/etc/debian_version")"
 check_eq "slow link: chroot while it streams" "hi" "$(chroot "$r" /bin/sh -c 'echo hi')"
 wait_for "the streamed Debian registered" registered "$m"
+absent=0
+for i in "${!waiters[@]}"; do
+  wait "${waiters[$i]}" || true  # stat fails: ENOENT is the answer
+  grep -q "No such file" "$SCRATCH/absent-$((i + 1)).out" && absent=$((absent + 1))
+done
+check_eq "... absent names answer ENOENT once every layer is in" "4" "$absent"
 same_tree "streamed Debian = stored image" "$r" "$m/images/$(ls "$m/images")/rootfs"
+stop_mount "$m" "$MOUNT_PID"
+
+# ---- Requests that wait on a registry run on threads of their own, not the session loop's
+# 16: here 24 processes each look into another tag of the image behind the slow link (each
+# lookup of rootfs waits for a pull). A name never asked before takes a round trip to the
+# daemon; it is answered while they wait, before the store (read directly) has the image.
+tags=$(python3 - "$H" <<'PY'
+import json, sys, urllib.request
+host = sys.argv[1]
+accept = "application/vnd.oci.image.manifest.v1+json"
+req = urllib.request.Request(f"http://{host}/v2/test/deb/manifests/top", headers={"Accept": accept})
+with urllib.request.urlopen(req) as r:
+    body, kind = r.read(), r.headers["Content-Type"]
+for i in range(24):
+    put = urllib.request.Request(f"http://{host}/v2/test/deb/manifests/t{i}", data=body,
+                                 method="PUT", headers={"Content-Type": kind})
+    urllib.request.urlopen(put).close()
+print(24)
+PY
+)
+check_eq "24 more tags of the Debian" "24" "$tags"
+IMAGEFS_STORE=$SCRATCH/s5 IMAGEFS_REGISTRIES=$SCRATCH/registries.json start_mount "$m"
+waiters=()
+for i in $(seq 0 23); do
+  stat "$m/registry/127.0.0.1:$SLOW/test/deb/t$i/rootfs/etc/hostname" >"$SCRATCH/tag-$i.out" 2>&1 &
+  waiters+=($!)
+done
+sleep 2
+run stat "$m/images/not-an-image"
+check_contains "24 requests waiting on pulls leave the mount answering" "No such file" "$out"
+check_eq "... while they wait" "0" "$(ls "$SCRATCH/s5/images" 2>/dev/null | wc -l)"
+answered=0
+for i in "${!waiters[@]}"; do
+  wait "${waiters[$i]}" && answered=$((answered + 1))
+done
+check_eq "... and each of them is answered once the image is in" "24" "$answered"
 stop_mount "$m" "$MOUNT_PID"
 
 # ---- A layer whose content does not match its DiffID: served while it streams, then EIO for
