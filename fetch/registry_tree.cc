@@ -266,6 +266,13 @@ void RegistryTree::Close() {
   for (auto& layer : LazyLayers()) layer->Cancel();
 }
 
+std::shared_ptr<std::mutex> RegistryTree::OpenLock(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto& m = open_locks_[name];
+  if (!m) m = std::make_shared<std::mutex>();
+  return m;
+}
+
 void RegistryTree::SetLazyState(const std::string& key, std::string state) {
   std::lock_guard lock(mu_);
   lazy_[key].state = std::move(state);
@@ -290,7 +297,8 @@ Result<std::shared_ptr<const Tree>> RegistryTree::LazyRootfs(const std::string& 
     std::lock_guard lock(mu_);
     if (auto it = lazy_.find(key); it != lazy_.end() && it->second.tree) return it->second.tree;
   }
-  std::lock_guard open(lazy_open_mu_);
+  auto open_lock = OpenLock(key);
+  std::lock_guard open(*open_lock);
   {
     std::lock_guard lock(mu_);
     if (auto it = lazy_.find(key); it != lazy_.end() && it->second.tree) return it->second.tree;
@@ -340,12 +348,12 @@ Result<std::shared_ptr<const Tree>> RegistryTree::OpenLazy(const std::string& ke
   for (size_t i = 0; i < image.layers.size(); ++i) {
     if (stored[i]) continue;
     const Descriptor& descriptor = image.layers[i];
-    opening[i] =
-        std::async(std::launch::async,
-                   [&client, &image, descriptor,
-                    dir = cache.ChunkDir(image.diff_ids[i], descriptor.digest), gate = demand_] {
-                     return ChunkedRemoteLayer::Open(client, image.ref, descriptor, dir, gate);
-                   });
+    std::filesystem::path dir = cache.ChunkDir(image.diff_ids[i], descriptor.digest);
+    opening[i] = std::async(std::launch::async, [&client, &image, descriptor, dir,
+                                                 lock = OpenLock(dir.string()), gate = demand_] {
+      std::lock_guard open(*lock);
+      return ChunkedRemoteLayer::Open(client, image.ref, descriptor, dir, gate);
+    });
   }
   for (size_t i = 0; i < image.layers.size(); ++i) {
     const Digest& diff_id = image.diff_ids[i];
@@ -388,7 +396,8 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::StreamedRootfs(const std:
     return it->second.rootfs;
   };
   if (auto rootfs = served()) return rootfs;
-  std::lock_guard open(lazy_open_mu_);
+  auto open_lock = OpenLock(key);
+  std::lock_guard open(*open_lock);
   if (auto rootfs = served()) return rootfs;
   return OpenStreamed(key, image, access);
 }

@@ -106,6 +106,7 @@ class RegistryTree final : public RemoteImages {
                         std::shared_ptr<StreamingRootfs> rootfs);
   void SetLazyState(const std::string& key, std::string state);
   std::vector<std::shared_ptr<ChunkedRemoteLayer>> LazyLayers();
+  std::shared_ptr<std::mutex> OpenLock(const std::string& name);
 
   Store& store_;
   const RegistryIdentity mounter_;
@@ -130,7 +131,9 @@ class RegistryTree final : public RemoteImages {
     std::string state;  // "streaming", "complete", "failed: …"
   };
   std::map<std::string, Streamed> streamed_;  // guarded by mu_
-  std::mutex lazy_open_mu_;  // one lazy open at a time (held across I/O; taken before mu_)
+  // Opens (held across I/O; taken before mu_): one per image key, and one per layer's chunk
+  // cache directory, which two images sharing the layer would otherwise both write.
+  std::map<std::string, std::shared_ptr<std::mutex>> open_locks_;  // guarded by mu_
   // Completions wait for reads to go quiet for 0.5 s (5 s at most): the first files first.
   const std::shared_ptr<DemandGate> demand_ =
       std::make_shared<DemandGate>(std::chrono::milliseconds(500), std::chrono::milliseconds(5000));
