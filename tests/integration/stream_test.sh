@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Plain (gzip) images served while their layers download (--stream-unverified, off by
+# Plain (gzip and zstd) images served while their layers download (--stream-unverified, off by
 # default), from a docker-registry behind the test proxy: a file of the top layer is read
 # before the image is registered, the tree shown equals the stored image's once it is, and
 # a layer that does not match its DiffID reads as EIO and is never registered. Also: requests
@@ -37,6 +37,17 @@ echo top > "$SCRATCH/bundle/rootfs/top.txt"
 umoci repack --image "$SCRATCH/deb:img" "$SCRATCH/bundle" >/dev/null
 rm -rf "$SCRATCH/bundle"
 skopeo copy -q --dest-tls-verify=false "oci:$SCRATCH/deb:img" "docker://$H/test/deb:top"
+# The same image with its layers recompressed as plain zstd.
+skopeo copy -q --dest-compress-format zstd "oci:$SCRATCH/deb:img" "oci:$SCRATCH/zst:img"
+check_eq "the zstd form's layers are zstd" "zstd zstd" "$(python3 - "$SCRATCH/zst" <<'PY'
+import json, os, sys
+blob = lambda d: os.path.join(sys.argv[1], "blobs", *d.split(":"))
+index = json.load(open(os.path.join(sys.argv[1], "index.json")))
+manifest = json.load(open(blob(index["manifests"][0]["digest"])))
+print(" ".join(l["mediaType"].rsplit("+", 1)[-1] for l in manifest["layers"]))
+PY
+)"
+skopeo copy -q --dest-tls-verify=false "oci:$SCRATCH/zst:img" "docker://$H/test/deb:zstd"
 SLOW=$(free_port)
 PROXY_RATE=4000000 start_proxy "$SLOW" "$H"
 
@@ -138,6 +149,16 @@ for i in "${!waiters[@]}"; do
   wait "${waiters[$i]}" && answered=$((answered + 1))
 done
 check_eq "... and each of them is answered once the image is in" "24" "$answered"
+stop_mount "$m" "$MOUNT_PID"
+
+# ---- The same, with plain zstd layers: the store decompresses them as it writes them.
+IMAGEFS_STORE=$SCRATCH/s4 IMAGEFS_REGISTRIES=$SCRATCH/registries.json start_mount "$m" --stream-unverified
+r=$m/registry/127.0.0.1:$SLOW/test/deb/zstd/rootfs
+check_eq "zstd: the top layer's file" "top" "$(cat "$r/top.txt")"
+check_eq "... read before the image is registered" "0" "$(ls "$m/images" | wc -l)"
+check_contains "... while its layers stream" "streaming" "$(stream_state "$m")"
+wait_for "the streamed zstd Debian registered" registered "$m"
+same_tree "streamed zstd Debian = stored image" "$r" "$m/images/$(ls "$m/images")/rootfs"
 stop_mount "$m" "$MOUNT_PID"
 
 # ---- A layer whose content does not match its DiffID: served while it streams, then EIO for
