@@ -207,7 +207,9 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
     std::lock_guard lock(mu_);
     active_.erase(key);
   }
-  if (!result) {
+  if (!result && result.error().code == Code::kCancelled) {
+    FetchLog()->info("pull {}: {}", image.ref.String(), result.error().msg);  // stopping
+  } else if (!result) {
     RecordError(image.ref.String(), result.error());
     FetchLog()->error("pull {}: {}", image.ref.String(), result.error().msg);
   } else if (!existed) {
@@ -253,14 +255,16 @@ std::vector<std::shared_ptr<ChunkedRemoteLayer>> RegistryTree::LazyLayers() {
 }
 
 void RegistryTree::Close() {
-  closing_ = true;
-  mounter_.client.Close();  // lookups and resolutions in flight too, which take no flag
-  anonymous_.client.Close();
   std::vector<std::shared_ptr<StreamingRootfs>> streams;
   {
     std::lock_guard lock(mu_);
+    closing_ = true;  // under mu_: a stream opened after the snapshot below sees it
     for (auto& [key, s] : streamed_) streams.push_back(s.rootfs);
   }
+  // Lookups and resolutions in flight too, which take no flag; a lazy image opened from
+  // now on fails its first fetch.
+  mounter_.client.Close();
+  anonymous_.client.Close();
   for (auto& rootfs : streams) rootfs->Cancel();
   // Not under mu_: a report in progress holds the layer's lock and then takes mu_.
   for (auto& layer : LazyLayers()) layer->Cancel();
@@ -442,13 +446,17 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::OpenStreamed(const std::s
     if (layer.streaming) As(access).puller.AddStreamingLayer(layer.streaming);
   }
   FetchLog()->warn("serve {} while its layers download, before their digests are checked", name);
-  std::lock_guard lock(mu_);
-  streamed_[key] = Streamed{name, rootfs, "streaming"};
-  if (!closing_) {
-    workers_.emplace_back(
-        [this, key, access, rootfs] { CompleteStreamed(key, access, std::move(rootfs)); });
+  {
+    std::lock_guard lock(mu_);
+    if (!closing_) {
+      streamed_[key] = Streamed{name, rootfs, "streaming"};
+      workers_.emplace_back(
+          [this, key, access, rootfs] { CompleteStreamed(key, access, std::move(rootfs)); });
+      return rootfs;
+    }
   }
-  return rootfs;
+  rootfs->Cancel();  // Close() ran meanwhile: nothing would feed it
+  return Fail(Code::kCancelled, "the mount is stopping");
 }
 
 void RegistryTree::CompleteStreamed(const std::string& key, RemoteAccess access,

@@ -132,7 +132,8 @@ class RegistryTree final : public RemoteImages {
   };
   std::map<std::string, Streamed> streamed_;  // guarded by mu_
   // Opens (held across I/O; taken before mu_): one per image key, and one per layer's chunk
-  // cache directory, which two images sharing the layer would otherwise both write.
+  // cache directory, whose TOC two images sharing the layer would otherwise both fetch and
+  // write. (Their two ChunkedRemoteLayers then share its content file: same bytes.)
   std::map<std::string, std::shared_ptr<std::mutex>> open_locks_;  // guarded by mu_
   // Completions wait for reads to go quiet for 0.5 s (5 s at most): the first files first.
   const std::shared_ptr<DemandGate> demand_ =

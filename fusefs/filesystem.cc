@@ -84,8 +84,8 @@ void ImageFs::CountException(fuse_req_t req, const char* what) {
 
 bool ImageFs::MayWait(fuse_ino_t ino) const {
   if (InodeTable::SerialOf(ino) != 0) return false;  // tree files: Read decides
-  auto v = nodes_.inodes().GetSynthetic(ino);
-  return v && v->kind >= VKind::kRegistryDir && v->kind <= VKind::kRegistryStreamNode;
+  auto kind = nodes_.inodes().KindOf(ino);
+  return kind && *kind >= VKind::kRegistryDir && *kind <= VKind::kRegistryStreamNode;
 }
 
 void ImageFs::StopRequests() {
@@ -381,9 +381,9 @@ void ImageFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_
   };
   if (auto* t = std::get_if<NodeSource::TreeFile>(&source->v)) {
     if (t->extent) return reply_fd(t->extent->fd, t->extent->offset, t->size);
-    // Bytes not in a local blob (a lazily fetched or streaming layer; or a sparse file) may
-    // wait on the network: read them on the pool, not on the session's loop.
-    if (!RequestPool::OnPoolThread() &&
+    // Bytes of a lazily fetched or streaming layer may wait on the network: read them on the
+    // pool, not on the session's loop.
+    if (!RequestPool::OnPoolThread() && t->tree->MayFetch(t->node) &&
         requests_->Post([this, req, ino, size, off, f = *fi]() mutable {
           Guarded(req, [&] { Read(req, ino, size, off, &f); });
         })) {

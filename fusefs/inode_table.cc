@@ -52,6 +52,13 @@ std::optional<VNode> InodeTable::GetSynthetic(uint64_t ino) const {
   return synthetic_[ino - 1];
 }
 
+std::optional<VKind> InodeTable::KindOf(uint64_t ino) const {
+  if (SerialOf(ino) != 0 || ino == 0) return std::nullopt;
+  std::lock_guard lock(mu_);
+  if (ino > synthetic_.size()) return std::nullopt;
+  return synthetic_[ino - 1].kind;
+}
+
 uint32_t InodeTable::TreeSerial(const TreeKey& key) {
   std::string k = TreeKeyString(key);
   std::lock_guard lock(mu_);

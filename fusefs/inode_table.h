@@ -75,6 +75,8 @@ class InodeTable {
   // The id of a synthetic node, created on first use.
   uint64_t Synthetic(VKind kind, const std::string& key, uint32_t index = 0);
   std::optional<VNode> GetSynthetic(uint64_t ino) const;
+  // Its kind only (no copy of the key, no allocation).
+  std::optional<VKind> KindOf(uint64_t ino) const;
   // The id of a synthetic node if it was ever handed out (the kernel may know it).
   std::optional<uint64_t> FindSynthetic(VKind kind, const std::string& key,
                                         uint32_t index = 0) const;

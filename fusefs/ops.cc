@@ -16,12 +16,14 @@ void Guard(fuse_req_t req, F&& f) noexcept {
   ImageFs::Guarded(req, [&] { f(Fs(req)); });
 }
 
-// A request that may wait (see RequestPool) runs on the pool, its arguments copied: what
-// libfuse's pointers point to lives only as long as the callback.
-template <typename F>
-bool Offload(fuse_req_t req, F f) noexcept {
+// A request on ino that may wait (see RequestPool) runs on the pool: make() gives the task,
+// its arguments copied (what libfuse's pointers point to lives only as long as the
+// callback); it is called only then, so the hot path copies nothing. False when not posted.
+template <typename MakeTask>
+bool Offloaded(fuse_req_t req, fuse_ino_t ino, MakeTask make) noexcept {
   try {
-    return Fs(req)->requests().Post([req, f]() mutable { Guard(req, f); });
+    if (!Fs(req)->MayWait(ino)) return false;
+    return Fs(req)->requests().Post([req, task = make()]() mutable { Guard(req, task); });
   } catch (...) {  // no memory for the task: serve it here
     return false;
   }
@@ -29,7 +31,7 @@ bool Offload(fuse_req_t req, F f) noexcept {
 
 template <typename F>
 void MayWait(fuse_req_t req, fuse_ino_t ino, F f) noexcept {
-  if (Fs(req)->MayWait(ino) && Offload(req, f)) return;
+  if (Offloaded(req, ino, [&] { return f; })) return;
   Guard(req, f);
 }
 
@@ -42,9 +44,10 @@ fuse_lowlevel_ops MakeOps() {
     }
   };
   ops.lookup = [](fuse_req_t req, fuse_ino_t parent, const char* name) noexcept {
-    // The name is copied only for the pool: lookups in trees are the hot path.
-    if (Fs(req)->MayWait(parent) && Offload(req, [req, parent, n = std::string(name)](ImageFs* fs) {
-          fs->Lookup(req, parent, n.c_str());
+    if (Offloaded(req, parent, [&] {
+          return [req, parent, n = std::string(name)](ImageFs* fs) {
+            fs->Lookup(req, parent, n.c_str());
+          };
         })) {
       return;
     }
@@ -113,8 +116,10 @@ fuse_lowlevel_ops MakeOps() {
     Guard(req, [&](ImageFs* fs) { fs->StatFs(req, ino); });
   };
   ops.getxattr = [](fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) noexcept {
-    if (Fs(req)->MayWait(ino) && Offload(req, [req, ino, n = std::string(name), size](ImageFs* fs) {
-          fs->GetXattr(req, ino, n.c_str(), size);
+    if (Offloaded(req, ino, [&] {
+          return [req, ino, n = std::string(name), size](ImageFs* fs) {
+            fs->GetXattr(req, ino, n.c_str(), size);
+          };
         })) {
       return;
     }

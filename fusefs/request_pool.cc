@@ -24,16 +24,17 @@ bool RequestPool::Post(std::function<void()> task) {
     wake_.notify_one();
     return true;
   }
-  if (threads_ >= max_threads_) return false;
   queue_.push_back(std::move(task));
+  // Full: the task waits for a thread to come free (the loop's threads never wait).
+  if (threads_ >= max_threads_) return true;
   ++threads_;
   try {
     // Detached, holding the pool: a task that outlives Stop's wait keeps it alive.
     std::thread([self = shared_from_this()] { self->Work(); }).detach();
-  } catch (const std::system_error& e) {
+  } catch (...) {  // system_error, bad_alloc: the caller serves the task itself
     --threads_;
     queue_.pop_back();
-    FusefsLog()->warn("request pool: cannot start a thread: {}", e.what());
+    FusefsLog()->warn("request pool: cannot start a thread");
     return false;
   }
   return true;

@@ -19,8 +19,8 @@ class RequestPool : public std::enable_shared_from_this<RequestPool> {
   static std::shared_ptr<RequestPool> Create(size_t max_threads = 256) {
     return std::shared_ptr<RequestPool>(new RequestPool(max_threads));
   }
-  // Runs task on a pool thread. False when every thread is busy or the pool stopped: the
-  // caller runs the task itself.
+  // Runs task on a pool thread; with every thread busy, once one comes free. False when the
+  // pool stopped or no thread can be started: the caller runs the task itself.
   bool Post(std::function<void()> task);
   // Whether the calling thread is one of a pool's.
   static bool OnPoolThread();

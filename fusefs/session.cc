@@ -218,6 +218,7 @@ class ImportMount {
       }
       loop_.join();
     }
+    fs_->StopRequests();  // none are posted here (no registry/), but as for any ImageFs
     fuse_session_unmount(se_.get());
     ::rmdir(path_.c_str());
   }

@@ -122,6 +122,12 @@ std::vector<std::pair<std::string_view, std::string_view>> Tree::Xattrs(uint32_t
   return out;
 }
 
+bool Tree::MayFetch(uint32_t id) const {
+  if (id >= nodes_.size()) return false;
+  const uint32_t layer = nodes_[id].layer;
+  return layer < layers_.size() && layers_[layer]->fetcher != nullptr;
+}
+
 Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) const {
   const IndexEntry* e = Entry(id);
   if (e == nullptr || (e->kind != EntryKind::kFile && e->kind != EntryKind::kHardlink)) {

@@ -100,6 +100,9 @@ class Tree {
     Digest diff_id;  // of the layer whose tar holds the data
   };
   std::optional<Extent> ContiguousData(uint32_t id) const;
+  // Whether reading the node's data may wait for its bytes to be fetched (its layer is read
+  // by Range or still streaming), as opposed to a local blob.
+  bool MayFetch(uint32_t id) const;
 
   // The (offset, length) runs holding data of a sparse file; nullopt when not sparse.
   std::optional<std::vector<std::pair<uint64_t, uint64_t>>> DataRuns(uint32_t id) const;

@@ -293,16 +293,21 @@ stop_mount "$mnt" "$MOUNT_PID"
 # ---- A mount stopped while a request stalls (no byte arrives) ends at once: the request is
 # cancelled, not waited for (curl would give up only after a minute).
 # sigterm_while_stalled WHAT LOG_PATTERN: once the proxy saw a request matching LOG_PATTERN
-# (stalled by a fault), the daemon, sent SIGTERM, is gone within 20 s.
+# (stalled by a fault), the daemon, sent SIGTERM, ends cleanly within 20 s, and the process
+# that waited ($waiter) gets an error.
 sigterm_while_stalled() {
-  local i
+  local i rc=0
   for i in $(seq 1 100); do proxy_log "$PROXY" | grep -q "$2" && break; sleep 0.1; done
   sleep 1
   kill -TERM "$MOUNT_PID"
   for i in $(seq 1 200); do kill -0 "$MOUNT_PID" 2>/dev/null || break; sleep 0.1; done
   check_eq "SIGTERM during $1: the daemon is gone within 20 s" "gone" \
     "$(kill -0 "$MOUNT_PID" 2>/dev/null && echo running || echo gone)"
-  wait "$waiter" || true
+  wait "$MOUNT_PID" || rc=$?
+  check_eq "... with exit status 0" "0" "$rc"
+  rc=0
+  wait "$waiter" || rc=$?
+  check_eq "... and the waiting process gets an error" "1" "$rc"
   stop_mount "$mnt" "$MOUNT_PID"
   proxy_reset "$PROXY"
 }

@@ -15,7 +15,7 @@ proxy PORT UPSTREAM DIR [STORAGE]
     with 307 to http://localhost:PORT/_proxy/raw/PATH, which serves PATH from STORAGE (a
     registry without auth, standing for blob storage) and logs "RAW PATH auth=yes|no". POST /_proxy/fault with JSON
     {"match": "substring of the path", "kind": "status500|status429|truncate|wrong|slow|drop|stall",
-     "times": N} arms a fault ("stall": half the body, then nothing for 10 minutes); GET /_proxy/log returns every request line seen
+     "times": N} arms a fault ("stall": no answer for 10 minutes); GET /_proxy/log returns every request line seen
     ("METHOD PATH RANGE auth=yes|no"), DELETE /_proxy/log clears it.
     With PROXY_RATE=BYTES_PER_SECOND in the environment, every body it relays shares one link
     of that bandwidth (a token bucket over all connections), streamed in 64 KiB pieces.
@@ -202,6 +202,9 @@ def proxy(port, upstream, d, storage=None):
                 code = 500 if kind == "status500" else 429
                 return self.reply(code, b'{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}',
                                   [("Retry-After", "1")] if code == 429 else [])
+            if kind == "stall":  # the request is taken, and nothing comes back
+                time.sleep(600)
+                return
             conn = http.client.HTTPConnection(upstream, timeout=60)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
             conn.request(self.command, self.path, headers=headers)
@@ -233,11 +236,6 @@ def proxy(port, upstream, d, storage=None):
                 self.wfile.flush()
                 self.close_connection = True
                 self.connection.shutdown(2)
-                return
-            if kind == "stall":
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                time.sleep(600)
                 return
             if kind == "slow":
                 for i in range(0, len(body), 16384):

@@ -38,23 +38,26 @@ TEST(RequestPool, WaitingTasksEachGetAThreadUpToTheLimit) {
       ++done;
     }));
   }
-  EXPECT_FALSE(pool->Post([] {})) << "a full pool says so: the caller serves the task";
+  // Full: the task waits for a thread, never runs on the caller's (the session loop's).
+  ASSERT_TRUE(pool->Post([&] {
+    on_pool = on_pool && RequestPool::OnPoolThread();
+    ++done;
+  }));
   EXPECT_EQ(pool->threads(), 20u);
+  EXPECT_EQ(done, 0);
   EXPECT_FALSE(RequestPool::OnPoolThread());
   gate.Open();
   EXPECT_TRUE(pool->Stop(std::chrono::seconds(30)));
-  EXPECT_EQ(done, 20);
+  EXPECT_EQ(done, 21);
   EXPECT_TRUE(on_pool);
   EXPECT_FALSE(pool->Post([] {})) << "a stopped pool takes nothing";
 }
 
-TEST(RequestPool, IdleThreadsTakeNewTasks) {
+TEST(RequestPool, OneThreadServesEveryTaskInTurn) {
   auto pool = RequestPool::Create(/*max_threads=*/1);
   std::atomic<int> done{0};
-  for (int i = 0; i < 100; ++i) {
-    // One thread: each post finds it idle, or is served by its caller.
-    if (!pool->Post([&] { ++done; })) ++done;
-  }
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(pool->Post([&] { ++done; }));
+  EXPECT_LE(pool->threads(), 1u);
   EXPECT_TRUE(pool->Stop(std::chrono::seconds(30)));
   EXPECT_EQ(done, 100);
   EXPECT_EQ(pool->threads(), 0u);
