@@ -70,6 +70,8 @@ class Puller {
   // the store writes its tar and how that ended, and starts at once (no transfer slot).
   // Held weakly.
   void AddStreamingLayer(const std::shared_ptr<StreamingLayer>& layer);
+  // The layer streamed as diff_id now, if any: another image's stream may share it.
+  std::shared_ptr<StreamingLayer> Streaming(const Digest& diff_id);
 
  private:
   Result<std::string> PullModern(const ResolvedImage& image, PullObserver* observer,
@@ -82,7 +84,6 @@ class Puller {
                    const Digest& diff_id);
 
   std::shared_ptr<ChunkedRemoteLayer> PartialBlob(const Digest& blob);
-  std::shared_ptr<StreamingLayer> Streaming(const Digest& diff_id);
 
   Store& store_;
   RegistryClient& client_;

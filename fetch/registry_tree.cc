@@ -8,6 +8,7 @@
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "graph/base/fs_util.h"
 #include "graph/base/log.h"
@@ -432,7 +433,11 @@ Result<std::shared_ptr<StreamingRootfs>> RegistryTree::OpenStreamed(const std::s
       layers.push_back({nullptr, same->second});
       continue;
     }
-    auto layer = std::make_shared<StreamingLayer>(diff_id, store_.TmpDir(), signal);
+    // A layer another image streams now is shared: its one download feeds both.
+    auto layer = As(access).puller.Streaming(diff_id);
+    if (!layer || !layer->Share(signal)) {
+      layer = std::make_shared<StreamingLayer>(diff_id, store_.TmpDir(), signal);
+    }
     by_diff[diff_id.str()] = layer;
     layer->AddFailureReporter([reports = reports_, name](const Error& e) {
       std::lock_guard lock(reports->mu);
@@ -463,11 +468,13 @@ void RegistryTree::CompleteStreamed(const std::string& key, RemoteAccess access,
                                     std::shared_ptr<StreamingRootfs> rootfs) {
   auto id = Materialize(key, access);
   // Layers another pull or process stored meanwhile were not streamed here: the store
-  // serves them now. Any layer left streaming after a failure never will be complete.
+  // serves them now. After a failure this image gives its layers back: one no other image's
+  // pull holds never will be complete.
+  std::set<const StreamingLayer*> released;  // a layer twice in the image was held once
   for (const StreamingRootfs::Layer& layer : rootfs->layers()) {
     if (!layer.streaming) continue;
     if (!id) {
-      layer.streaming->Failed(id.error());
+      if (released.insert(layer.streaming.get()).second) layer.streaming->Release(id.error());
       continue;
     }
     auto blob = store_.OpenBlob(layer.streaming->diff_id());

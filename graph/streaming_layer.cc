@@ -59,8 +59,42 @@ StreamingLayer::StreamingLayer(Digest diff_id, std::filesystem::path scratch,
                                std::shared_ptr<StreamSignal> signal)
     : diff_id_(std::move(diff_id)),
       scratch_(std::move(scratch)),
-      signal_(std::move(signal)),
-      arrival_(std::make_shared<Arrival>("layer " + diff_id_.str() + " (streaming)")) {}
+      arrival_(std::make_shared<Arrival>("layer " + diff_id_.str() + " (streaming)")) {
+  signals_.push_back(std::move(signal));
+}
+
+bool StreamingLayer::Share(std::shared_ptr<StreamSignal> signal) {
+  std::lock_guard lock(mu_);
+  if (failed_) return false;
+  signals_.push_back(std::move(signal));
+  ++holders_;
+  return true;
+}
+
+void StreamingLayer::Release(const Error& why) {
+  {
+    std::lock_guard lock(mu_);
+    if (holders_ > 0 && --holders_ == 0) FailLocked(why);
+  }
+  ReportFailure();
+}
+
+void StreamingLayer::AddFailureReporter(std::function<void(const Error&)> report) {
+  std::optional<Error> already;
+  {
+    std::lock_guard lock(mu_);
+    if (!reported_) {
+      reporters_.push_back(std::move(report));
+      return;
+    }
+    already = failed_;
+  }
+  if (already && already->code != Code::kCancelled) report(*already);
+}
+
+void StreamingLayer::BumpLocked() {
+  for (const auto& signal : signals_) signal->Bump();
+}
 
 StreamingLayer::~StreamingLayer() {
   // Readers still holding a blob of this layer must not wait for bytes that never come.
@@ -131,7 +165,7 @@ void StreamingLayer::ScanLocked(bool whole) {
   }
   if (changed) {
     snapshot_stale_ = true;
-    signal_->Bump();
+    BumpLocked();
   }
 }
 
@@ -156,7 +190,8 @@ void StreamingLayer::Stored(std::shared_ptr<const LayerBlob> blob) {
     members_ = {};
   }
   arrival_->Complete();
-  signal_->Bump();
+  std::lock_guard lock(mu_);
+  BumpLocked();
 }
 
 void StreamingLayer::Failed(const Error& error) {
@@ -169,15 +204,17 @@ void StreamingLayer::Failed(const Error& error) {
 
 void StreamingLayer::ReportFailure() {
   std::optional<Error> e;
+  std::vector<std::function<void(const Error&)>> reporters;
   {
     std::lock_guard lock(mu_);
     if (!failed_ || reported_) return;
     reported_ = true;
     e = failed_;
+    reporters.swap(reporters_);
   }
   if (e->code == Code::kCancelled) return;
   GraphLog()->error("{}", e->msg);
-  for (const auto& report : reporters_) report(*e);
+  for (const auto& report : reporters) report(*e);
 }
 
 void StreamingLayer::FailLocked(const Error& error) {
@@ -188,7 +225,7 @@ void StreamingLayer::FailLocked(const Error& error) {
   fd_.Reset();
   members_ = {};  // a failed layer shows nothing
   snapshot_stale_ = true;
-  signal_->Bump();
+  BumpLocked();
 }
 
 Result<StreamingLayer::State> StreamingLayer::Current() {

@@ -4,7 +4,9 @@
 // whose reads wait for their bytes. Its outcome comes from whoever pulls it: Stored (the
 // store's verified blob replaces it) or Failed (every read of it is EIO from then on, even of
 // bytes read before). StreamSignal wakes a rootfs's waiters when any of its layers learns
-// more. Thread-safe.
+// more. Images streamed at once share one StreamingLayer per DiffID (Share): it bumps each
+// one's signal, and an image whose pull fails gives its hold back (Release) rather than
+// failing a layer another image's pull still feeds. Thread-safe.
 #pragma once
 
 #include <atomic>
@@ -52,7 +54,8 @@ class StreamSignal {
 
 class StreamingLayer final : public IngestObserver {
  public:
-  // scratch: a directory for the index snapshots (each removed once opened).
+  // scratch: a directory for the index snapshots (each removed once opened). The creator
+  // holds the layer (as Share gives a hold) and its signal is bumped.
   StreamingLayer(Digest diff_id, std::filesystem::path scratch,
                  std::shared_ptr<StreamSignal> signal);
   ~StreamingLayer() override;
@@ -70,10 +73,15 @@ class StreamingLayer final : public IngestObserver {
   void Failed(const Error& error);
 
   // Told of the failure (not of a cancellation), once, on the thread that found it, with no
-  // lock held. Added before the layer is shared.
-  void AddFailureReporter(std::function<void(const Error&)> report) {
-    reporters_.push_back(std::move(report));
-  }
+  // lock held; at once if the layer failed already.
+  void AddFailureReporter(std::function<void(const Error&)> report);
+
+  // Another image streams this layer too: its signal is bumped from now on and it holds the
+  // layer. False when the layer failed already: that image must stream its own.
+  bool Share(std::shared_ptr<StreamSignal> signal);
+  // A holder's pull failed (`why`): the layer fails once no holder is left, since then nothing
+  // will feed or finish it. A layer stored or failed stays so.
+  void Release(const Error& why);
 
   struct State {
     std::shared_ptr<const LayerBlob> blob;  // the members so far
@@ -89,22 +97,24 @@ class StreamingLayer final : public IngestObserver {
  private:
   class Arrival;
   void ScanLocked(bool whole);
+  void BumpLocked();
   void FailLocked(const Error& error);
   void ReportFailure();  // the reporters, after the lock is released
 
   const Digest diff_id_;
   const std::filesystem::path scratch_;
-  const std::shared_ptr<StreamSignal> signal_;
   const std::shared_ptr<Arrival> arrival_;  // what reads wait on; shared with the blobs
   mutable std::mutex mu_;
-  UniqueFd fd_;                           // the tar's file; guarded by mu_
+  std::vector<std::shared_ptr<StreamSignal>> signals_;  // guarded by mu_
+  size_t holders_ = 1;                                  // guarded by mu_
+  UniqueFd fd_;                                         // the tar's file; guarded by mu_
   uint64_t resume_ = 0;                   // where the next scan starts; guarded by mu_
   std::vector<ScannedMember> members_;    // guarded by mu_
   std::atomic<size_t> member_count_ = 0;  // members_ is dropped once stored
   std::atomic<bool> indexed_flag_ = false;
-  std::vector<std::function<void(const Error&)>> reporters_;
-  bool reported_ = false;        // guarded by mu_
-  bool started_ = false;         // guarded by mu_
+  std::vector<std::function<void(const Error&)>> reporters_;  // guarded by mu_
+  bool reported_ = false;                                     // guarded by mu_
+  bool started_ = false;                                      // guarded by mu_
   bool ended_ = false;           // the download fed here reached its end; guarded by mu_
   bool indexed_ = false;         // guarded by mu_
   std::optional<Error> failed_;  // guarded by mu_

@@ -37,6 +37,12 @@ echo top > "$SCRATCH/bundle/rootfs/top.txt"
 umoci repack --image "$SCRATCH/deb:img" "$SCRATCH/bundle" >/dev/null
 rm -rf "$SCRATCH/bundle"
 skopeo copy -q --dest-tls-verify=false "oci:$SCRATCH/deb:img" "docker://$H/test/deb:top"
+# A second image on that base and top: Debian, top, top2.
+umoci unpack --image "$SCRATCH/deb:img" "$SCRATCH/bundle" >/dev/null
+echo top2 > "$SCRATCH/bundle/rootfs/top2.txt"
+umoci repack --image "$SCRATCH/deb:top2" "$SCRATCH/bundle" >/dev/null
+rm -rf "$SCRATCH/bundle"
+skopeo copy -q --dest-tls-verify=false "oci:$SCRATCH/deb:top2" "docker://$H/test/deb:top2"
 # The same image with its layers recompressed as plain zstd.
 skopeo copy -q --dest-compress-format zstd "oci:$SCRATCH/deb:img" "oci:$SCRATCH/zst:img"
 check_eq "the zstd form's layers are zstd" "zstd zstd" "$(python3 - "$SCRATCH/zst" <<'PY'
@@ -159,6 +165,21 @@ check_eq "... read before the image is registered" "0" "$(ls "$m/images" | wc -l
 check_contains "... while its layers stream" "streaming" "$(stream_state "$m")"
 wait_for "the streamed zstd Debian registered" registered "$m"
 same_tree "streamed zstd Debian = stored image" "$r" "$m/images/$(ls "$m/images")/rootfs"
+stop_mount "$m" "$MOUNT_PID"
+
+# ---- Two images on one base, streamed at once, share its one download: the second image's
+# base files are answered from the first's feed, before either image is registered (a
+# stream of its own would get the base only once the download ended and both were in).
+IMAGEFS_STORE=$SCRATCH/s6 IMAGEFS_REGISTRIES=$SCRATCH/registries.json start_mount "$m" --stream-unverified
+ra=$m/registry/127.0.0.1:$SLOW/test/deb/top/rootfs
+rb=$m/registry/127.0.0.1:$SLOW/test/deb/top2/rootfs
+check_eq "two images on one base: the first's top file" "top" "$(cat "$ra/top.txt")"
+check_eq "... the second's base file, from the one download" "12" "$(cut -d. -f1 "$rb/etc/debian_version")"
+check_eq "... before either is registered" "0" "$(ls "$SCRATCH/s6/images" 2>/dev/null | wc -l)"
+check_eq "... the second's own top file" "top2" "$(cat "$rb/top2.txt")"
+both_registered() { [ "$(ls "$1/images" | wc -l)" -eq 2 ]; }
+wait_for "both registered" both_registered "$m"
+check_eq "... both streams complete" "complete complete" "$(stream_state "$m")"
 stop_mount "$m" "$MOUNT_PID"
 
 # ---- A layer whose content does not match its DiffID: served while it streams, then EIO for

@@ -305,5 +305,39 @@ TEST_F(StreamingRootfsTest, StoredAfterAFeedThatWroteNothingServes) {
   EXPECT_EQ(state->blob, whole->blob);
 }
 
+// A second image streaming the same base shares its layer: the one feed answers both, each
+// image's waiters are woken, and one image's failed pull does not fail what the other's
+// still feeds; the last holder's does.
+TEST_F(StreamingRootfsTest, ImagesStreamingOneLayerShareItsFeed) {
+  auto other_signal = std::make_shared<StreamSignal>();
+  FedLayer other_top(dir_.path(), "other-top", MakeTar({{"opt", "", S_IFDIR}}), other_signal);
+  ASSERT_TRUE(base_->layer->Share(other_signal));
+  auto other = std::make_shared<StreamingRootfs>(
+      "test/other",
+      std::vector<StreamingRootfs::Layer>{{nullptr, base_->layer}, {nullptr, other_top.layer}},
+      other_signal);
+  other_top.FeedAll();
+  auto waiting = std::async(std::launch::async, [other] { return other->Find("etc/a"); });
+  EXPECT_FALSE(Answered(waiting));
+  base_->FeedTo(base_->DataOf("etc/a") + 6);  // fed once, by the first image's download
+  ASSERT_TRUE(Answered(waiting, 10s));
+  auto a = waiting.get();
+  ASSERT_TRUE(a) << a.error().msg;
+  EXPECT_EQ(ReadAll(*a, 0, 100), "base a");
+  // The first image's pull fails (say, its own top layer did): it gives the base back.
+  base_->layer->Release(Error{Code::kNetwork, EIO, "the first image's pull failed"});
+  base_->FeedAll();
+  auto late = other->Find("etc/late");
+  ASSERT_TRUE(late) << late.error().msg;
+  EXPECT_TRUE(other->Complete());
+  // The last holder's failure ends the layer: nothing would feed it any more.
+  other->layers()[0].streaming->Release(Error{Code::kNetwork, EIO, "its pull failed too"});
+  auto after = other->Find("etc/late");
+  ASSERT_FALSE(after);
+  EXPECT_EQ(after.error().ToErrno(), EIO);
+  // A failed layer is not shared: the next image streams its own.
+  EXPECT_FALSE(base_->layer->Share(std::make_shared<StreamSignal>()));
+}
+
 }  // namespace streaming_test
 }  // namespace imagefs
