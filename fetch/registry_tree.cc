@@ -273,6 +273,12 @@ void RegistryTree::Close() {
 
 std::shared_ptr<std::mutex> RegistryTree::OpenLock(const std::string& name) {
   std::lock_guard lock(mu_);
+  // A lock only the map holds guards no open: dropped now and then, so the map stays the
+  // size of the opens in flight. (Copies are made only here, under mu_.)
+  if (open_locks_.size() >= open_locks_sweep_at_) {
+    std::erase_if(open_locks_, [](const auto& kv) { return kv.second.use_count() == 1; });
+    open_locks_sweep_at_ = std::max<size_t>(64, 2 * open_locks_.size());
+  }
   auto& m = open_locks_[name];
   if (!m) m = std::make_shared<std::mutex>();
   return m;

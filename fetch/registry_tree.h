@@ -135,6 +135,7 @@ class RegistryTree final : public RemoteImages {
   // cache directory, whose TOC two images sharing the layer would otherwise both fetch and
   // write. (Their two ChunkedRemoteLayers then share its content file: same bytes.)
   std::map<std::string, std::shared_ptr<std::mutex>> open_locks_;  // guarded by mu_
+  size_t open_locks_sweep_at_ = 64;                                // guarded by mu_
   // Completions wait for reads to go quiet for 0.5 s (5 s at most): the first files first.
   const std::shared_ptr<DemandGate> demand_ =
       std::make_shared<DemandGate>(std::chrono::milliseconds(500), std::chrono::milliseconds(5000));
