@@ -227,6 +227,9 @@ listing "$root" | cut -d'|' -f1-6,8- > "$SCRATCH/lazy-debian.list"
 check_eq "every file read: still served, not pulled" serving "$(lazy_field "$lm" debian state)"
 check_eq "... with no error" 0 "$(lazy_field "$lm" debian errors)"
 stop_mount "$lm" "$MOUNT_PID"
+run env IMAGEFS_STORE="$lazy_store" "$IMAGEFS" check
+check_eq "check beside a chunk cache" 0 "$rc"
+check_contains "... says it is not judged there" "1 chunk cache(s) of layers read by Range" "$out"
 IMAGEFS_STORE=$lazy_store IMAGEFS_REGISTRIES=$SCRATCH/no-complete.json start_mount "$lm"
 check_eq "remounted, a file read before" "$version" "$(cat "$root/etc/debian_version")"
 check_eq "... comes from the store's chunk cache: no request" 0 "$(lazy_field "$lm" debian requests)"
@@ -251,6 +254,8 @@ else
   fail "the completed rootfs differs from the lazy one: $(head -n 6 "$SCRATCH/diff" | tr '\n' ' ')"
 fi
 stop_mount "$lm" "$MOUNT_PID"
+run env IMAGEFS_STORE="$lazy_store" "$IMAGEFS" check
+check_contains "check: the chunk cache of a stored layer is prune's" "1 chunk cache(s) of layers the store now holds whole" "$out"
 run env IMAGEFS_STORE="$lazy_store" "$IMAGEFS" prune
 check_eq "prune" 0 "$rc"
 check_eq "... drops the chunks of a stored layer" 0 "$(ls "$lazy_store/cache/chunks" | wc -l)"
