@@ -136,13 +136,14 @@ Result<IndexSummary> IndexWriter::Finish(uint64_t tar_size) {
   return summary_;
 }
 
-Status AddMember(IndexWriter& out, ScannedMember& m) {
-  ASSIGN_OR_RETURN(std::tie(m.entry.path_off, m.entry.path_len), out.AddString(m.path));
-  if (m.entry.kind == EntryKind::kHardlink || m.entry.kind == EntryKind::kSymlink) {
-    ASSIGN_OR_RETURN(std::tie(m.entry.link_off, m.entry.link_len), out.AddString(m.link));
+Status AddMember(IndexWriter& out, const ScannedMember& m) {
+  IndexEntry e = m.entry;
+  ASSIGN_OR_RETURN(std::tie(e.path_off, e.path_len), out.AddString(m.path));
+  if (e.kind == EntryKind::kHardlink || e.kind == EntryKind::kSymlink) {
+    ASSIGN_OR_RETURN(std::tie(e.link_off, e.link_len), out.AddString(m.link));
   }
   for (const auto& [name, value] : m.xattrs) RETURN_IF_ERROR(out.AddXattr(name, value));
-  return out.AddEntry(m.entry, m.runs);
+  return out.AddEntry(e, m.runs);
 }
 
 }  // namespace imagefs

@@ -47,6 +47,6 @@ class IndexWriter {
 };
 
 // Appends one scanned tar member (ScanTar) with its strings, xattrs and data runs.
-Status AddMember(IndexWriter& out, ScannedMember& m);
+Status AddMember(IndexWriter& out, const ScannedMember& m);
 
 }  // namespace imagefs

@@ -150,7 +150,7 @@ void StreamingLayer::ScanLocked(bool whole) {
                          // Each scan starts again at the last member it gave.
                          if (!members_.empty() && members_.back().header_at >= m.header_at)
                            return {};
-                         members_.push_back(m);
+                         members_.push_back(std::move(m));
                          member_count_ = members_.size();
                          changed = true;
                          return {};
@@ -237,10 +237,7 @@ Result<StreamingLayer::State> StreamingLayer::Current() {
     std::filesystem::path path = scratch_ / ("stream-index-" + std::to_string(getpid()) + "-" +
                                              std::to_string(next_snapshot.fetch_add(1)));
     ASSIGN_OR_RETURN(std::unique_ptr<IndexWriter> out, IndexWriter::Create(path));
-    for (const ScannedMember& m : members_) {
-      ScannedMember copy = m;
-      RETURN_IF_ERROR(AddMember(*out, copy));
-    }
+    for (const ScannedMember& m : members_) RETURN_IF_ERROR(AddMember(*out, m));
     RETURN_IF_ERROR(out->Finish(arrival_->written()));
     auto index = TarIndex::Open(path);
     std::error_code ec;

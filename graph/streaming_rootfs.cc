@@ -5,7 +5,11 @@
 namespace imagefs {
 namespace {
 
+// Rebuilds are at least 20 ms apart, and at least kRestPerBuild times the last build's time:
+// a layer of a million members takes most of a second to rebuild, and back-to-back rebuilds
+// would take a core from the download they wait for.
 constexpr auto kMinRebuild = std::chrono::milliseconds(20);
+constexpr int kRestPerBuild = 3;
 
 }  // namespace
 
@@ -43,9 +47,11 @@ Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current()
   const uint64_t generation = signal_->generation();
   if (epoch_ && epoch_->generation == generation) return epoch_;
   if (epoch_) {
-    auto next = built_at_ + kMinRebuild;
+    auto next = built_at_ + std::max<std::chrono::steady_clock::duration>(
+                                kMinRebuild, kRestPerBuild * build_time_);
     if (next > std::chrono::steady_clock::now()) std::this_thread::sleep_until(next);
   }
+  const auto started = std::chrono::steady_clock::now();
   auto epoch = std::make_shared<Epoch>();
   epoch->generation = generation;
   std::vector<std::shared_ptr<const LayerBlob>> blobs;
@@ -70,6 +76,7 @@ Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current()
   if (!tree) return Fail(tree.error().WithContext(name_));
   epoch->tree = std::move(*tree);
   built_at_ = std::chrono::steady_clock::now();
+  build_time_ = built_at_ - started;
   epoch_ = epoch;
   return std::shared_ptr<const Epoch>(std::move(epoch));
 }

@@ -5,8 +5,8 @@
 // - a path's absence, a directory's listing, an implied directory, once every layer is;
 // - the root at once (its attributes may change until decided: Node::settled).
 // Answers are nodes of an epoch: the merged tree of the members known so far, rebuilt as
-// more arrive (at most every 20 ms), whose file reads wait for their bytes. A layer that
-// fails makes every answer it could change EIO. Thread-safe.
+// more arrive (at most every 20 ms, or 3× the last build time if longer), whose file reads wait for
+// their bytes. A layer that fails makes every answer it could change EIO. Thread-safe.
 #pragma once
 
 #include <chrono>
@@ -80,6 +80,7 @@ class StreamingRootfs {
   std::mutex build_mu_;                               // one build at a time
   std::shared_ptr<const Epoch> epoch_;                // guarded by build_mu_
   std::chrono::steady_clock::time_point built_at_{};  // guarded by build_mu_
+  std::chrono::steady_clock::duration build_time_{};  // of the last build; guarded by build_mu_
 };
 
 }  // namespace imagefs

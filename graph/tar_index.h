@@ -99,7 +99,8 @@ struct TarScanEnd {
   bool whole = false;   // the archive's end was reached (kWhole only)
 };
 // Scans the members of the tar in memory at [tar, tar + size) from `start` (a header
-// boundary), calling each() for every member, with data offsets counted from `tar`.
+// boundary), calling each() for every member, with data offsets counted from `tar` (each()
+// may move the member's strings and vectors away).
 // Members at or after `start` are scanned again by a scan from there.
 Result<TarScanEnd> ScanTar(const char* tar, uint64_t size, uint64_t start, TarScanMode mode,
                            const std::function<Status(ScannedMember&)>& each,
