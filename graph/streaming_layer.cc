@@ -256,4 +256,18 @@ Result<StreamingLayer::State> StreamingLayer::Current() {
 
 uint64_t StreamingLayer::bytes_written() const { return arrival_->written(); }
 
+bool StreamingLayer::failed() const {
+  std::lock_guard lock(mu_);
+  return failed_.has_value();
+}
+
+std::optional<bool> StreamingLayer::HasMember(const std::string& path, size_t* from) const {
+  std::lock_guard lock(mu_);
+  if (stored_ || failed_) return std::nullopt;
+  bool found = false;
+  for (size_t i = *from; i < members_.size() && !found; ++i) found = members_[i].path == path;
+  *from = members_.size();
+  return found;
+}
+
 }  // namespace imagefs

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -93,6 +94,10 @@ class StreamingLayer final : public IngestObserver {
   uint64_t bytes_written() const;
   size_t members() const { return member_count_.load(); }
   bool indexed() const { return indexed_flag_.load(); }
+  bool failed() const;
+  // Whether a member named `path` arrived among the members from *from on; *from moves past
+  // them. nullopt once the members are no longer kept (stored or failed).
+  std::optional<bool> HasMember(const std::string& path, size_t* from) const;
 
  private:
   class Arrival;
@@ -109,7 +114,7 @@ class StreamingLayer final : public IngestObserver {
   size_t holders_ = 1;                                  // guarded by mu_
   UniqueFd fd_;                                         // the tar's file; guarded by mu_
   uint64_t resume_ = 0;                   // where the next scan starts; guarded by mu_
-  std::vector<ScannedMember> members_;    // guarded by mu_
+  std::deque<ScannedMember> members_;     // guarded by mu_; grows without moving
   std::atomic<size_t> member_count_ = 0;  // members_ is dropped once stored
   std::atomic<bool> indexed_flag_ = false;
   std::vector<std::function<void(const Error&)>> reporters_;  // guarded by mu_

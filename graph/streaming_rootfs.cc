@@ -81,8 +81,36 @@ Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current()
   return std::shared_ptr<const Epoch>(std::move(epoch));
 }
 
+bool StreamingRootfs::MayDecide(const std::string& path, bool complete, Seen& seen) const {
+  if (path.empty() && !complete) return true;
+  bool indexed_above = true;  // every layer above layer i
+  for (size_t i = layers_.size(); i-- > 0;) {
+    const Layer& layer = layers_[i];
+    if (layer.stored) {
+      if (indexed_above && !complete) return true;  // it may hold the path
+      continue;
+    }
+    const StreamingLayer& streaming = *layer.streaming;
+    if (streaming.failed()) return true;
+    if (indexed_above && !complete && !seen.has[i]) {
+      std::optional<bool> has = streaming.HasMember(path, &seen.from[i]);
+      seen.has[i] = !has || *has;  // members no longer kept: it may
+    }
+    if (indexed_above && !complete && seen.has[i]) return true;
+    if (!streaming.indexed()) indexed_above = false;
+  }
+  return indexed_above;
+}
+
 Result<StreamingRootfs::Node> StreamingRootfs::Wait(const std::string& path, bool complete) {
+  Seen seen{std::vector<size_t>(layers_.size()), std::vector<bool>(layers_.size())};
   for (;;) {
+    // Read first: whatever arrives after the check bumps it past this.
+    const uint64_t generation = signal_->generation();
+    if (!MayDecide(path, complete, seen)) {
+      signal_->WaitPast(generation, std::chrono::seconds(1));
+      continue;
+    }
     ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> epoch, Current());
     const Tree& tree = *epoch->tree;
     std::optional<uint32_t> id = tree.Resolve(path);

@@ -67,6 +67,15 @@ class StreamingRootfs {
   };
   Result<std::shared_ptr<const Epoch>> Current();
   Result<Node> Wait(const std::string& path, bool complete);
+  // What one waiter learnt of each layer's members so far.
+  struct Seen {
+    std::vector<size_t> from;  // members looked at
+    std::vector<bool> has;     // the path is among them (or may be: a stored layer)
+  };
+  // Whether an epoch built now could decide `path`: some layer holds (or may hold) it and
+  // every layer above is indexed, or every layer is, or one failed. Cheap, unlike a build
+  // (O(members) of every layer): a waiter builds only once this holds.
+  bool MayDecide(const std::string& path, bool complete, Seen& seen) const;
 
   const std::string name_;
   const std::vector<Layer> layers_;
