@@ -525,6 +525,35 @@ if want scale; then
       find_native[$n]+="$(seconds find_all "$dir/native-scale-$n") "
     done
   done
+  # The 1M image from a registry on 127.0.0.1, pulled whole and streamed (--stream-unverified),
+  # while a request waits for an absent name: streamed, the merged tree is rebuilt as members
+  # arrive. Seconds to the answer, and the daemon's CPU seconds.
+  sreg=$dir/scale-registry
+  mkdir -p "$sreg/mnt"
+  start_registry "$sreg"
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$dir/scale-1m.tar" "docker://$registry/scale/1m:1"
+  echo '{}' > "$sreg/registries.json"
+  scale_pull() {  # whole|stream: prints "SECONDS CPU-SECONDS"
+    local flag=() pid t0 t1 cpu
+    [ "$1" = stream ] && flag=(--stream-unverified)
+    rm -rf "$sreg/store"
+    IMAGEFS_STORE=$sreg/store IMAGEFS_REGISTRIES=$sreg/registries.json "$imagefs" mount -d "$sreg/mnt" "${flag[@]}"
+    pid=$(pgrep -f -- "mount -d $sreg/mnt" | head -1)
+    t0=$(date +%s.%N)
+    stat "$sreg/mnt/registry/$registry/scale/1m/1/rootfs/absent" >/dev/null 2>&1 || true
+    t1=$(date +%s.%N)
+    cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$pid/stat")
+    fusermount3 -u "$sreg/mnt"
+    for _ in $(seq 1 600); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    echo "$(echo "$t1 - $t0" | bc -l) $cpu"
+  }
+  declare -A pull_s=() pull_cpu=()
+  for run in $(seq 1 "$runs"); do
+    for how in whole stream; do
+      out=$(scale_pull "$how")
+      pull_s[$how]+="${out% *} "; pull_cpu[$how]+="${out#* } "
+    done
+  done
   med() { tr ' ' '\n' <<<"$1" | grep . | median; }
   echo
   printf '%-52s %12s %12s %s\n' "scale (one layer of empty files)" "100k" "1M" "goal"
@@ -538,4 +567,8 @@ if want scale; then
       "$nat" "$img" "$(echo "$nat / $img" | bc -l)" "(goal >= 0.8)"
   done
   printf '%-52s %12.0f %s\n' "daemon RssAnon growth after the 1M walk, B/entry" "$(echo "$(med "${anon[1m]}") / 1000000" | bc -l)" "(goal <= 100)"
+  for how in whole stream; do
+    printf '%-52s %12s %6.2f s, daemon CPU %5.2f s\n' "1M from a registry, absent name answered, $([ $how = whole ] && echo "whole pull" || echo "streamed")" \
+      "" "$(med "${pull_s[$how]}")" "$(med "${pull_cpu[$how]}")"
+  done
 fi
