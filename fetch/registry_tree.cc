@@ -486,8 +486,8 @@ void RegistryTree::CompleteStreamed(const std::string& key, RemoteAccess access,
     auto blob = store_.OpenBlob(layer.streaming->diff_id());
     if (blob) {
       layer.streaming->Stored(std::move(*blob));
-    } else {
-      layer.streaming->Failed(blob.error());
+    } else if (released.insert(layer.streaming.get()).second) {
+      layer.streaming->Release(blob.error());  // another image's pull may still store it
     }
   }
   std::lock_guard lock(mu_);

@@ -74,7 +74,11 @@ bool StreamingLayer::Share(std::shared_ptr<StreamSignal> signal) {
 void StreamingLayer::Release(const Error& why) {
   {
     std::lock_guard lock(mu_);
-    if (holders_ > 0 && --holders_ == 0) FailLocked(why);
+    if (holders_ > 0 && --holders_ == 0) {
+      // Named for the layer, not for the image whose pull ended last: every holder shows it.
+      FailLocked(Error{why.code, why.sys_errno,
+                       "no pull is left to finish it (the last one: " + why.msg + ")"});
+    }
   }
   ReportFailure();
 }

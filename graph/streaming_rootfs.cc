@@ -41,16 +41,50 @@ bool StreamingRootfs::Epoch::IndexedAbove(int k) const {
   return true;
 }
 
-Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current() {
-  std::lock_guard lock(build_mu_);
-  // Read first: whatever changes during the build bumps it past this.
-  const uint64_t generation = signal_->generation();
-  if (epoch_ && epoch_->generation == generation) return epoch_;
-  if (epoch_) {
-    auto next = built_at_ + std::max<std::chrono::steady_clock::duration>(
-                                kMinRebuild, kRestPerBuild * build_time_);
-    if (next > std::chrono::steady_clock::now()) std::this_thread::sleep_until(next);
+bool StreamingRootfs::Final() const {
+  bool indexed = true;
+  for (const Layer& layer : layers_) {
+    if (!layer.streaming) continue;
+    if (layer.streaming->failed()) return true;
+    indexed = indexed && layer.streaming->indexed();
   }
+  return indexed;
+}
+
+bool StreamingRootfs::AnyFailed() const {
+  for (const Layer& layer : layers_) {
+    if (layer.streaming && layer.streaming->failed()) return true;
+  }
+  return false;
+}
+
+std::shared_ptr<const StreamingRootfs::Epoch> StreamingRootfs::Latest() const {
+  std::lock_guard lock(latest_mu_);
+  return latest_;
+}
+
+Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current() {
+  for (;;) {
+    std::unique_lock lock(build_mu_);
+    // Read first: whatever changes during the build bumps it past this.
+    const uint64_t generation = signal_->generation();
+    if (epoch_ && epoch_->generation == generation) return epoch_;
+    // Paced while members arrive; the final build (or one showing a failure) at once. The
+    // wait is not under the lock: a caller the current epoch answers need not wait for it.
+    if (epoch_ && !Final()) {
+      auto next = built_at_ + std::max<std::chrono::steady_clock::duration>(
+                                  kMinRebuild, kRestPerBuild * build_time_);
+      if (next > std::chrono::steady_clock::now()) {
+        lock.unlock();
+        std::this_thread::sleep_until(next);
+        continue;
+      }
+    }
+    return Build(generation);
+  }
+}
+
+Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Build(uint64_t generation) {
   const auto started = std::chrono::steady_clock::now();
   auto epoch = std::make_shared<Epoch>();
   epoch->generation = generation;
@@ -78,6 +112,10 @@ Result<std::shared_ptr<const StreamingRootfs::Epoch>> StreamingRootfs::Current()
   built_at_ = std::chrono::steady_clock::now();
   build_time_ = built_at_ - started;
   epoch_ = epoch;
+  {
+    std::lock_guard lock(latest_mu_);
+    latest_ = epoch;
+  }
   return std::shared_ptr<const Epoch>(std::move(epoch));
 }
 
@@ -102,7 +140,38 @@ bool StreamingRootfs::MayDecide(const std::string& path, bool complete, Seen& se
   return indexed_above;
 }
 
+std::optional<Result<StreamingRootfs::Node>> StreamingRootfs::Decide(const Epoch& epoch,
+                                                                     const std::string& path,
+                                                                     bool complete) const {
+  const Tree& tree = *epoch.tree;
+  std::optional<uint32_t> id = tree.Resolve(path);
+  if (epoch.failed < 0 && epoch.IndexedAbove(-1)) {
+    if (!id) return Fail(Code::kNotFound, name_ + ": /" + path + ": not in the image");
+    return Node{epoch.tree, *id};
+  }
+  if (id && !complete) {
+    uint32_t k = tree.node(*id).layer;
+    // Settled once its own layer is indexed too: a later member of that layer with the
+    // same path (or replacing a parent) would win. Until then the kernel does not cache it.
+    if (k != Tree::kImplied && static_cast<int>(k) > epoch.failed &&
+        epoch.IndexedAbove(static_cast<int>(k)))
+      return Node{epoch.tree, *id, epoch.indexed[k]};
+  }
+  // The root is there from the start, even if its own attributes are not known yet.
+  if (path.empty() && !complete) return Node{epoch.tree, Tree::kRoot, /*settled=*/false};
+  // Nothing above the failed layer can decide it any more.
+  if (epoch.failed >= 0 && (complete || epoch.IndexedAbove(epoch.failed))) {
+    return Fail(Error{Code::kIo, EIO, name_ + ": /" + path + ": " + epoch.failure->msg});
+  }
+  return std::nullopt;
+}
+
 Result<StreamingRootfs::Node> StreamingRootfs::Wait(const std::string& path, bool complete) {
+  // What the latest epoch decides stays decided (an answer not settled says so itself)
+  // unless a layer failed since: then what it decides is EIO, which a new epoch shows.
+  if (auto latest = Latest(); latest && !AnyFailed()) {
+    if (auto answer = Decide(*latest, path, complete)) return std::move(*answer);
+  }
   Seen seen{std::vector<size_t>(layers_.size()), std::vector<bool>(layers_.size())};
   for (;;) {
     // Read first: whatever arrives after the check bumps it past this.
@@ -112,26 +181,7 @@ Result<StreamingRootfs::Node> StreamingRootfs::Wait(const std::string& path, boo
       continue;
     }
     ASSIGN_OR_RETURN(std::shared_ptr<const Epoch> epoch, Current());
-    const Tree& tree = *epoch->tree;
-    std::optional<uint32_t> id = tree.Resolve(path);
-    if (epoch->failed < 0 && epoch->IndexedAbove(-1)) {
-      if (!id) return Fail(Code::kNotFound, name_ + ": /" + path + ": not in the image");
-      return Node{epoch->tree, *id};
-    }
-    if (id && !complete) {
-      uint32_t k = tree.node(*id).layer;
-      // Settled once its own layer is indexed too: a later member of that layer with the
-      // same path (or replacing a parent) would win. Until then the kernel does not cache it.
-      if (k != Tree::kImplied && static_cast<int>(k) > epoch->failed &&
-          epoch->IndexedAbove(static_cast<int>(k)))
-        return Node{epoch->tree, *id, epoch->indexed[k]};
-    }
-    // The root is there from the start, even if its own attributes are not known yet.
-    if (path.empty() && !complete) return Node{epoch->tree, Tree::kRoot, /*settled=*/false};
-    // Nothing above the failed layer can decide it any more.
-    if (epoch->failed >= 0 && (complete || epoch->IndexedAbove(epoch->failed))) {
-      return Fail(Error{Code::kIo, EIO, name_ + ": /" + path + ": " + epoch->failure->msg});
-    }
+    if (auto answer = Decide(*epoch, path, complete)) return std::move(*answer);
     signal_->WaitPast(epoch->generation, std::chrono::seconds(1));
   }
 }

@@ -5,14 +5,15 @@
 // - a path's absence, a directory's listing, an implied directory, once every layer is;
 // - the root at once (its attributes may change until decided: Node::settled).
 // Answers are nodes of an epoch: the merged tree of the members known so far, rebuilt as
-// more arrive (at most every 20 ms, or 3× the last build time if longer), whose file reads wait for
-// their bytes. A layer that fails makes every answer it could change EIO. Thread-safe.
+// more arrive (paced: 20 ms apart, or 3x the last build's time if longer), whose file reads
+// wait for their bytes. A layer that fails makes every answer it could change EIO. Thread-safe.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,8 @@ class StreamingRootfs {
     bool settled = true;
   };
 
-  // name: for errors (the image's reference). layers: base first; the streaming ones not
-  // shared yet (it adds a failure reporter to each).
+  // name: for errors (the image's reference). layers: base first (it adds a failure
+  // reporter to each streaming one, which other images may share).
   StreamingRootfs(std::string name, std::vector<Layer> layers,
                   std::shared_ptr<StreamSignal> signal);
 
@@ -65,7 +66,16 @@ class StreamingRootfs {
     uint64_t generation = 0;
     bool IndexedAbove(int k) const;
   };
+  // The epoch of the current generation, built if need be (paced while members arrive).
   Result<std::shared_ptr<const Epoch>> Current();
+  Result<std::shared_ptr<const Epoch>> Build(uint64_t generation);  // build_mu_ held
+  std::shared_ptr<const Epoch> Latest() const;  // the last built, without waiting for a build
+  // Every layer indexed, or one failed: what an epoch built now decides is final.
+  bool Final() const;
+  bool AnyFailed() const;
+  // The answer the epoch gives for `path`, if it decides it.
+  std::optional<Result<Node>> Decide(const Epoch& epoch, const std::string& path,
+                                     bool complete) const;
   Result<Node> Wait(const std::string& path, bool complete);
   // What one waiter learnt of each layer's members so far.
   struct Seen {
@@ -90,6 +100,9 @@ class StreamingRootfs {
   std::shared_ptr<const Epoch> epoch_;                // guarded by build_mu_
   std::chrono::steady_clock::time_point built_at_{};  // guarded by build_mu_
   std::chrono::steady_clock::duration build_time_{};  // of the last build; guarded by build_mu_
+  mutable std::mutex latest_mu_;
+  std::shared_ptr<const Epoch>
+      latest_;  // epoch_, for readers a build must not hold; guarded by latest_mu_
 };
 
 }  // namespace imagefs

@@ -339,5 +339,24 @@ TEST_F(StreamingRootfsTest, ImagesStreamingOneLayerShareItsFeed) {
   EXPECT_FALSE(base_->layer->Share(std::make_shared<StreamSignal>()));
 }
 
+// A reporter added once the layer failed (an image sharing it late) is told at once; a
+// holder's Release after the layer was stored changes nothing.
+TEST_F(StreamingRootfsTest, LateReportersAreToldAndReleaseAfterStoredIsHarmless) {
+  top_->layer->Failed(Error{Code::kCorrupt, EIO, "layer content does not match its DiffID"});
+  std::string told;
+  top_->layer->AddFailureReporter([&](const Error& e) { told = e.msg; });
+  EXPECT_NE(told.find("does not match its DiffID"), std::string::npos);
+
+  base_->FeedAll();
+  auto whole = base_->layer->Current();
+  ASSERT_TRUE(whole && whole->indexed);
+  base_->layer->Stored(whole->blob);
+  base_->layer->Release(Error{Code::kNetwork, EIO, "an image's pull failed"});
+  auto state = base_->layer->Current();
+  ASSERT_TRUE(state) << state.error().msg;
+  EXPECT_FALSE(state->failed);
+  EXPECT_EQ(state->blob, whole->blob);
+}
+
 }  // namespace streaming_test
 }  // namespace imagefs
