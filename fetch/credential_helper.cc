@@ -85,18 +85,27 @@ struct Finished {
   std::string out, err;
   bool out_overflow = false;
   bool timed_out = false;
+  bool stopped = false;
   int status = 0;  // as waitpid reports it
 };
 
+constexpr auto kStopPoll = std::chrono::milliseconds(100);
+
+bool Stopped(const HelperBounds& bounds, Finished& f) {
+  if (bounds.stopped && bounds.stopped()) f.stopped = true;
+  return f.stopped;
+}
+
 // Reads stdout and stderr together (either may fill its pipe while we wait on the other)
-// until both end or the deadline passes.
-bool Drain(int out_fd, int err_fd, Finished& f, Clock::time_point deadline) {
+// until both end, the deadline passes or the caller stops waiting.
+bool Drain(int out_fd, int err_fd, Finished& f, Clock::time_point deadline,
+           const HelperBounds& bounds) {
   pollfd fds[2] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}};
   char buf[8192];
   while (fds[0].fd >= 0 || fds[1].fd >= 0) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return false;
-    int n = poll(fds, 2, static_cast<int>(left.count()) + 1);
+    if (left.count() <= 0 || Stopped(bounds, f)) return false;
+    int n = poll(fds, 2, static_cast<int>(std::min(left, kStopPoll).count()) + 1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     for (int i = 0; i < 2; ++i) {
@@ -117,23 +126,23 @@ bool Drain(int out_fd, int err_fd, Finished& f, Clock::time_point deadline) {
   return true;
 }
 
-// Waits for pid until the deadline, then kills it. A grandchild that kept the pipes open
-// is not waited for: the deadline bounds us, not it.
-void Reap(pid_t pid, Finished& f, Clock::time_point deadline) {
+// Waits for pid until the deadline (or the caller stops waiting), then kills it. A
+// grandchild that kept the pipes open is not waited for: the deadline bounds us, not it.
+void Reap(pid_t pid, Finished& f, Clock::time_point deadline, const HelperBounds& bounds) {
   for (;;) {
     pid_t r = waitpid(pid, &f.status, WNOHANG);
     if (r == pid || (r < 0 && errno != EINTR)) return;
-    if (Clock::now() >= deadline) break;
+    if (Clock::now() >= deadline || Stopped(bounds, f)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
-  f.timed_out = true;
+  if (!f.stopped) f.timed_out = true;
   kill(pid, SIGKILL);
   while (waitpid(pid, &f.status, 0) < 0 && errno == EINTR) {
   }
 }
 
 Result<Finished> Run(const std::string& program, const std::string& input,
-                     std::chrono::milliseconds timeout) {
+                     const HelperBounds& bounds) {
   ASSIGN_OR_RETURN(Pipe in, MakePipe());
   ASSIGN_OR_RETURN(Pipe out, MakePipe());
   ASSIGN_OR_RETURN(Pipe err, MakePipe());
@@ -157,7 +166,7 @@ Result<Finished> Run(const std::string& program, const std::string& input,
   std::string arg0 = program, arg1 = "get";
   char* argv[] = {arg0.data(), arg1.data(), nullptr};
   pid_t pid = 0;
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = Clock::now() + bounds.timeout;
   if (int rc = posix_spawnp(&pid, program.c_str(), setup.actions(), setup.attr(), argv, environ);
       rc != 0) {
     if (rc == ENOENT) return Fail(Code::kNotFound, program + ": not found on PATH");
@@ -167,8 +176,9 @@ Result<Finished> Run(const std::string& program, const std::string& input,
   out.write.Reset();
   err.write.Reset();
   Finished f;
-  if (!Drain(out.read.get(), err.read.get(), f, deadline)) f.timed_out = true;
-  Reap(pid, f, f.timed_out ? Clock::now() : deadline);
+  bool drained = Drain(out.read.get(), err.read.get(), f, deadline, bounds);
+  if (!drained && !f.stopped) f.timed_out = true;
+  Reap(pid, f, drained ? deadline : Clock::now(), bounds);
   return f;
 }
 
@@ -182,18 +192,19 @@ std::string ExitText(int status) {
 
 Result<std::optional<HelperCredentials>> RunCredentialHelper(const std::string& helper,
                                                              const std::string& server_url,
-                                                             std::chrono::milliseconds timeout) {
+                                                             const HelperBounds& bounds) {
   const std::string program = "docker-credential-" + helper;
   const std::string what = "credential helper " + program + " get " + server_url;
   // A name is a suffix, never a path (a config file must not pick any program to run).
   if (helper.empty() || helper.find('/') != std::string::npos)
     return Fail(Code::kInvalid, "invalid credential helper name \"" + helper + "\"");
-  auto ran = Run(program, server_url, timeout);
+  auto ran = Run(program, server_url, bounds);
   if (!ran) return Fail(ran.error().WithContext(what));
   const Finished& f = *ran;
+  if (f.stopped) return Fail(Code::kCancelled, what + ": cancelled, killed");
   if (f.timed_out) {
-    return Fail(Code::kAuth,
-                what + ": no answer within " + std::to_string(timeout.count()) + " ms, killed");
+    return Fail(Code::kAuth, what + ": no answer within " + std::to_string(bounds.timeout.count()) +
+                                 " ms, killed");
   }
   if (Trim(f.out) == kNotFound || Trim(f.err) == kNotFound) return std::nullopt;
   if (!WIFEXITED(f.status) || WEXITSTATUS(f.status) != 0) {

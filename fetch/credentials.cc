@@ -106,8 +106,8 @@ Result<Found> DecodeEntry(const json& entry, const std::string& what) {
 }
 
 Result<Found> FromHelper(const std::string& helper, const std::string& server_url,
-                         std::chrono::milliseconds timeout) {
-  ASSIGN_OR_RETURN(auto got, RunCredentialHelper(helper, server_url, timeout));
+                         const HelperBounds& bounds) {
+  ASSIGN_OR_RETURN(auto got, RunCredentialHelper(helper, server_url, bounds));
   if (!got) return Found();
   Credentials c;
   if (got->username == kTokenUsername) {
@@ -139,18 +139,18 @@ Result<std::optional<std::pair<std::string, std::string>>> HelperFor(const json&
 // credHelpers[host], else credsStore, answers alone (its "not found" is anonymous, the
 // file's auths are not consulted); with neither, the auths entry for the host.
 Result<Found> LookupDocker(const json& config, const std::string& what, const std::string& domain,
-                           std::chrono::milliseconds timeout) {
+                           const HelperBounds& bounds) {
   const std::string server = domain == "docker.io" ? kHubServer : domain;
   ASSIGN_OR_RETURN(const json* helpers, ObjectMember(config, "credHelpers", what));
   if (helpers != nullptr) {
     ASSIGN_OR_RETURN(auto helper, HelperFor(*helpers, domain, server, what));
     // Docker Hub's helpers are asked for the index URL whatever the key's spelling.
     if (helper)
-      return FromHelper(helper->second, domain == "docker.io" ? server : helper->first, timeout);
+      return FromHelper(helper->second, domain == "docker.io" ? server : helper->first, bounds);
   }
   if (auto store = config.find("credsStore"); store != config.end() && !store->is_null()) {
     if (!store->is_string()) return Fail(Code::kInvalid, what + ": credsStore is not a string");
-    if (!store->get<std::string>().empty()) return FromHelper(*store, server, timeout);
+    if (!store->get<std::string>().empty()) return FromHelper(*store, server, bounds);
   }
   ASSIGN_OR_RETURN(const json* auths, ObjectMember(config, "auths", what));
   if (auths == nullptr) return Found();
@@ -170,11 +170,11 @@ Result<Found> LookupDocker(const json& config, const std::string& what, const st
 // containers-auth.json(5): credHelpers[host] answers for this file; else the auths entry
 // whose key is the longest of host, host/namespace, ... host/repository.
 Result<Found> LookupAuthJson(const json& config, const std::string& what, const std::string& domain,
-                             const std::string& repository, std::chrono::milliseconds timeout) {
+                             const std::string& repository, const HelperBounds& bounds) {
   ASSIGN_OR_RETURN(const json* helpers, ObjectMember(config, "credHelpers", what));
   if (helpers != nullptr) {
     ASSIGN_OR_RETURN(auto helper, HelperFor(*helpers, domain, domain, what));
-    if (helper) return FromHelper(helper->second, domain, timeout);
+    if (helper) return FromHelper(helper->second, domain, bounds);
   }
   ASSIGN_OR_RETURN(const json* auths, ObjectMember(config, "auths", what));
   if (auths == nullptr) return Found();
@@ -249,8 +249,10 @@ CredentialLocations CredentialLocations::FromEnvironment() {
 }
 
 Result<std::optional<Credentials>> CredentialSource::Lookup(const std::string& domain,
-                                                            const std::string& repository) const {
+                                                            const std::string& repository,
+                                                            std::function<bool()> stopped) const {
   if (fixed_) return fixed_;
+  const HelperBounds bounds{where_.helper_timeout, std::move(stopped)};
   std::optional<json> docker;
   std::string what;
   if (where_.docker_auth_config) {
@@ -263,14 +265,13 @@ Result<std::optional<Credentials>> CredentialSource::Lookup(const std::string& d
     ASSIGN_OR_RETURN(docker, ReadConfig(where_.docker_config));
   }
   if (docker) {
-    ASSIGN_OR_RETURN(Found c, LookupDocker(*docker, what, domain, where_.helper_timeout));
+    ASSIGN_OR_RETURN(Found c, LookupDocker(*docker, what, domain, bounds));
     if (c) return c;
   }
   for (const std::filesystem::path& file : where_.auth_files) {
     ASSIGN_OR_RETURN(std::optional<json> config, ReadConfig(file));
     if (!config) continue;
-    ASSIGN_OR_RETURN(
-        Found c, LookupAuthJson(*config, file.string(), domain, repository, where_.helper_timeout));
+    ASSIGN_OR_RETURN(Found c, LookupAuthJson(*config, file.string(), domain, repository, bounds));
     if (c) return c;
   }
   return Found();

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -62,9 +63,11 @@ class CredentialSource {
   // Credentials for a registry host ("docker.io", "localhost:5000") and, for auth.json's
   // per-namespace keys, a repository path ("library/debian"); none when unknown (or a
   // helper says it has none). A malformed file is an error naming it; a failed helper is
-  // an error naming the helper.
+  // an error naming the helper. A helper still running when `stopped` (empty: never) turns
+  // true is killed within 100 ms, and the lookup ends with kCancelled.
   Result<std::optional<Credentials>> Lookup(const std::string& domain,
-                                            const std::string& repository = "") const;
+                                            const std::string& repository = "",
+                                            std::function<bool()> stopped = {}) const;
 
  private:
   std::optional<Credentials> fixed_;

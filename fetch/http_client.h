@@ -55,6 +55,7 @@ class HttpClient {
                                uint64_t max_body = 8u << 20, const StatusHook* hook = nullptr);
   // Ends every request in flight within a second (kCancelled), and any made later at once.
   void Close() { closed_ = true; }
+  bool closed() const { return closed_; }
 
  private:
   void* Take();           // a CURL*, idle or new

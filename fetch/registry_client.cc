@@ -124,11 +124,13 @@ Result<RegistryClient::Auth> RegistryClient::FetchToken(const Endpoint& endpoint
 }
 
 Status RegistryClient::Authenticate(const Endpoint& endpoint, const Reference& ref,
-                                    const std::string& header) {
+                                    const std::string& header, const std::atomic<bool>* cancel) {
   std::string what = "authenticate to " + endpoint.host;
   ASSIGN_OR_RETURN(auto challenges, ParseAuthChallenges(header));
   const std::string domain = CredentialDomain(endpoint, ref);
-  ASSIGN_OR_RETURN(std::optional<Credentials> creds, credentials_.Lookup(domain, ref.path));
+  auto stopped = [this, cancel] { return http_.closed() || (cancel != nullptr && *cancel); };
+  ASSIGN_OR_RETURN(std::optional<Credentials> creds,
+                   credentials_.Lookup(domain, ref.path, stopped));
   const AuthChallenge* bearer = nullptr;
   const AuthChallenge* basic_challenge = nullptr;
   for (const auto& c : challenges) {
@@ -181,7 +183,7 @@ Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Re
     if (!header && known_challenge && !authenticated) {
       // The host wants a token and ours is missing or expired: get one before asking.
       authenticated = true;
-      RETURN_IF_ERROR(Authenticate(endpoint, ref, *known_challenge));
+      RETURN_IF_ERROR(Authenticate(endpoint, ref, *known_challenge, request.cancel));
       continue;
     }
     request.headers.resize(base_headers);
@@ -201,7 +203,7 @@ Result<HttpResponse> RegistryClient::Exchange(const Endpoint& endpoint, const Re
         std::lock_guard lock(mu_);
         auth_.erase(key);
       }
-      RETURN_IF_ERROR(Authenticate(endpoint, ref, challenge));
+      RETURN_IF_ERROR(Authenticate(endpoint, ref, challenge, request.cancel));
       continue;
     }
     return response;

@@ -88,8 +88,9 @@ class RegistryClient {
                                 const HttpRequest& request, const BodySink* sink, uint64_t max_body,
                                 const HttpClient::StatusHook* hook,
                                 const std::atomic<bool>* cancel = nullptr);
+  // cancel (and Close) also end a credential helper still running.
   Status Authenticate(const Endpoint& endpoint, const Reference& ref,
-                      const std::string& challenge_header);
+                      const std::string& challenge_header, const std::atomic<bool>* cancel);
   // A Bearer token for ref's pull scope: GET with Basic credentials (or none), or, for an
   // identity token, the OAuth2 refresh-token grant (POST).
   Result<Auth> FetchToken(const Endpoint& endpoint, const Reference& ref,

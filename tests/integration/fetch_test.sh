@@ -292,12 +292,13 @@ stop_mount "$mnt" "$MOUNT_PID"
 
 # ---- A mount stopped while a request stalls (no byte arrives) ends at once: the request is
 # cancelled, not waited for (curl would give up only after a minute).
-# sigterm_while_stalled WHAT LOG_PATTERN: once the proxy saw a request matching LOG_PATTERN
-# (stalled by a fault), the daemon, sent SIGTERM, ends cleanly within 20 s, and the process
-# that waited ($waiter) gets an error.
+# sigterm_while_stalled WHAT READY...: once the command READY succeeds (the request stalls),
+# the daemon, sent SIGTERM, ends cleanly within 20 s, and the process that waited ($waiter)
+# gets an error.
+proxy_saw() { proxy_log "$PROXY" | grep -q "$1"; }
 sigterm_while_stalled() {
   local i rc=0
-  for i in $(seq 1 100); do proxy_log "$PROXY" | grep -q "$2" && break; sleep 0.1; done
+  for i in $(seq 1 100); do "${@:2}" && break; sleep 0.1; done
   sleep 1
   kill -TERM "$MOUNT_PID"
   for i in $(seq 1 200); do kill -0 "$MOUNT_PID" 2>/dev/null || break; sleep 0.1; done
@@ -317,12 +318,26 @@ start_mount "$mnt"
 ls "$mnt/registry/$P/test/oci/1/" >/dev/null  # resolved: manifest and config fetched
 fault "/blobs/sha256:" stall 100
 stat "$mnt/registry/$P/test/oci/1/rootfs/etc/os-release" >/dev/null 2>&1 & waiter=$!
-sigterm_while_stalled "a stalled download" "GET /v2/test/oci/blobs/sha256:"
+sigterm_while_stalled "a stalled download" proxy_saw "GET /v2/test/oci/blobs/sha256:"
 check_eq "... and nothing half-pulled is registered" "0" "$(ls "$IMAGEFS_STORE/images" 2>/dev/null | wc -l)"
 start_mount "$mnt"
 fault "/manifests/" stall 100
 stat "$mnt/registry/$P/test/oci/1/" >/dev/null 2>&1 & waiter=$!
-sigterm_while_stalled "a stalled tag lookup" "/v2/test/oci/manifests/1"
+sigterm_while_stalled "a stalled tag lookup" proxy_saw "/v2/test/oci/manifests/1"
+# A credential helper that never answers is killed when the mount stops, not after its 30 s.
+mkdir -p "$SCRATCH/hang/bin" "$SCRATCH/hang/docker"
+cat > "$SCRATCH/hang/bin/docker-credential-hang" <<SH
+#!/bin/sh
+echo \$\$ > "$SCRATCH/hang/pid"
+exec sleep 120
+SH
+chmod +x "$SCRATCH/hang/bin/docker-credential-hang"
+printf '{"credsStore": "hang"}' > "$SCRATCH/hang/docker/config.json"
+PATH="$SCRATCH/hang/bin:$PATH" DOCKER_CONFIG="$SCRATCH/hang/docker" start_mount "$mnt"
+stat "$mnt/registry/127.0.0.1:$BASIC/test/oci/1/" >/dev/null 2>&1 & waiter=$!
+sigterm_while_stalled "a hung credential helper" test -s "$SCRATCH/hang/pid"
+check_eq "... and the helper is killed" "killed" \
+  "$(kill -0 "$(cat "$SCRATCH/hang/pid")" 2>/dev/null && echo running || echo killed)"
 
 # ---- Quota: lazily pulled images are evicted least recently used first.
 export IMAGEFS_STORE=$SCRATCH/store-quota

@@ -222,6 +222,35 @@ TEST_F(HelperTest, AHelperThatHangsIsKilled) {
   EXPECT_LT(took, std::chrono::seconds(5));
 }
 
+// A mount stopping must not wait out a hung helper's timeout.
+TEST_F(HelperTest, AHelperStillRunningWhenTheCallerStopsIsKilled) {
+  testing::WriteAll(dir_.path() / "config.json", R"({"credsStore": "per"})");
+  CredentialLocations where;
+  where.docker_config = dir_.path() / "config.json";
+  where.helper_timeout = std::chrono::seconds(60);
+  CredentialSource source(std::nullopt, where);
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    stop = true;
+  });
+  auto start = Clock::now();
+  auto slow = source.Lookup("slow.example", "", [&] { return stop.load(); });
+  auto took = Clock::now() - start;
+  stopper.join();
+  ASSERT_FALSE(slow);
+  EXPECT_EQ(slow.error().code, Code::kCancelled) << slow.error().msg;
+  EXPECT_NE(slow.error().msg.find("docker-credential-per get slow.example: cancelled"),
+            std::string::npos)
+      << slow.error().msg;
+  EXPECT_GE(took, std::chrono::milliseconds(300));
+  EXPECT_LT(took, std::chrono::seconds(5));
+  // Not stopped: the same helper's answers are unchanged.
+  auto fine = source.Lookup("a.example", "", [] { return false; });
+  ASSERT_TRUE(fine && *fine) << (fine ? "none" : fine.error().msg);
+  EXPECT_EQ((*fine)->password, "per-pw");
+}
+
 TEST_F(HelperTest, ConcurrentLookups) {
   auto source = Docker(R"({"credsStore": "per"})");
   std::vector<std::thread> threads;
