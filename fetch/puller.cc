@@ -187,7 +187,9 @@ Status Puller::FetchDiff(Transfer& t, const Reference& ref, const Descriptor& bl
       });
     };
     auto source = Decompress(std::make_unique<PipeSource>(pipe, start), what);
-    auto stored = store_.StoreDiff(*source, diff_id, streaming.get());
+    // Another process storing this DiffID is waited for, until the pull or the client ends.
+    auto stored = store_.StoreDiff(*source, diff_id, streaming.get(),
+                                   [&] { return t.cancelled().load() || client_.closed(); });
     pipe.CloseRead();
     if (producer.joinable()) producer.join();
     if (stored) {

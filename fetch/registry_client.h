@@ -71,6 +71,7 @@ class RegistryClient {
   bool RangesRefused(const Reference& ref);
   // Ends every request in flight, and any made later, with kCancelled (a mount stopping).
   void Close() { http_.Close(); }
+  bool closed() const { return http_.closed(); }
 
  private:
   struct Auth {

@@ -52,6 +52,7 @@ class RegistryTree::Observer final : public PullObserver {
 };
 
 void RegistryTree::RecordError(const std::string& what, const Error& error) {
+  if (error.code == Code::kCancelled) return;  // the mount stopping: not the image's fault
   nlohmann::json j = {
       {"time", Now()}, {"ref", what}, {"errno", error.ToErrno()}, {"error", error.msg}};
   std::lock_guard lock(mu_);
@@ -140,7 +141,9 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   if (entry) return entry;
   if (entry.error().code != Code::kNotFound) {
     RecordError(ref->String(), entry.error());
-    FetchLog()->error("resolve {}: {}", ref->String(), entry.error().msg);
+    bool stopping = entry.error().code == Code::kCancelled;
+    FetchLog()->log(stopping ? spdlog::level::info : spdlog::level::err, "resolve {}: {}",
+                    ref->String(), entry.error().msg);
     return entry;
   }
   // Not a tag of dir: a longer repository path, unless dir is a repository (then the tag

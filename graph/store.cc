@@ -5,9 +5,11 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <chrono>
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
 #include <vector>
 
 #include "graph/base/fs_util.h"
@@ -328,9 +330,21 @@ Status Store::Step(std::string_view name) {
   return {};
 }
 
-Result<UniqueFd> Store::LockFile(const fs::path& path, int operation) const {
+Result<UniqueFd> Store::LockFile(const fs::path& path, int operation,
+                                 const std::function<bool()>& stopped) const {
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0600));
-  while (flock(fd.get(), operation) != 0) {
+  // A blocked flock cannot be interrupted from another thread: a wait that may be
+  // stopped polls, backing off to 50 ms (the holder is storing a whole layer).
+  const bool poll = stopped && (operation & LOCK_NB) == 0;
+  auto pause = std::chrono::milliseconds(1);
+  while (flock(fd.get(), poll ? operation | LOCK_NB : operation) != 0) {
+    if (errno == EWOULDBLOCK && poll) {
+      if (stopped())
+        return Fail(Code::kCancelled, "wait for lock " + path.string() + ": cancelled");
+      std::this_thread::sleep_for(pause);
+      pause = std::min(pause * 2, std::chrono::milliseconds(50));
+      continue;
+    }
     if (errno == EWOULDBLOCK) return Fail(Error{Code::kBusy, EBUSY, path.string() + " is locked"});
     if (errno != EINTR) return FailErrno("lock " + path.string());
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -112,9 +113,11 @@ class Store {
   // RegisterLayer, which then finds the tar and reads nothing). Same locking as
   // RegisterLayer; returns false when the DiffID was stored already (tar unread). Until a
   // layer records it, the first process to open the store again removes it.
-  // `observer`, when given, sees the tar as it is written.
-  Result<bool> StoreDiff(ByteSource& tar, const Digest& diff_id,
-                         IngestObserver* observer = nullptr);
+  // `observer`, when given, sees the tar as it is written. `stopped`, when given, is asked
+  // while another process stores the same DiffID: once true the wait ends (kCancelled), so
+  // a mount that stops does not wait for another process's download.
+  Result<bool> StoreDiff(ByteSource& tar, const Digest& diff_id, IngestObserver* observer = nullptr,
+                         const std::function<bool()>& stopped = {});
   Result<LayerInfo> GetLayer(const Digest& chain_id) const;
   std::vector<LayerInfo> Layers() const;
   // The chain from the base layer up to and including `top`.
@@ -218,7 +221,9 @@ class Store {
   std::string LayerBusyReasonLocked(const Digest& chain_id) const;
   Status WriteTagsLocked(const std::map<std::string, std::string>& tags);
   Status RemoveDirAtomically(const std::filesystem::path& dir);
-  Result<UniqueFd> LockFile(const std::filesystem::path& path, int operation) const;
+  // A blocking operation with `stopped` polls the lock, asking it between tries.
+  Result<UniqueFd> LockFile(const std::filesystem::path& path, int operation,
+                            const std::function<bool()>& stopped = {}) const;
 
   const std::filesystem::path root_;
   const StoreOptions options_;

@@ -183,9 +183,11 @@ Result<LayerInfo> Store::IngestLayer(const std::optional<Digest>& parent, ByteSo
   return CommitLayerRecord(layer, created);
 }
 
-Result<bool> Store::StoreDiff(ByteSource& tar, const Digest& diff_id, IngestObserver* observer) {
+Result<bool> Store::StoreDiff(ByteSource& tar, const Digest& diff_id, IngestObserver* observer,
+                              const std::function<bool()>& stopped) {
   if (fs::exists(root_ / "diffs" / diff_id.hex() / "index")) return false;
-  ASSIGN_OR_RETURN(UniqueFd ingest_lock, LockFile(root_ / "locks" / diff_id.hex(), LOCK_EX));
+  ASSIGN_OR_RETURN(UniqueFd ingest_lock,
+                   LockFile(root_ / "locks" / diff_id.hex(), LOCK_EX, stopped));
   if (fs::exists(root_ / "diffs" / diff_id.hex() / "index")) return false;
   RETURN_IF_ERROR(IngestDiffLocked(tar, diff_id, observer));
   return true;

@@ -338,6 +338,25 @@ stat "$mnt/registry/127.0.0.1:$BASIC/test/oci/1/" >/dev/null 2>&1 & waiter=$!
 sigterm_while_stalled "a hung credential helper" test -s "$SCRATCH/hang/pid"
 check_eq "... and the helper is killed" "killed" \
   "$(kill -0 "$(cat "$SCRATCH/hang/pid")" 2>/dev/null && echo running || echo killed)"
+# Another process storing the image's layers (holding their ingest locks): the mount's wait
+# for it ends when the mount stops, not when the other process's downloads end.
+# The holder lets go after 40 s, so that a daemon that does wait still ends, the test too.
+export IMAGEFS_STORE=$SCRATCH/store-locked
+start_mount "$mnt"
+skopeo inspect --config --tls-verify=false "docker://$H/test/oci:1" | python3 -c '
+import fcntl, json, os, sys, time
+fds = [os.open(os.path.join(sys.argv[1], "locks", d.split(":")[1]), os.O_RDWR | os.O_CREAT)
+       for d in json.load(sys.stdin)["rootfs"]["diff_ids"]]
+for fd in fds:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+open(sys.argv[2], "w").close()
+time.sleep(40)' "$IMAGEFS_STORE" "$SCRATCH/locks-held" & holder=$!
+cleanup_hooks+=("kill $holder 2>/dev/null")
+for i in $(seq 1 100); do [ -e "$SCRATCH/locks-held" ] && break; sleep 0.1; done
+stat "$mnt/registry/$P/test/oci/1/rootfs/etc/os-release" >/dev/null 2>&1 & waiter=$!
+sigterm_while_stalled "a wait for another process storing the layers" proxy_saw "/v2/test/oci/manifests/1"
+check_eq "... while it still stores them" "yes" "$(kill -0 "$holder" 2>/dev/null && echo yes)"
+kill "$holder" 2>/dev/null; wait "$holder" 2>/dev/null || true
 
 # ---- Quota: lazily pulled images are evicted least recently used first.
 export IMAGEFS_STORE=$SCRATCH/store-quota

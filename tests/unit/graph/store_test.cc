@@ -1,8 +1,12 @@
 #include "graph/store.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include "graph/base/fs_util.h"
 #include "graph/lazy_cache.h"
@@ -258,6 +262,41 @@ TEST_F(StoreTest, MissingTarPaddingIsRestoredToMatchTheDiffId) {
   };
   refused(tar_b_, tar_b_ + std::string(10240, '\0'));       // a record or more
   refused(tar_c_.substr(0, tar_c_.size() - 1024), tar_c_);  // no end-of-archive marker
+}
+
+// A DiffID another process is storing is waited for; a wait that may be stopped ends when
+// asked (a mount stopping), and otherwise goes on once the other process is done.
+TEST_F(StoreTest, AWaitForAnotherProcessesIngestCanBeStopped) {
+  const Digest diff_id = Sha256::Of(tar_a_);
+  fs::path lock_path = dir_ / "store" / "locks" / diff_id.hex();
+  // Another open file description is another flock owner, as another process would be.
+  UniqueFd other(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  ASSERT_GE(other.get(), 0);
+  ASSERT_EQ(flock(other.get(), LOCK_EX), 0);
+
+  std::atomic<bool> stop{false};
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    stop = true;
+  });
+  MemorySource src(tar_a_);
+  auto stopped = store_->StoreDiff(src, diff_id, nullptr, [&] { return stop.load(); });
+  stopper.join();
+  ASSERT_FALSE(stopped);
+  EXPECT_EQ(stopped.error().code, Code::kCancelled) << stopped.error().msg;
+  EXPECT_NE(stopped.error().msg.find(lock_path.string()), std::string::npos) << stopped.error().msg;
+  EXPECT_FALSE(fs::exists(store_->BlobPath(diff_id)));
+
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    flock(other.get(), LOCK_UN);
+  });
+  MemorySource again(tar_a_);
+  auto stored = store_->StoreDiff(again, diff_id, nullptr, [] { return false; });
+  releaser.join();
+  ASSERT_TRUE(stored) << stored.error().msg;
+  EXPECT_TRUE(*stored);
+  EXPECT_EQ(testing::ReadAll(store_->BlobPath(diff_id)), tar_a_);
 }
 
 TEST_F(StoreTest, LayerSizeLimit) {
