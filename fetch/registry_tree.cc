@@ -52,7 +52,7 @@ class RegistryTree::Observer final : public PullObserver {
 };
 
 void RegistryTree::RecordError(const std::string& what, const Error& error) {
-  if (error.code == Code::kCancelled) return;  // the mount stopping: not the image's fault
+  if (error.code == Code::kCancelled && closing_) return;  // the mount stopping: no error
   nlohmann::json j = {
       {"time", Now()}, {"ref", what}, {"errno", error.ToErrno()}, {"error", error.msg}};
   std::lock_guard lock(mu_);
@@ -141,7 +141,7 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
   if (entry) return entry;
   if (entry.error().code != Code::kNotFound) {
     RecordError(ref->String(), entry.error());
-    bool stopping = entry.error().code == Code::kCancelled;
+    bool stopping = entry.error().code == Code::kCancelled && closing_;
     FetchLog()->log(stopping ? spdlog::level::info : spdlog::level::err, "resolve {}: {}",
                     ref->String(), entry.error().msg);
     return entry;
@@ -321,7 +321,9 @@ Result<std::shared_ptr<const Tree>> RegistryTree::LazyRootfs(const std::string& 
   if (!tree && tree.error().code != Code::kUnsupported) {
     // A TOC that fails its checks: the whole-layer path still verifies every byte.
     RecordError(image.ref.String(), tree.error());
-    FetchLog()->warn("serve {} lazily: {}; pulling it whole", image.ref.String(), tree.error().msg);
+    bool stopping = tree.error().code == Code::kCancelled && closing_;
+    FetchLog()->log(stopping ? spdlog::level::info : spdlog::level::warn,
+                    "serve {} lazily: {}; pulling it whole", image.ref.String(), tree.error().msg);
   }
   return tree;
 }

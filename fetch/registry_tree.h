@@ -93,7 +93,7 @@ class RegistryTree final : public RemoteImages {
                                    RemoteAccess access);
   // The image behind key, resolved again without credentials first for kAnonymous.
   Result<ResolvedImage> Resolved(const std::string& key, RemoteAccess access);
-  // Into errors.json, except kCancelled (the mount stopping).
+  // Into errors.json, except kCancelled once the mount is stopping.
   void RecordError(const std::string& what, const Error& error);
   Result<std::shared_ptr<const Tree>> OpenLazy(const std::string& key, const ResolvedImage& image,
                                                RemoteAccess access);

@@ -335,10 +335,10 @@ Result<UniqueFd> Store::LockFile(const fs::path& path, int operation,
   ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_RDWR | O_CREAT, 0600));
   // A blocked flock cannot be interrupted from another thread: a wait that may be
   // stopped polls, backing off to 50 ms (the holder is storing a whole layer).
-  const bool poll = stopped && (operation & LOCK_NB) == 0;
+  const bool polling = stopped && (operation & LOCK_NB) == 0;
   auto pause = std::chrono::milliseconds(1);
-  while (flock(fd.get(), poll ? operation | LOCK_NB : operation) != 0) {
-    if (errno == EWOULDBLOCK && poll) {
+  while (flock(fd.get(), polling ? operation | LOCK_NB : operation) != 0) {
+    if (errno == EWOULDBLOCK && polling) {
       if (stopped())
         return Fail(Code::kCancelled, "wait for lock " + path.string() + ": cancelled");
       std::this_thread::sleep_for(pause);

@@ -266,7 +266,7 @@ TEST_F(StoreTest, MissingTarPaddingIsRestoredToMatchTheDiffId) {
 
 // A DiffID another process is storing is waited for; a wait that may be stopped ends when
 // asked (a mount stopping), and otherwise goes on once the other process is done.
-TEST_F(StoreTest, AWaitForAnotherProcessesIngestCanBeStopped) {
+TEST_F(StoreTest, AWaitForAnotherProcessStoringTheLayerCanBeStopped) {
   const Digest diff_id = Sha256::Of(tar_a_);
   fs::path lock_path = dir_ / "store" / "locks" / diff_id.hex();
   // Another open file description is another flock owner, as another process would be.
@@ -274,19 +274,28 @@ TEST_F(StoreTest, AWaitForAnotherProcessesIngestCanBeStopped) {
   ASSERT_GE(other.get(), 0);
   ASSERT_EQ(flock(other.get(), LOCK_EX), 0);
 
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, returned{false};
   std::thread stopper([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     stop = true;
+    // A wait that ignored `stop` fails the test below rather than hanging it.
+    for (int i = 0; i < 300 && !returned; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    flock(other.get(), LOCK_UN);
   });
   MemorySource src(tar_a_);
+  auto start = std::chrono::steady_clock::now();
   auto stopped = store_->StoreDiff(src, diff_id, nullptr, [&] { return stop.load(); });
+  auto took = std::chrono::steady_clock::now() - start;
+  returned = true;
   stopper.join();
   ASSERT_FALSE(stopped);
   EXPECT_EQ(stopped.error().code, Code::kCancelled) << stopped.error().msg;
   EXPECT_NE(stopped.error().msg.find(lock_path.string()), std::string::npos) << stopped.error().msg;
+  EXPECT_LT(took, std::chrono::seconds(2));
   EXPECT_FALSE(fs::exists(store_->BlobPath(diff_id)));
 
+  ASSERT_EQ(flock(other.get(), LOCK_EX), 0);
   std::thread releaser([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     flock(other.get(), LOCK_UN);
