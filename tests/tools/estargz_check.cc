@@ -17,8 +17,8 @@
 #include <string>
 #include <vector>
 
-#include "fetch/registry_client.h"
 #include "fetch/chunked_remote_layer.h"
+#include "fetch/registry_client.h"
 #include "graph/base/fs_util.h"
 #include "graph/byte_source.h"
 #include "graph/estargz.h"
@@ -232,7 +232,11 @@ Status CheckRemote(const char* ref_arg) {
     again.reset();
     {
       ASSIGN_OR_RETURN(UniqueFd content, OpenFile(cache + "/content", O_RDWR));
-      char bent = 0x55;
+      // Flipped, not set: a constant would bend nothing in a chunk that starts with it.
+      char bent = 0;
+      if (pread(content.get(), &bent, 1, static_cast<off_t>(c.content_offset)) != 1)
+        return FailErrno("read the byte to bend");
+      bent = static_cast<char>(~bent);
       if (pwrite(content.get(), &bent, 1, static_cast<off_t>(c.content_offset)) != 1)
         return FailErrno("bend");
     }
