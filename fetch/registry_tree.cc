@@ -14,6 +14,7 @@
 #include "graph/base/log.h"
 #include "graph/lazy_cache.h"
 #include "graph/tree.h"
+#include "graph/tree_file.h"
 
 namespace imagefs::fetch {
 namespace {
@@ -21,6 +22,12 @@ namespace {
 constexpr double kDigestTtl = 86400;
 
 int64_t Now() { return static_cast<int64_t>(std::time(nullptr)); }
+// The ChainID of a modern image's top layer.
+Digest TopChain(const ResolvedImage& image) {
+  Digest chain = ChainIdOf(nullptr, image.diff_ids[0]);
+  for (size_t i = 1; i < image.diff_ids.size(); ++i) chain = ChainIdOf(&chain, image.diff_ids[i]);
+  return chain;
+}
 // A host as Docker recognises one: has a dot or a port, or is localhost.
 bool ValidHost(const std::string& name) {
   auto ref = ParseReference(name + "/x");
@@ -152,11 +159,7 @@ Result<RemoteEntry> RegistryTree::Lookup(const std::string& dir, const std::stri
 Result<RemoteImage> RegistryTree::Image(const std::string& key, RemoteAccess access) {
   ASSIGN_OR_RETURN(ResolvedImage image, Resolved(key, access));
   RemoteImage out{image.image_id, image.config, std::nullopt};
-  if (!image.diff_ids.empty()) {
-    Digest chain = ChainIdOf(nullptr, image.diff_ids[0]);
-    for (size_t i = 1; i < image.diff_ids.size(); ++i) chain = ChainIdOf(&chain, image.diff_ids[i]);
-    out.top_layer = chain;
-  }
+  if (!image.diff_ids.empty()) out.top_layer = TopChain(image);
   return out;
 }
 
@@ -217,7 +220,39 @@ Result<std::string> RegistryTree::Materialize(const std::string& key, RemoteAcce
     pulls_.erase({access, key});
   }
   promise.set_value(result);
+  if (result) ServeStored(key, image);
   return result;
+}
+
+void RegistryTree::ServeStored(const std::string& key, const ResolvedImage& image) {
+  std::shared_ptr<const Tree> served;
+  {
+    std::lock_guard lock(mu_);
+    auto it = lazy_.find(key);
+    if (it == lazy_.end() || !it->second.tree || it->second.from_store) return;
+    served = it->second.tree;
+  }
+  if (image.diff_ids.empty()) return;
+  // The stored tree as the mount's TreeCache maps it (saved beside the layer): one copy.
+  auto stored = TreeFile::Load(store_, TreeKind::kMerged, TopChain(image));
+  auto tree = stored ? Tree::WithDataOf(served, *stored)
+                     : Result<std::shared_ptr<const Tree>>(Fail(stored.error()));
+  if (!tree) {
+    // Chunks were verified against the TOC, and the TOC against the manifest: a TOC that
+    // disagrees with its own layer's tar keeps being served as it was, and is reported.
+    Error error{Code::kCorrupt, 0,
+                "the rootfs served from the TOCs is not the pulled one: " + tree.error().msg +
+                    "; its files are still read by Range"};
+    RecordError(image.ref.String(), error);
+    FetchLog()->warn("serve {} from the store: {}", image.ref.String(), error.msg);
+    return;
+  }
+  std::lock_guard lock(mu_);
+  Lazy& lazy = lazy_[key];
+  if (lazy.tree != served) return;
+  lazy.tree = *std::move(tree);
+  lazy.from_store = true;
+  FetchLog()->info("serve {} from the store: its layers are pulled", image.ref.String());
 }
 
 RegistryTree::~RegistryTree() {

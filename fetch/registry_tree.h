@@ -80,7 +80,8 @@ class RegistryTree final : public RemoteImages {
     std::string ref;
     std::shared_ptr<const Tree> tree;
     std::vector<std::shared_ptr<ChunkedRemoteLayer>> layers;  // null: served from the store
-    std::string state;  // "serving", "prefetching", "completing", "complete", "failed: …"
+    std::string state;        // "serving", "prefetching", "completing", "complete", "failed: …"
+    bool from_store = false;  // tree reads its files from the stored layers (ServeStored)
   };
   struct Known {
     ResolvedImage image;
@@ -105,6 +106,9 @@ class RegistryTree final : public RemoteImages {
   // Pulls an image served while it streams, then settles its layers; on a worker thread.
   void CompleteStreamed(const std::string& key, RemoteAccess access,
                         std::shared_ptr<StreamingRootfs> rootfs);
+  // Once a lazily served image is pulled, its served tree keeps its nodes and reads the
+  // stored layers: no chunk is fetched again, and splice and passthrough apply.
+  void ServeStored(const std::string& key, const ResolvedImage& image);
   void SetLazyState(const std::string& key, std::string state);
   std::vector<std::shared_ptr<ChunkedRemoteLayer>> LazyLayers();
   std::shared_ptr<std::mutex> OpenLock(const std::string& name);

@@ -67,6 +67,7 @@ std::map<std::string, std::string> RegistryTree::StatusFiles() {
     }
     lazy.push_back({{"ref", image.ref},
                     {"state", image.state},
+                    {"reads_from", image.from_store ? "store" : "chunks"},
                     {"requests", requests},
                     {"bytes_fetched", bytes},
                     {"errors", errors_seen},

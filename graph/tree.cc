@@ -123,12 +123,14 @@ std::vector<std::pair<std::string_view, std::string_view>> Tree::Xattrs(uint32_t
 }
 
 bool Tree::MayFetch(uint32_t id) const {
+  if (data_) return data_->MayFetch(id);
   if (id >= nodes_.size()) return false;
   const uint32_t layer = nodes_[id].layer;
   return layer < layers_.size() && layers_[layer]->fetcher != nullptr;
 }
 
 Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) const {
+  if (data_) return data_->Read(id, off, len, buf);
   const IndexEntry* e = Entry(id);
   if (e == nullptr || (e->kind != EntryKind::kFile && e->kind != EntryKind::kHardlink)) {
     return Fail(Code::kInvalid, "not a regular file");
@@ -166,6 +168,7 @@ Result<size_t> Tree::Read(uint32_t id, uint64_t off, size_t len, char* buf) cons
 }
 
 std::optional<Tree::Extent> Tree::ContiguousData(uint32_t id) const {
+  if (data_) return data_->ContiguousData(id);
   const IndexEntry* e = Entry(id);
   if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset == kUseExtents)
     return std::nullopt;
@@ -175,6 +178,7 @@ std::optional<Tree::Extent> Tree::ContiguousData(uint32_t id) const {
 }
 
 std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Tree::DataRuns(uint32_t id) const {
+  if (data_) return data_->DataRuns(id);
   const IndexEntry* e = Entry(id);
   if (e == nullptr || e->kind != EntryKind::kFile || e->data_offset != kUseExtents)
     return std::nullopt;
@@ -182,6 +186,36 @@ std::optional<std::vector<std::pair<uint64_t, uint64_t>>> Tree::DataRuns(uint32_
   for (const IndexExtent& x : layers_[nodes_[id].layer]->index->Extents(*e))
     runs.emplace_back(x.logical, x.length);
   return runs;
+}
+
+Result<std::shared_ptr<const Tree>> Tree::WithDataOf(std::shared_ptr<const Tree> meta,
+                                                     std::shared_ptr<const Tree> data) {
+  if (meta->size() != data->size())
+    return Fail(Code::kInvalid,
+                std::to_string(meta->size()) + " entries against " + std::to_string(data->size()));
+  // Equal parents and names for every id make equal paths for every id.
+  for (uint32_t id = 0; id < meta->size(); ++id) {
+    const TreeNode& m = meta->node(id);
+    const TreeNode& d = data->node(id);
+    TreeAttr ma = meta->Attr(id), da = data->Attr(id);
+    const char* what = nullptr;
+    if (m.parent != d.parent || meta->Name(id) != data->Name(id)) {
+      what = "a different name";
+    } else if (m.child_count != d.child_count) {
+      what = "different entries";
+    } else if ((ma.mode & S_IFMT) != (da.mode & S_IFMT)) {
+      what = "a different type";
+    } else if (S_ISREG(ma.mode) && ma.size != da.size) {
+      what = "a different size";
+    } else if (ma.inode != da.inode || (!S_ISDIR(ma.mode) && ma.nlink != da.nlink)) {
+      // (Not a directory's count: it follows its subdirectories, whose types tell first.)
+      what = "different hard links";
+    }
+    if (what != nullptr) return Fail(Code::kInvalid, "/" + meta->Path(id) + " has " + what);
+  }
+  std::shared_ptr<Tree> tree(new Tree(*meta));
+  tree->data_ = std::move(data);
+  return std::shared_ptr<const Tree>(std::move(tree));
 }
 
 size_t Tree::MemoryBytes() const {

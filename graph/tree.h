@@ -62,6 +62,12 @@ class Tree {
       std::vector<std::shared_ptr<const LayerBlob>> layers, bool partial = false);
   // One layer's own entries as they are in its tar: whiteouts shown, not applied.
   static Result<std::shared_ptr<const Tree>> BuildDiff(const Store& store, const Digest& chain_id);
+  // meta's nodes, names and attributes with file data read from `data`, a tree of the same
+  // entries whose bytes are local: a rootfs first served by Range keeps the inodes and
+  // metadata the kernel holds once its layers are stored, and reads them like a pulled one.
+  // kInvalid naming the first path where the trees differ (shape, type, size, links).
+  static Result<std::shared_ptr<const Tree>> WithDataOf(std::shared_ptr<const Tree> meta,
+                                                        std::shared_ptr<const Tree> data);
 
   size_t size() const { return nodes_.size(); }
   const TreeNode& node(uint32_t id) const { return nodes_[id]; }
@@ -125,6 +131,8 @@ class Tree {
   std::span<const uint32_t> children_;
   std::string_view names_;
   std::span<const uint32_t> slots_;  // open addressing on (parent, name); UINT32_MAX = empty
+  // Set by WithDataOf: file data (Read, ContiguousData, MayFetch, DataRuns) comes from there.
+  std::shared_ptr<const Tree> data_;
 };
 
 }  // namespace imagefs

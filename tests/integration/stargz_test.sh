@@ -263,12 +263,21 @@ check_eq "... drops the chunks of a stored layer" 0 "$(ls "$lazy_store/cache/chu
 # One file read, then completed: the rest of the blob by Range, each byte fetched once.
 IMAGEFS_STORE=$SCRATCH/lazy-store2 IMAGEFS_REGISTRIES=$SCRATCH/defaults.json start_mount "$lm"
 check_eq "one file of a fresh Debian" "$version" "$(cat "$lm/registry/$reg/debian/esgz/rootfs/etc/debian_version")"
+served_ino=$(stat -c %i "$lm/registry/$reg/debian/esgz/rootfs/usr/bin")
 check_eq "... completed in the background" complete "$(wait_lazy "$lm" debian)"
 fetched=$(lazy_field "$lm" debian bytes_fetched)
-echo "  read one file and completed: $(lazy_field "$lm" debian requests) requests, $fetched of $blob_size bytes"
+requests=$(lazy_field "$lm" debian requests)
+echo "  read one file and completed: $requests requests, $fetched of $blob_size bytes"
 check_eq "... each byte fetched about once (within 1 %)" 1 "$((fetched * 100 <= blob_size * 101))"
 check_eq "... from the chunks, with no error" "yes 0" "$(from_chunks "$lm" debian) $(lazy_field "$lm" debian errors)"
 check_eq "... and registered" 0 "$(IMAGEFS_STORE=$SCRATCH/lazy-store2 "$IMAGEFS" inspect "$reg/debian:esgz" >/dev/null 2>&1; echo $?)"
+# The kernel still holds the served rootfs's inodes: they now read the stored layers.
+check_eq "... its served rootfs reads from the store" store "$(lazy_field "$lm" debian reads_from)"
+check_eq "... a file read now, through the inodes served before" \
+  "$served_ino $(sha256sum < "$lm/images/${id#sha256:}/rootfs/usr/bin/ls")" \
+  "$(stat -c %i "$lm/registry/$reg/debian/esgz/rootfs/usr/bin") $(sha256sum < "$lm/registry/$reg/debian/esgz/rootfs/usr/bin/ls")"
+check_eq "... fetches nothing again" "$requests $fetched" \
+  "$(lazy_field "$lm" debian requests) $(lazy_field "$lm" debian bytes_fetched)"
 stop_mount "$lm" "$MOUNT_PID"
 
 # zstd:chunked, as Debian's podman pushed it: served before it is pulled, and completed from
@@ -290,6 +299,7 @@ check_eq "zstd:chunked completed in the background" complete "$(cat "$zroot/etc/
 fetched=$(lazy_field "$lm" podman-zc bytes_fetched)
 echo "  completion: $(lazy_field "$lm" podman-zc requests) requests, $fetched of $zblob_size bytes"
 check_eq "... from the frames, with no error" "yes 0" "$(from_chunks "$lm" podman-zc) $(lazy_field "$lm" podman-zc errors)"
+check_eq "... its served rootfs reads from the store" store "$(lazy_field "$lm" podman-zc reads_from)"
 zid=$(IMAGEFS_STORE=$zstore "$IMAGEFS" inspect "$reg/debian:podman-zc" 2>&1 |
       python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["Id"])' 2>&1)
 check_contains "... and registered" "sha256:" "$zid"

@@ -93,19 +93,27 @@ class RecordingFetcher final : public BlobFetcher {
   bool fail = false;
 };
 
+// A layer of tar whose reads go through fetcher, its files kept in dir.
+std::shared_ptr<const LayerBlob> FetchedBlob(const std::filesystem::path& dir,
+                                             const std::string& tar,
+                                             std::shared_ptr<BlobFetcher> fetcher) {
+  testing::WriteAll(dir / "layer.tar", tar);
+  EXPECT_TRUE(WriteTarIndex(tar.data(), tar.size(), dir / "index").has_value());
+  auto blob = std::make_shared<LayerBlob>();
+  blob->diff_id = Sha256::Of(tar);
+  blob->index = *TarIndex::Open(dir / "index");
+  blob->fd = *OpenFile(dir / "layer.tar", O_RDONLY);
+  blob->fetcher = std::move(fetcher);
+  return blob;
+}
+
 // A tree over a layer still being fetched reads through its fetcher, and offers no extent
 // for zero-copy reads (which would read the data file unfetched).
 TEST(Tree, ALayerBeingFetchedIsReadThroughItsFetcher) {
   testing::ScratchDir dir;
   std::string tar = testing::MakeTar({{"a.txt", "hello, fetcher\n"}});
-  testing::WriteAll(dir / "layer.tar", tar);
-  ASSERT_TRUE(WriteTarIndex(tar.data(), tar.size(), dir / "index").has_value());
-  auto blob = std::make_shared<LayerBlob>();
-  blob->diff_id = Sha256::Of(tar);
-  blob->index = *TarIndex::Open(dir / "index");
-  blob->fd = *OpenFile(dir / "layer.tar", O_RDONLY);
   auto fetcher = std::make_shared<RecordingFetcher>();
-  blob->fetcher = fetcher;
+  auto blob = FetchedBlob(dir.path(), tar, fetcher);
   auto tree = Tree::BuildMergedFrom({blob});
   ASSERT_TRUE(tree.has_value()) << tree.error().msg;
   auto node = (*tree)->Resolve("a.txt");
@@ -123,6 +131,73 @@ TEST(Tree, ALayerBeingFetchedIsReadThroughItsFetcher) {
   ASSERT_FALSE(failed.has_value());
   EXPECT_EQ(failed.error().ToErrno(), EIO);
   EXPECT_NE(failed.error().msg.find("chunk digest mismatch"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace imagefs
+
+namespace imagefs {
+namespace {
+
+// A layer registered in a store of its own, and the store's merged tree over it.
+std::shared_ptr<const Tree> StoredTree(const std::filesystem::path& dir, const std::string& tar) {
+  auto store = Store::Open(dir, {.create = true});
+  EXPECT_TRUE(store);
+  MemorySource src(tar);
+  auto layer = (*store)->RegisterLayer(std::nullopt, src);
+  EXPECT_TRUE(layer) << layer.error().msg;
+  auto tree = Tree::BuildMerged(**store, layer->chain_id);
+  EXPECT_TRUE(tree) << tree.error().msg;
+  return *tree;  // its layers hold their blobs open: the store may go
+}
+
+// A rootfs served by Range keeps its nodes once the layers are stored, and reads them there:
+// no fetch, and an extent for zero-copy reads. Trees that differ are refused, by path.
+TEST(Tree, ATreeCanReadItsDataFromAnotherOfTheSameEntries) {
+  testing::ScratchDir dir;
+  std::string tar = testing::MakeTar({{"etc/", "", S_IFDIR}, {"etc/a", "remote\n"}});
+  auto fetcher = std::make_shared<RecordingFetcher>();
+  auto blob = FetchedBlob(dir.path(), tar, fetcher);
+  auto served = Tree::BuildMergedFrom({blob});
+  ASSERT_TRUE(served.has_value()) << served.error().msg;
+  uint32_t a = *(*served)->Resolve("etc/a");
+
+  // Same names and sizes, other bytes: what is read shows where it comes from.
+  auto stored =
+      StoredTree(dir / "s1", testing::MakeTar({{"etc/", "", S_IFDIR}, {"etc/a", "stored\n"}}));
+  auto both = Tree::WithDataOf(*served, stored);
+  ASSERT_TRUE(both.has_value()) << both.error().msg;
+  char buf[64];
+  auto n = (*both)->Read(a, 0, sizeof buf, buf);
+  ASSERT_TRUE(n.has_value()) << n.error().msg;
+  EXPECT_EQ(std::string(buf, *n), "stored\n");
+  EXPECT_TRUE(fetcher->asked.empty());
+  EXPECT_FALSE((*both)->MayFetch(a));
+  auto extent = (*both)->ContiguousData(a);
+  ASSERT_TRUE(extent.has_value());
+  EXPECT_EQ(extent->diff_id, stored->ContiguousData(a)->diff_id);
+  EXPECT_EQ((*both)->Attr(a).inode, (*served)->Attr(a).inode);
+  EXPECT_EQ((*both)->Path(a), "etc/a");
+  EXPECT_TRUE((*served)->MayFetch(a)) << "the served tree itself is unchanged";
+
+  auto longer =
+      StoredTree(dir / "s2", testing::MakeTar({{"etc/", "", S_IFDIR}, {"etc/a", "stored!\n"}}));
+  auto refused = Tree::WithDataOf(*served, longer);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().msg, "/etc/a has a different size");
+  auto renamed =
+      StoredTree(dir / "s3", testing::MakeTar({{"etc/", "", S_IFDIR}, {"etc/b", "stored\n"}}));
+  refused = Tree::WithDataOf(*served, renamed);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().msg, "/etc/a has a different name");
+  auto more = StoredTree(
+      dir / "s4", testing::MakeTar({{"etc/", "", S_IFDIR}, {"etc/a", "stored\n"}, {"x", ""}}));
+  EXPECT_FALSE(Tree::WithDataOf(*served, more).has_value());
+  auto typed =
+      StoredTree(dir / "s5", testing::MakeTar({{"etc/", "", S_IFDIR}, {"etc/a/", "", S_IFDIR}}));
+  refused = Tree::WithDataOf(*served, typed);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().msg, "/etc/a has a different type");
 }
 
 }  // namespace
