@@ -86,7 +86,8 @@ struct Finished {
   bool out_overflow = false;
   bool timed_out = false;
   bool stopped = false;
-  int status = 0;  // as waitpid reports it
+  int poll_errno = 0;  // waiting on the pipes failed (the helper is killed)
+  int status = 0;      // as waitpid reports it
 };
 
 constexpr auto kStopPoll = std::chrono::milliseconds(100);
@@ -107,7 +108,10 @@ bool Drain(int out_fd, int err_fd, Finished& f, Clock::time_point deadline,
     if (left.count() <= 0 || Stopped(bounds, f)) return false;
     int n = poll(fds, 2, static_cast<int>(std::min(left, kStopPoll).count()) + 1);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return false;
+    if (n < 0) {
+      f.poll_errno = errno;
+      return false;
+    }
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
       ssize_t got = read(fds[i].fd, buf, sizeof buf);
@@ -177,8 +181,10 @@ Result<Finished> Run(const std::string& program, const std::string& input,
   err.write.Reset();
   Finished f;
   bool drained = Drain(out.read.get(), err.read.get(), f, deadline, bounds);
-  if (!drained && !f.stopped) f.timed_out = true;
+  if (!drained && !f.stopped && f.poll_errno == 0) f.timed_out = true;
   Reap(pid, f, drained ? deadline : Clock::now(), bounds);
+  if (f.poll_errno != 0)
+    return Fail(Error::FromErrno("read the output of " + program, f.poll_errno));
   return f;
 }
 
