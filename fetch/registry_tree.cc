@@ -235,8 +235,14 @@ void RegistryTree::ServeStored(const std::string& key, const ResolvedImage& imag
   if (image.diff_ids.empty()) return;
   // The stored tree as the mount's TreeCache maps it (saved beside the layer): one copy.
   auto stored = TreeFile::Load(store_, TreeKind::kMerged, TopChain(image));
-  auto tree = stored ? Tree::WithDataOf(served, *stored)
-                     : Result<std::shared_ptr<const Tree>>(Fail(stored.error()));
+  if (!stored) {
+    Error error = stored.error();  // the store's, not the TOC's: its code is kept
+    error.msg = "open the pulled rootfs: " + error.msg + "; its files are still read by Range";
+    RecordError(image.ref.String(), error);
+    FetchLog()->warn("serve {} from the store: {}", image.ref.String(), error.msg);
+    return;
+  }
+  auto tree = Tree::WithDataOf(served, *stored);
   if (!tree) {
     // Chunks were verified against the TOC, and the TOC against the manifest: a TOC that
     // disagrees with its own layer's tar keeps being served as it was, and is reported.
